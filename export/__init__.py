@@ -1,0 +1,1 @@
+"""Export tooling (imports as `mtmm_keras.export`): SavedModel, TFLite and ONNX writers with verification."""

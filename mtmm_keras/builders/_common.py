@@ -1,0 +1,100 @@
+"""Pieces every builder uses: resolving `inputs`, per-modality encoder inputs, dense stacks, compiling."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import keras
+
+from mtmm_keras import _checks
+from mtmm_keras.tasks import Task
+
+
+def resolve_inputs(inputs: Any, default_name: str = "features") -> tuple[Any, Any]:
+    """Turn a shape tuple, a `keras.Input` or an encoder `keras.Model` into (model inputs, feature tensor)."""
+    if isinstance(inputs, keras.Model):
+        if len(inputs.outputs) != 1:
+            raise ValueError(f"`inputs` encoder {inputs.name!r} must have exactly one output, it has {len(inputs.outputs)}.")
+        model_inputs = [
+            keras.Input(shape=t.shape[1:], dtype=t.dtype, name=t.name.split(":")[0]) for t in inputs.inputs
+        ]
+        features = inputs(model_inputs[0] if len(model_inputs) == 1 else model_inputs)
+        return (model_inputs[0] if len(model_inputs) == 1 else model_inputs), flatten(features)
+    if isinstance(inputs, keras.KerasTensor):
+        return inputs, flatten(inputs)
+    if isinstance(inputs, (tuple, list)) and inputs and all(isinstance(d, int) and not isinstance(d, bool) for d in inputs):
+        shape = tuple(_checks.positive_int(d, f"inputs[{i}]") for i, d in enumerate(inputs))
+        tensor = keras.Input(shape=shape, name=default_name)
+        return tensor, flatten(tensor)
+    raise TypeError(
+        "`inputs` must be an input shape tuple such as (100,), a keras.Input, or an encoder keras.Model; "
+        f"got {type(inputs).__name__} {inputs!r}."
+    )
+
+
+def flatten(tensor: Any) -> Any:
+    return keras.layers.Flatten()(tensor) if len(tensor.shape) > 2 else tensor
+
+
+def modality_features(encoders: Any, min_modalities: int, builder: str) -> tuple[dict, dict]:
+    """For each modality, an `Input` named after it and the encoder's features for it."""
+    if not isinstance(encoders, dict):
+        raise TypeError(f"`encoders` must be a dict {{modality name: keras.Model}}, got {type(encoders).__name__}.")
+    if len(encoders) < min_modalities:
+        raise ValueError(
+            f"{builder} needs at least {min_modalities} modalities in `encoders`, got {len(encoders)}: {list(encoders)}."
+        )
+    inputs, features = {}, {}
+    for modality, encoder in encoders.items():
+        if not isinstance(modality, str) or not modality.isidentifier():
+            raise ValueError(f"`encoders` keys must be identifiers (they name inputs and outputs), got {modality!r}.")
+        if not isinstance(encoder, keras.Model):
+            raise TypeError(f"`encoders[{modality!r}]` must be a keras.Model, got {type(encoder).__name__}.")
+        if len(encoder.inputs) != 1 or len(encoder.outputs) != 1:
+            raise ValueError(
+                f"`encoders[{modality!r}]` must have one input and one output; it has "
+                f"{len(encoder.inputs)} inputs and {len(encoder.outputs)} outputs."
+            )
+        spec = encoder.inputs[0]
+        inputs[modality] = keras.Input(shape=spec.shape[1:], dtype=spec.dtype, name=modality)
+        features[modality] = flatten(encoder(inputs[modality]))
+    return inputs, features
+
+
+def dense_stack(x: Any, units: Sequence[int], activation: str, dropout: float, prefix: str) -> Any:
+    for i, width in enumerate(units):
+        x = keras.layers.Dense(width, activation=activation, name=f"{prefix}_dense{i + 1}")(x)
+        if dropout:
+            x = keras.layers.Dropout(dropout, name=f"{prefix}_dropout{i + 1}")(x)
+    return x
+
+
+def make_optimizer(optimizer: Any, learning_rate: float | None) -> Any:
+    if isinstance(optimizer, str):
+        try:
+            opt = keras.optimizers.get(optimizer)
+        except ValueError:
+            raise ValueError(f"`optimizer`: unknown optimizer {optimizer!r} (try 'adam', 'sgd', 'rmsprop', 'adamw').") from None
+        if learning_rate is not None:
+            opt.learning_rate = learning_rate
+        return opt
+    if isinstance(optimizer, keras.optimizers.Optimizer):
+        return optimizer
+    raise TypeError(f"`optimizer` must be a name or a keras.optimizers.Optimizer, got {optimizer!r}.")
+
+
+def compile_for_tasks(model: keras.Model, tasks: Sequence[Task], optimizer: Any, learning_rate: float | None, **kwargs: Any) -> None:
+    """Compile with L = Σ_t λ_t · mean L_t: one loss, weight and metric list per task output."""
+    model.compile(
+        optimizer=make_optimizer(optimizer, learning_rate),
+        loss={t.name: t.keras_loss() for t in tasks},
+        loss_weights={t.name: t.weight for t in tasks},
+        metrics={t.name: t.keras_metrics() for t in tasks},
+        **kwargs,
+    )
+
+
+def check_reserved_names(tasks: Sequence[Task], reserved: set[str], where: str) -> None:
+    clash = sorted({t.name for t in tasks} & reserved)
+    if clash:
+        raise ValueError(f"`tasks` names {clash} clash with {where}; rename the task(s).")

@@ -1,0 +1,83 @@
+"""Attention fusion: per-modality encoders → common size → learned attention over modalities → task heads."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import keras
+
+from mtmm_keras import _checks
+from mtmm_keras.builders import _common
+from mtmm_keras.layers import AttentionFusion
+from mtmm_keras.tasks import Task, validate_tasks
+
+ATTENTION_OUTPUT = "attention"
+FUSION_LAYER = "attention_fusion"
+
+
+def attention_fusion(
+    encoders: dict[str, keras.Model],
+    tasks: Sequence[Task],
+    fusion_dim: int = 64,
+    *,
+    hidden_units: Sequence[int] = (),
+    projection_activation: str | None = "tanh",
+    attention_units: int | None = None,
+    dropout: float = 0.0,
+    optimizer: Any = "adam",
+    learning_rate: float | None = None,
+    compile: bool = True,
+    name: str = "attention_fusion",
+    **compile_kwargs: Any,
+) -> keras.Model:
+    """Build a multi-modal model: inputs named after the modalities, outputs `{task.name: head}`.
+
+    Each encoder's features are projected to `fusion_dim`; `AttentionFusion` scores them
+    (e = vᵀ tanh(W h + b)), normalises the scores over modalities (α = softmax(e)) and sums
+    h = Σ α_m h_m; optional `hidden_units` Dense layers and the task heads follow.
+    The attention weights α (`[batch, modalities]`, in `encoders` order) are read out with
+    `attention_model(model)`, or `with_attention_output(model)` for predictions plus α in one call.
+    """
+    tasks = validate_tasks(tasks)
+    fusion_dim = _checks.positive_int(fusion_dim, "fusion_dim")
+    hidden_units = _checks.units_tuple(hidden_units, "hidden_units")
+    dropout = _checks.non_negative_float(dropout, "dropout")
+    reserved = set(encoders) if isinstance(encoders, dict) else set()
+    _common.check_reserved_names(tasks, reserved | {ATTENTION_OUTPUT}, "modality/output names")
+    # 1. per-modality encoders, projected to a common size
+    inputs, features = _common.modality_features(encoders, min_modalities=2, builder="attention_fusion")
+    projected = [
+        keras.layers.Dense(fusion_dim, activation=projection_activation, name=f"{m}_projection")(features[m])
+        for m in features
+    ]
+    # 2. attention over modalities and the weighted sum
+    fused, _ = AttentionFusion(attention_units=attention_units, name=FUSION_LAYER)(
+        projected, return_attention_scores=True
+    )
+    # 3. prediction layers
+    x = _common.dense_stack(fused, hidden_units, "relu", dropout, prefix="fused")
+    outputs = {task.name: task.build_head(x) for task in tasks}
+    model = keras.Model(inputs, outputs, name=name)
+    if compile:
+        _common.compile_for_tasks(model, tasks, optimizer, learning_rate, **compile_kwargs)
+    return model
+
+
+def _attention_tensor(model: keras.Model) -> Any:
+    try:
+        layer = model.get_layer(FUSION_LAYER)
+    except ValueError:
+        raise ValueError(f"Model {model.name!r} has no {FUSION_LAYER!r} layer; build it with mk.builders.attention_fusion.") from None
+    return layer.output[1]
+
+
+def attention_model(model: keras.Model) -> keras.Model:
+    """A sub-model of an attention-fusion model that maps its inputs to α `[batch, modalities]`."""
+    return keras.Model(model.inputs, _attention_tensor(model), name=f"{model.name}_attention")
+
+
+def with_attention_output(model: keras.Model) -> keras.Model:
+    """The same model (shared weights, not compiled) with α added as the output named "attention"."""
+    outputs = dict(model.output) if isinstance(model.output, dict) else {model.output_names[0]: model.output}
+    outputs[ATTENTION_OUTPUT] = _attention_tensor(model)
+    return keras.Model(model.inputs, outputs, name=f"{model.name}_with_attention")

@@ -1,0 +1,44 @@
+"""Hard parameter sharing: one shared trunk, one head per task, L = Σ_t λ_t · mean L_t."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import keras
+
+from mtmm_keras import _checks
+from mtmm_keras.builders import _common
+from mtmm_keras.tasks import Task, validate_tasks
+
+
+def hard_sharing(
+    inputs: Any,
+    tasks: Sequence[Task],
+    trunk_units: Sequence[int] = (128, 64),
+    *,
+    activation: str = "relu",
+    dropout: float = 0.0,
+    optimizer: Any = "adam",
+    learning_rate: float | None = None,
+    compile: bool = True,
+    name: str = "hard_sharing",
+    **compile_kwargs: Any,
+) -> keras.Model:
+    """Build (and by default compile) a hard-sharing multi-task model with outputs `{task.name: head}`.
+
+    `inputs` is an input shape such as `(100,)`, a `keras.Input`, or an encoder `keras.Model` whose
+    output the trunk sits on. Extra keyword arguments go to `model.compile` (e.g. `jit_compile`).
+    """
+    tasks = validate_tasks(tasks)
+    trunk_units = _checks.units_tuple(trunk_units, "trunk_units")
+    dropout = _checks.non_negative_float(dropout, "dropout")
+    # 1. the shared trunk
+    model_inputs, features = _common.resolve_inputs(inputs)
+    shared = _common.dense_stack(features, trunk_units, activation, dropout, prefix="trunk")
+    # 2. one head per task
+    outputs = {task.name: task.build_head(shared) for task in tasks}
+    model = keras.Model(model_inputs, outputs, name=name)
+    # 3.–4. every task's loss, weighted by λ_t, summed and optimised jointly
+    if compile:
+        _common.compile_for_tasks(model, tasks, optimizer, learning_rate, **compile_kwargs)
+    return model

@@ -1,0 +1,80 @@
+"""Joint embedding: one encoder per modality into a shared space, trained with a cross-modal loss."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+
+from mtmm_keras import _checks, losses
+from mtmm_keras.builders import _common
+from mtmm_keras.models import JointEmbeddingModel
+
+SIMILARITIES = ("cosine", "dot")
+
+
+def joint_embedding(
+    encoders: dict[str, keras.Model],
+    embed_dim: int | None = 64,
+    loss: Any = "max_margin",
+    *,
+    similarity: str = "cosine",
+    optimizer: Any = "adam",
+    learning_rate: float | None = None,
+    compile: bool = True,
+    name: str = "joint_embedding",
+    **compile_kwargs: Any,
+) -> JointEmbeddingModel:
+    """Build a joint-embedding model: inputs and outputs are both keyed by modality name.
+
+    Step 1: each modality's encoder is followed by a linear projection to `embed_dim`
+    (`embed_dim=None` keeps the encoders' own outputs, which must then have one size) and, for
+    `similarity="cosine"`, L2 normalisation; this tower is its own `keras.Model`, named
+    "<modality>_tower" (see `tower(model, modality)`). Step 2: s = ⟨f_m(x), f_n(y)⟩. Step 3: `loss`
+    ("max_margin" (default), "hardest_negative", "contrastive", "cosine_embedding" or a Loss
+    instance) on in-batch negatives, or on labelled pairs for the cosine-embedding loss.
+    """
+    _checks.one_of(similarity, "similarity", SIMILARITIES)
+    loss_fn = losses.get(loss)
+    # 1. one encoder (+ projection, + normalisation) per modality into the shared space
+    inputs, features = _common.modality_features(encoders, min_modalities=2, builder="joint_embedding")
+    if embed_dim is None:
+        sizes = {m: f.shape[-1] for m, f in features.items()}
+        if len(set(sizes.values())) != 1:
+            raise ValueError(
+                f"Embedding sizes do not match across modalities: {sizes}. Pass `embed_dim` to project every "
+                "modality to the same size, or make the encoders end at one size."
+            )
+    else:
+        embed_dim = _checks.positive_int(embed_dim, "embed_dim")
+    if getattr(loss_fn, "pairwise", False) and len(encoders) != 2:
+        raise ValueError(f"`loss` {type(loss_fn).__name__} works on pairs: it needs exactly 2 modalities, got {list(encoders)}.")
+    outputs = {}
+    for modality, encoder in encoders.items():
+        tower = _tower(modality, encoder, embed_dim, similarity)
+        outputs[modality] = tower(inputs[modality])
+    model = JointEmbeddingModel(inputs, outputs, name=name)
+    # 2.–3. similarity and loss live in JointEmbeddingModel.compute_loss
+    if compile:
+        model.compile(optimizer=_common.make_optimizer(optimizer, learning_rate), loss=loss_fn, **compile_kwargs)
+    return model
+
+
+def _tower(modality: str, encoder: keras.Model, embed_dim: int | None, similarity: str) -> keras.Model:
+    spec = encoder.inputs[0]
+    x_in = keras.Input(shape=spec.shape[1:], dtype=spec.dtype, name=modality)
+    x = _common.flatten(encoder(x_in))
+    if embed_dim is not None:
+        x = keras.layers.Dense(embed_dim, name=f"{modality}_projection")(x)
+    if similarity == "cosine":
+        x = keras.layers.UnitNormalization(name=f"{modality}_l2_normalize")(x)
+    return keras.Model(x_in, x, name=f"{modality}_tower")
+
+
+def tower(model: keras.Model, modality: str) -> keras.Model:
+    """The stand-alone encoder tower (encoder + projection + normalisation) for `modality`."""
+    try:
+        return model.get_layer(f"{modality}_tower")
+    except ValueError:
+        towers = [layer.name[: -len("_tower")] for layer in model.layers if layer.name.endswith("_tower")]
+        raise ValueError(f"`modality` {modality!r} is not in this model; its modalities are {towers}.") from None

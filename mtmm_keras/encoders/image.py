@@ -1,0 +1,43 @@
+"""Image encoder: a small CNN from `[batch, H, W, C]` (or `[batch, H, W]` greyscale) to a feature vector."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import keras
+
+from mtmm_keras import _checks
+
+
+def image(
+    input_shape: Sequence[int],
+    filters: Sequence[int] = (32, 64),
+    output_dim: int | None = 64,
+    rescale: float | None = None,
+    input_name: str = "image",
+    name: str = "image_encoder",
+) -> keras.Model:
+    """Conv2D(3×3, ReLU) blocks (2×2 max-pool between them) → global mean pool → optional Dense.
+
+    This is the spec's image encoder (Conv 64 → Conv 128 → mean pool → Dense 64) with the widths as
+    arguments. `rescale` multiplies the input first (e.g. 1/255 for uint8 pixels).
+    """
+    shape = tuple(input_shape) if isinstance(input_shape, (list, tuple)) else None
+    if shape is None or len(shape) not in (2, 3):
+        raise ValueError(f"`input_shape` must be (height, width) or (height, width, channels), got {input_shape!r}.")
+    shape = tuple(_checks.positive_int(d, f"input_shape[{i}]") for i, d in enumerate(shape))
+    filters = _checks.units_tuple(filters, "filters", allow_empty=False)
+    pixels = keras.Input(shape=shape, name=input_name)
+    x = pixels
+    if len(shape) == 2:
+        x = keras.layers.Reshape(shape + (1,), name="add_channel")(x)
+    if rescale is not None:
+        x = keras.layers.Rescaling(rescale, name="rescale")(x)
+    for i, width in enumerate(filters):
+        if i > 0 and min(x.shape[1], x.shape[2]) >= 4:
+            x = keras.layers.MaxPooling2D(2, name=f"pool{i}")(x)
+        x = keras.layers.Conv2D(width, 3, padding="same", activation="relu", name=f"conv{i + 1}")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="mean_pool")(x)
+    if output_dim is not None:
+        x = keras.layers.Dense(_checks.positive_int(output_dim, "output_dim"), activation="relu", name="features")(x)
+    return keras.Model(pixels, x, name=name)

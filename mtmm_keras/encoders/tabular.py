@@ -1,0 +1,31 @@
+"""Tabular encoder: an MLP over a `[batch, input_dim]` float feature vector."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import keras
+
+from mtmm_keras import _checks
+
+
+def tabular(
+    input_dim: int,
+    hidden_units: Sequence[int] = (64,),
+    activation: str = "relu",
+    dropout: float = 0.0,
+    input_name: str = "features",
+    name: str = "tabular_encoder",
+) -> keras.Model:
+    """Dense(ReLU) layers over numeric features; standardise the features beforehand (or add a
+    `keras.layers.Normalization` adapted to the data in front of it)."""
+    input_dim = _checks.positive_int(input_dim, "input_dim")
+    hidden_units = _checks.units_tuple(hidden_units, "hidden_units", allow_empty=False)
+    dropout = _checks.non_negative_float(dropout, "dropout")
+    features = keras.Input(shape=(input_dim,), name=input_name)
+    x = features
+    for i, units in enumerate(hidden_units):
+        x = keras.layers.Dense(units, activation=activation, name=f"dense{i + 1}")(x)
+        if dropout:
+            x = keras.layers.Dropout(dropout, name=f"dropout{i + 1}")(x)
+    return keras.Model(features, x, name=name)

@@ -1,0 +1,40 @@
+"""Text encoder: integer token ids `[batch, sequence_length]` → one feature vector per sequence."""
+
+from __future__ import annotations
+
+import keras
+
+from mtmm_keras import _checks
+
+KINDS = ("lstm", "conv")
+
+
+def text(
+    vocab_size: int,
+    sequence_length: int,
+    embedding_dim: int = 64,
+    hidden_dim: int = 64,
+    kind: str = "lstm",
+    unroll: bool = False,
+    input_name: str = "tokens",
+    name: str = "text_encoder",
+) -> keras.Model:
+    """Embedding + LSTM (last hidden state, the spec's text encoder) or Embedding + two Conv1D + max-pool.
+
+    Token id 0 is an ordinary id (no masking), which keeps the graph exportable. `unroll=True`
+    unrolls the LSTM: needed to export a dynamic-batch LSTM to TFLite without Flex ops.
+    """
+    vocab_size = _checks.positive_int(vocab_size, "vocab_size")
+    sequence_length = _checks.positive_int(sequence_length, "sequence_length")
+    embedding_dim = _checks.positive_int(embedding_dim, "embedding_dim")
+    hidden_dim = _checks.positive_int(hidden_dim, "hidden_dim")
+    _checks.one_of(kind, "kind", KINDS)
+    tokens = keras.Input(shape=(sequence_length,), dtype="int32", name=input_name)
+    x = keras.layers.Embedding(vocab_size, embedding_dim, name="token_embedding")(tokens)
+    if kind == "lstm":
+        x = keras.layers.LSTM(hidden_dim, unroll=unroll, name="lstm")(x)
+    else:
+        x = keras.layers.Conv1D(hidden_dim, 3, padding="same", activation="relu", name="conv1")(x)
+        x = keras.layers.Conv1D(hidden_dim, 3, padding="same", activation="relu", name="conv2")(x)
+        x = keras.layers.GlobalMaxPooling1D(name="pool")(x)
+    return keras.Model(tokens, x, name=name)

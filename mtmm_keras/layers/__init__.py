@@ -1,0 +1,6 @@
+"""Keras layers of mtmm-keras (keras.ops only, so they run on TensorFlow, JAX and PyTorch)."""
+
+from mtmm_keras.layers.attention_fusion import AttentionFusion
+from mtmm_keras.layers.stacked_dense import SplitTowers, StackedDense
+
+__all__ = ["AttentionFusion", "SplitTowers", "StackedDense"]

@@ -1,0 +1,42 @@
+"""JointEmbeddingModel: a functional model whose loss compares the modalities' embeddings with each other."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="mtmm")
+class JointEmbeddingModel(keras.Model):
+    """Functional model with one embedding output per modality, trained with a cross-modal loss.
+
+    `compile(loss=...)` takes one loss for the whole model:
+    - a similarity-matrix loss (`MaxMarginRankingLoss`, `ContrastiveLoss`): for every pair of
+      modalities (m, n) the batch similarity matrix S = E_m E_nᵀ is formed, its diagonal holds the
+      matching pairs and every other item is an in-batch negative. `y` may give group ids so that
+      items of the same group are not counted as negatives; `fit(x)` with no `y` uses one group per row.
+    - a pairwise loss (`CosineEmbeddingLoss`, two modalities): row i is a pair with label `y[i]` ∈ {1, −1}.
+    """
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        loss_fn = self.loss
+        if loss_fn is None:
+            raise ValueError("JointEmbeddingModel needs `compile(loss=...)`, e.g. mk.losses.MaxMarginRankingLoss().")
+        embeddings = [y_pred[name] for name in y_pred] if isinstance(y_pred, dict) else list(y_pred)
+        if getattr(loss_fn, "pairwise", False):
+            if len(embeddings) != 2:
+                raise ValueError(f"A pairwise loss needs exactly 2 modalities, the model has {len(embeddings)}.")
+            if y is None:
+                raise ValueError("A pairwise loss needs labels: call fit(x, labels) with labels in {1, -1}.")
+            total = loss_fn(y, ops.stack(embeddings, axis=1), sample_weight)
+        else:
+            group_ids = y if y is not None else ops.arange(ops.shape(embeddings[0])[0])
+            total = 0.0
+            for a, b in itertools.combinations(embeddings, 2):
+                total = total + loss_fn(group_ids, ops.matmul(a, ops.transpose(b)), sample_weight)
+        for extra in self.losses:
+            total = total + ops.cast(extra, "float32")
+        return total

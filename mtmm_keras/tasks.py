@@ -1,0 +1,152 @@
+"""`Task`: one prediction target of a multi-task model (its head, loss, weight λ_t and metrics)."""
+
+from __future__ import annotations
+
+import dataclasses
+import keyword
+import numbers
+import re
+from typing import Any, Sequence
+
+import keras
+
+from mtmm_keras import _checks
+
+# Losses that expect probabilities by default; with a linear head (activation=None)
+# the task builds them with from_logits=True, which is both faster and more stable.
+_LOGIT_LOSSES = {
+    "sparse_categorical_crossentropy": keras.losses.SparseCategoricalCrossentropy,
+    "categorical_crossentropy": keras.losses.CategoricalCrossentropy,
+    "binary_crossentropy": keras.losses.BinaryCrossentropy,
+    "binary_focal_crossentropy": keras.losses.BinaryFocalCrossentropy,
+}
+_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _known_loss_names() -> list[str]:
+    return sorted(
+        name
+        for name, obj in vars(keras.losses).items()
+        if not name.startswith("_") and name.islower() and callable(obj) and name not in {"get", "serialize", "deserialize"}
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """One task head: `units` outputs, trained with `loss`, weighted by `weight` (λ_t) in the total loss.
+
+    `activation=None` gives a linear head; cross-entropy losses named by string are then
+    built with `from_logits=True` and the matching metrics read logits correctly.
+    """
+
+    name: str
+    units: int
+    loss: Any = "mse"
+    weight: float = 1.0
+    activation: str | None = None
+    metrics: Sequence[Any] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _NAME_PATTERN.match(self.name) or keyword.iskeyword(self.name):
+            raise ValueError(
+                f"Task `name` must be a non-empty identifier (letters, digits, '_'; not starting with a digit), got {self.name!r}."
+            )
+        _checks.positive_int(self.units, f"Task({self.name!r}).units")
+        object.__setattr__(self, "weight", _checks.non_negative_float(self.weight, f"Task({self.name!r}).weight"))
+        if self.activation is not None:
+            try:
+                keras.activations.get(self.activation)
+            except (ValueError, TypeError) as err:
+                raise ValueError(f"Task({self.name!r}).activation: unknown activation {self.activation!r}.") from err
+        metrics = (self.metrics,) if isinstance(self.metrics, str) else tuple(self.metrics)
+        object.__setattr__(self, "metrics", metrics)
+        self.keras_loss()  # fail now, not at compile time
+        self.keras_metrics()
+
+    @property
+    def from_logits(self) -> bool:
+        return self.activation is None
+
+    def build_head(self, features: Any) -> Any:
+        """Apply this task's Dense head (named after the task) to `features`."""
+        return keras.layers.Dense(self.units, activation=self.activation, name=self.name)(features)
+
+    def keras_loss(self) -> keras.losses.Loss | Any:
+        """The Keras loss object for this task (strings resolved, logits handled)."""
+        loss = self.loss
+        if isinstance(loss, str):
+            key = loss.lower()
+            if key in _LOGIT_LOSSES:
+                return _LOGIT_LOSSES[key](from_logits=self.from_logits, name=f"{self.name}_loss")
+            try:
+                return keras.losses.get(key)
+            except (ValueError, TypeError):
+                raise ValueError(
+                    f"Task({self.name!r}).loss: unknown loss {loss!r}. Valid names include: "
+                    + ", ".join(_known_loss_names())
+                ) from None
+        if isinstance(loss, keras.losses.Loss) or callable(loss):
+            return loss
+        raise TypeError(f"Task({self.name!r}).loss must be a loss name, a keras.losses.Loss or a callable, got {loss!r}.")
+
+    def keras_metrics(self) -> list[Any]:
+        """Metric objects for this task; 'accuracy'/'auc' are adapted to logits when the head is linear."""
+        resolved = []
+        for metric in self.metrics:
+            if isinstance(metric, str) and self.from_logits:
+                key = metric.lower()
+                loss_name = self.loss.lower() if isinstance(self.loss, str) else ""
+                if key in ("accuracy", "acc") and "binary" in loss_name:
+                    resolved.append(keras.metrics.BinaryAccuracy(threshold=0.0, name="accuracy"))
+                    continue
+                if key == "auc":
+                    resolved.append(keras.metrics.AUC(from_logits=True, name="auc"))
+                    continue
+            if isinstance(metric, str):
+                try:
+                    if metric.lower() not in ("accuracy", "acc", "crossentropy", "ce"):
+                        keras.metrics.get(metric)
+                except (ValueError, TypeError):
+                    raise ValueError(f"Task({self.name!r}).metrics: unknown metric {metric!r}.") from None
+            resolved.append(metric)
+        return resolved
+
+    def get_config(self) -> dict[str, Any]:
+        """A JSON-friendly description (used by zoo recipes)."""
+        return {
+            "name": self.name,
+            "units": self.units,
+            "loss": keras.saving.serialize_keras_object(self.loss) if not isinstance(self.loss, str) else self.loss,
+            "weight": self.weight,
+            "activation": self.activation,
+            "metrics": [m if isinstance(m, str) else keras.saving.serialize_keras_object(m) for m in self.metrics],
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "Task":
+        config = dict(config)
+        if not isinstance(config.get("loss"), str):
+            config["loss"] = keras.saving.deserialize_keras_object(config["loss"])
+        config["metrics"] = tuple(
+            m if isinstance(m, str) else keras.saving.deserialize_keras_object(m) for m in config.get("metrics", ())
+        )
+        return cls(**config)
+
+
+def validate_tasks(tasks: Any) -> tuple[Task, ...]:
+    """Check a task list: non-empty, only `Task`s, unique names."""
+    if isinstance(tasks, Task):
+        tasks = (tasks,)
+    if not isinstance(tasks, (list, tuple)):
+        raise TypeError(f"`tasks` must be a list of mk.Task, got {type(tasks).__name__}.")
+    if not tasks:
+        raise ValueError("`tasks` is empty: give at least one mk.Task(name, units, ...).")
+    for i, task in enumerate(tasks):
+        if not isinstance(task, Task):
+            raise TypeError(f"`tasks[{i}]` must be an mk.Task, got {type(task).__name__} {task!r}.")
+    names = [t.name for t in tasks]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"`tasks` has duplicate task names {duplicates}: every task needs its own name.")
+    return tuple(tasks)
+

@@ -1,0 +1,32 @@
+import numpy as np
+import pytest
+
+import mtmm_keras as mk
+
+
+@pytest.mark.parametrize(
+    "encoder, batch, out_dim",
+    [
+        (mk.encoders.text(50, 7, hidden_dim=12), np.ones((3, 7), "int32"), 12),
+        (mk.encoders.text(50, 7, hidden_dim=12, kind="conv"), np.ones((3, 7), "int32"), 12),
+        (mk.encoders.image((10, 10, 3), output_dim=9), np.zeros((3, 10, 10, 3), "float32"), 9),
+        (mk.encoders.image((10, 10), output_dim=None, filters=(4, 6)), np.zeros((3, 10, 10), "float32"), 6),
+        (mk.encoders.tabular(5, (7, 3)), np.zeros((3, 5), "float32"), 3),
+        (mk.encoders.audio((20, 8), output_dim=11), np.zeros((3, 20, 8), "float32"), 11),
+    ],
+)
+def test_encoder_output_shapes(encoder, batch, out_dim):
+    assert encoder.predict(batch, verbose=0).shape == (3, out_dim)
+
+
+def test_encoder_argument_errors():
+    with pytest.raises(ValueError, match="kind"):
+        mk.encoders.text(10, 5, kind="gru")
+    with pytest.raises(ValueError, match="vocab_size"):
+        mk.encoders.text(0, 5)
+    with pytest.raises(ValueError, match="input_shape"):
+        mk.encoders.image((8,))
+    with pytest.raises(ValueError, match="input_shape"):
+        mk.encoders.audio((8, 8, 8))
+    with pytest.raises(ValueError, match="hidden_units"):
+        mk.encoders.tabular(4, ())

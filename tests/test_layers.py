@@ -1,0 +1,87 @@
+import keras
+import numpy as np
+import pytest
+
+import mtmm_keras as mk
+
+
+def _reference_fusion(h, W, b, v, mask=None):
+    e = np.tanh(h @ W + b) @ v  # [B, M]
+    if mask is not None:
+        e = np.where(mask > 0, e, -np.inf)
+    alpha = np.exp(e - e.max(axis=1, keepdims=True))
+    alpha /= alpha.sum(axis=1, keepdims=True)
+    return (alpha[..., None] * h).sum(axis=1), alpha
+
+
+def test_attention_fusion_matches_spec_formula(rng):
+    layer = mk.layers.AttentionFusion(attention_units=5)
+    h = [rng.normal(size=(4, 6)).astype("float32") for _ in range(3)]
+    fused, alpha = layer(h, return_attention_scores=True)
+    W, b, v = (keras.ops.convert_to_numpy(w) for w in (layer.W, layer.b, layer.v))
+    want_fused, want_alpha = _reference_fusion(np.stack(h, 1), W, b, v)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(alpha), want_alpha, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(fused), want_fused, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(alpha).sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_attention_fusion_mask_gives_zero_weight(rng):
+    layer = mk.layers.AttentionFusion()
+    h = rng.normal(size=(3, 4, 8)).astype("float32")
+    mask = np.array([[1, 1, 0, 1], [0, 1, 1, 1], [0, 0, 0, 0]], dtype="float32")
+    fused, alpha = layer(h, modality_mask=mask, return_attention_scores=True)
+    alpha = keras.ops.convert_to_numpy(alpha)
+    assert np.all(alpha[mask == 0] == 0.0)
+    np.testing.assert_allclose(alpha[:2].sum(axis=1), 1.0, rtol=1e-6)
+    assert np.all(np.isfinite(keras.ops.convert_to_numpy(fused)))  # all-missing row is 0, not NaN
+    W, b, v = (keras.ops.convert_to_numpy(w) for w in (layer.W, layer.b, layer.v))
+    np.testing.assert_allclose(alpha[:2], _reference_fusion(h[:2], W, b, v, mask[:2])[1], rtol=1e-5, atol=1e-6)
+
+
+def test_attention_fusion_rejects_bad_inputs():
+    with pytest.raises(ValueError, match="at least 2 modalities"):
+        mk.layers.AttentionFusion()([keras.Input((4,))])
+    with pytest.raises(ValueError, match="share one known feature size"):
+        mk.layers.AttentionFusion()([keras.Input((4,)), keras.Input((5,))])
+    with pytest.raises(ValueError, match="attention_units"):
+        mk.layers.AttentionFusion(attention_units=0)
+
+
+def test_stacked_dense_equals_independent_dense_towers(rng):
+    layer = mk.layers.StackedDense(3, 5, activation="relu")
+    x = rng.normal(size=(4, 7)).astype("float32")
+    y = keras.ops.convert_to_numpy(layer(x))
+    kernel, bias = (keras.ops.convert_to_numpy(w) for w in (layer.kernel, layer.bias))
+    for t in range(3):
+        np.testing.assert_allclose(y[:, t], np.maximum(x @ kernel[t] + bias[t], 0), rtol=1e-5, atol=1e-6)
+    # per-tower input [B, T, in]
+    stacked = rng.normal(size=(4, 3, 5)).astype("float32")
+    layer2 = mk.layers.StackedDense(3, 2)
+    out = keras.ops.convert_to_numpy(layer2(stacked))
+    k2, b2 = (keras.ops.convert_to_numpy(w) for w in (layer2.kernel, layer2.bias))
+    np.testing.assert_allclose(out[:, 1], stacked[:, 1] @ k2[1] + b2[1], rtol=1e-5, atol=1e-6)
+    # each tower is initialised independently, with per-tower Glorot scale
+    limit = np.sqrt(6.0 / (7 + 5))
+    assert np.abs(kernel).max() <= limit and np.abs(kernel).max() > 0.5 * limit
+    assert not np.allclose(kernel[0], kernel[1])
+
+
+def test_stacked_dense_tower_count_mismatch():
+    with pytest.raises(ValueError, match="axis 1 must be 3"):
+        mk.layers.StackedDense(3, 4)(keras.Input((2, 6)))
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        mk.layers.AttentionFusion(attention_units=7),
+        mk.layers.StackedDense(2, 3, activation="tanh", kernel_regularizer=mk.regularizers.ParameterDistance(0.1)),
+        mk.layers.SplitTowers(),
+    ],
+)
+def test_layer_configs_round_trip(layer):
+    config = keras.saving.serialize_keras_object(layer)
+    assert config["registered_name"].startswith("mtmm>")
+    clone = keras.saving.deserialize_keras_object(config)
+    assert type(clone) is type(layer)
+    assert clone.get_config() == layer.get_config()

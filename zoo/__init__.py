@@ -1,0 +1,1 @@
+"""Pretrained model zoo (imports as `mtmm_keras.zoo`): registry, entries, weights and model cards."""
