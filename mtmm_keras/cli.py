@@ -9,10 +9,25 @@ from typing import Sequence
 
 
 def _quiet_backend() -> None:
-    """Silence TensorFlow's C++ start-up log (oneDNN, CUDA probing) before anything imports it."""
+    """Import the backend with TensorFlow's C++ start-up log (oneDNN, CUDA probing, absl) silenced.
+
+    The env vars cover most of it; the absl/cudart lines printed before logging is initialised
+    ignore them, so stderr is pointed at /dev/null for the duration of the import only.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        sys.stderr.flush()
+        os.dup2(devnull, 2)
+        import keras  # noqa: F401  (loads the backend once, quietly)
+
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -20,6 +35,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from mtmm_keras import demo
 
     return demo.run(out_dir=args.out, epochs=args.epochs, seed=args.seed)
+
+
+def _csv(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    os.environ["KERAS_BACKEND"] = "tensorflow"
+    _quiet_backend()
+    from mtmm_keras.export import cli_export
+
+    return cli_export.run(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +67,23 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--epochs", type=int, default=15, help="training epochs per model (default: 15)")
     demo.add_argument("--seed", type=int, default=0, help="random seed for data and weights (default: 0)")
     demo.set_defaults(handler=_cmd_demo)
+
+    export = commands.add_parser(
+        "export",
+        help="export a .keras model (or zoo:NAME) to SavedModel / TFLite / ONNX and verify every artifact",
+        description="Export SOURCE (a .keras file or zoo:NAME) and verify each artifact against the Keras model "
+        "in its own runtime. Artifacts are moved into --out only when every check passes; exit status 1 otherwise.",
+    )
+    export.add_argument("source", help="path to a .keras model, or zoo:NAME")
+    export.add_argument("--out", required=True, help="output folder (replaced only after a verified export)")
+    export.add_argument("--format", type=_csv, default=["saved_model", "tflite", "onnx"], help="comma list of saved_model,tflite,onnx (default: all)")
+    export.add_argument("--quantize", type=_csv, default=["float32"], help="TFLite flavours: comma list of float32,float16,dynamic,int8 (default: float32)")
+    export.add_argument("--calibration-data", help=".npz with one array per model input (calibrates int8, feeds verification)")
+    export.add_argument("--batch-size", type=int, default=None, help="fixed batch size (default: dynamic batch)")
+    export.add_argument("--allow-flex", action="store_true", help="allow TensorFlow (Flex) ops in TFLite (most edge runtimes cannot run them)")
+    export.add_argument("--per-tower", action="store_true", help="joint-embedding models: also export each modality tower on its own")
+    export.add_argument("--with-attention", action="store_true", help="attention-fusion models: add the attention weights as an output")
+    export.set_defaults(handler=_cmd_export)
     return parser
 
 
