@@ -49,6 +49,14 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return cli_export.run(args)
 
 
+def _cmd_zoo(args: argparse.Namespace) -> int:
+    from mtmm_keras.zoo import cli_zoo
+
+    if args.zoo_command in ("train", "evaluate"):
+        _quiet_backend()
+    return cli_zoo.run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from mtmm_keras import __version__
 
@@ -84,6 +92,21 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--per-tower", action="store_true", help="joint-embedding models: also export each modality tower on its own")
     export.add_argument("--with-attention", action="store_true", help="attention-fusion models: add the attention weights as an output")
     export.set_defaults(handler=_cmd_export)
+
+    zoo = commands.add_parser("zoo", help="pretrained entries: list, info, train, evaluate",
+                              description="Pretrained model zoo: list entries, show a card, retrain or evaluate an entry.")
+    zoo_commands = zoo.add_subparsers(dest="zoo_command", metavar="ZOO_COMMAND", required=True)
+    zoo_commands.add_parser("list", help="the entries with their builder, data and headline metric")
+    info = zoo_commands.add_parser("info", help="an entry's card: tasks, data, test metrics, size, sha256")
+    info.add_argument("name")
+    train = zoo_commands.add_parser("train", help="retrain an entry from scratch with its recipe (shows Keras progress)")
+    train.add_argument("name")
+    train.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
+    train.add_argument("--out", default=None, help="where weights, metadata, card and curves go (default: runs/zoo/NAME)")
+    evaluate = zoo_commands.add_parser("evaluate", help="measure an entry on its test split, beside the card's numbers")
+    evaluate.add_argument("name")
+    evaluate.add_argument("--weights-dir", default=None, help="evaluate weights retrained into this folder instead")
+    zoo.set_defaults(handler=_cmd_zoo)
     return parser
 
 

@@ -11,6 +11,8 @@ import mtmm_keras as mk
         (mk.encoders.text(50, 7, hidden_dim=12, kind="conv"), np.ones((3, 7), "int32"), 12),
         (mk.encoders.image((10, 10, 3), output_dim=9), np.zeros((3, 10, 10, 3), "float32"), 9),
         (mk.encoders.image((10, 10), output_dim=None, filters=(4, 6)), np.zeros((3, 10, 10), "float32"), 6),
+        (mk.encoders.image((8, 8, 1), filters=(4, 6), output_dim=None, pooling="flatten"), np.zeros((3, 8, 8, 1), "float32"), 2 * 2 * 6),
+        (mk.encoders.image((8, 8, 1), filters=(4,), output_dim=None, pooling="max"), np.zeros((3, 8, 8, 1), "float32"), 4),
         (mk.encoders.tabular(5, (7, 3)), np.zeros((3, 5), "float32"), 3),
         (mk.encoders.audio((20, 8), output_dim=11), np.zeros((3, 20, 8), "float32"), 11),
     ],
@@ -26,6 +28,8 @@ def test_encoder_argument_errors():
         mk.encoders.text(0, 5)
     with pytest.raises(ValueError, match="input_shape"):
         mk.encoders.image((8,))
+    with pytest.raises(ValueError, match="pooling"):
+        mk.encoders.image((8, 8), pooling="spp")
     with pytest.raises(ValueError, match="input_shape"):
         mk.encoders.audio((8, 8, 8))
     with pytest.raises(ValueError, match="hidden_units"):

@@ -1,0 +1,47 @@
+"""Render an entry's model card (markdown) from its recipe and measured metadata."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _table(metrics: dict[str, float]) -> list[str]:
+    lines = ["| metric (test split) | value |", "|---|---|"]
+    lines += [f"| {k} | {v:.4f} |" for k, v in metrics.items()]
+    return lines
+
+
+def render(name: str, recipe: dict[str, Any], meta: dict[str, Any]) -> str:
+    training = meta["training"]
+    lines = [
+        f"# {name}",
+        "",
+        recipe.get("description", ""),
+        "",
+        f"- **Builder:** `mk.builders.{recipe['builder']}`; encoders: "
+        + ", ".join(f"`{m}` ({spec['kind']})" for m, spec in recipe["encoders"].items()),
+        f"- **Data:** `{recipe['data']}` (mtmm_keras.data), train split for fitting, test split for every number below",
+        f"- **Tasks:** " + (", ".join(f"`{t['name']}` ({t['units']} units, {t['loss']}, λ={t.get('weight', 1.0)})" for t in recipe.get("tasks", [])) or "cross-modal retrieval"),
+        f"- **Parameters:** {meta['params']:,}; weights `{meta['weights_file']}` {meta['weights_bytes'] / 1e6:.2f} MB, sha256 `{meta['sha256'][meta['weights_file']]}`",
+        "",
+        "## Metrics",
+        "",
+        "Measured by `mtmm zoo evaluate " + name + "` (the same function that wrote this card):",
+        "",
+        *_table(meta["metrics"]),
+    ]
+    if meta.get("baselines"):
+        lines += ["", "## Baselines (same recipe, one modality / view at a time)", "", "| model | metric | value |", "|---|---|---|"]
+        for baseline, metrics in meta["baselines"].items():
+            lines += [f"| {baseline} | {k} | {v:.4f} |" for k, v in metrics.items()]
+    lines += [
+        "",
+        "## Training",
+        "",
+        f"- {training['epochs']} epochs, batch {training['batch_size']}, Adam lr {training['learning_rate']}, seed {training['seed']}",
+        f"- {training['seconds']:.0f} s on {training['hardware']} (Keras {training['keras']}, backend {training['backend']} {training['backend_version']})",
+        f"- Reproduce: `mtmm zoo train {name}` (then `mtmm zoo evaluate {name}`); per-task curves in `curves.png`.",
+        f"- Export: `mtmm export zoo:{name} --out exports/{name} --quantize float32,float16,dynamic,int8`",
+        "",
+    ]
+    return "\n".join(lines)

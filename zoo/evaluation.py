@@ -1,0 +1,73 @@
+"""Test-split metrics for a zoo model: accuracy per classification task, RMSE per regression task,
+Recall@K in both directions for joint embeddings. Training and `mtmm zoo evaluate` both use this."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import keras
+import numpy as np
+
+import mtmm_keras as mk
+from mtmm_keras.zoo import registry
+
+
+def split_arrays(recipe: dict[str, Any], split: str, limit: int | None = None) -> tuple[dict, dict]:
+    """The recipe's inputs and labels from its dataset split, as arrays."""
+    x, y = mk.data.load_numpy(recipe["data"], split=split, limit=limit)
+    inputs = {m: x[m] for m in recipe["encoders"]}
+    labels = {t["name"]: y[t["name"]] for t in recipe.get("tasks", [])}
+    if recipe["builder"] == "joint_embedding":
+        labels = {"group": y[recipe["group_label"]]}
+    return inputs, labels
+
+
+def _model_inputs(model: keras.Model, x: dict) -> Any:
+    names = [t.name.split(":")[0] for t in model.inputs]
+    return x[names[0]] if len(names) == 1 else {n: x[n] for n in names}
+
+
+def task_metrics(model: keras.Model, recipe: dict[str, Any], x: dict, y: dict) -> dict[str, float]:
+    """accuracy (classification heads) or rmse (regression heads) for each task on (x, y)."""
+    predictions = model.predict(_model_inputs(model, x), batch_size=256, verbose=0)
+    metrics = {}
+    for task in recipe["tasks"]:
+        name, pred, truth = task["name"], predictions[task["name"]], np.asarray(y[task["name"]])
+        loss = str(task.get("loss", "")).lower()
+        if "categorical_crossentropy" in loss:
+            metrics[f"{name}_accuracy"] = float((pred.argmax(-1) == truth.reshape(-1)).mean())
+        elif "binary_crossentropy" in loss:
+            threshold = 0.0 if task.get("activation") is None else 0.5
+            metrics[f"{name}_accuracy"] = float(((pred.reshape(-1) > threshold) == truth.reshape(-1).astype(bool)).mean())
+        else:
+            metrics[f"{name}_rmse"] = float(np.sqrt(np.mean((pred.reshape(truth.shape) - truth) ** 2)))
+    return metrics
+
+
+def retrieval_metrics(model: keras.Model, x: dict, groups: np.ndarray, ks=(1, 5)) -> dict[str, float]:
+    """Recall@K in both directions for every modality pair; a hit is a gallery item of the query's class."""
+    embeddings = {m: mk.builders.tower(model, m).predict(x[m], batch_size=256, verbose=0) for m in x}
+    metrics = {}
+    for a, b in itertools.permutations(embeddings, 2):
+        recall = mk.metrics.retrieval_recall(embeddings[a], embeddings[b], ks=ks, query_ids=groups, gallery_ids=groups)
+        metrics.update({f"{a}_to_{b}_{k.replace('@', '_at_')}": v for k, v in recall.items()})
+    return metrics
+
+
+def evaluate_model(model: keras.Model, recipe: dict[str, Any], x: dict, y: dict) -> dict[str, float]:
+    if recipe["builder"] == "joint_embedding":
+        return retrieval_metrics(model, x, np.asarray(y["group"]))
+    return task_metrics(model, recipe, x, y)
+
+
+def evaluate(name: str, weights_dir: str | None = None) -> dict[str, Any]:
+    """Load the entry (checksum-verified), measure it on the test split, and set it beside the card's numbers."""
+    from mtmm_keras.zoo.loading import load
+
+    recipe = registry.recipe(name)
+    model = load(name, weights_dir=weights_dir)
+    x, y = split_arrays(recipe, "test")
+    measured = evaluate_model(model, recipe, x, y)
+    card = (registry.metadata(name, weights_dir) or {}).get("metrics", {})
+    return {"name": name, "split": "test", "examples": len(next(iter(x.values()))), "measured": measured, "card": card}

@@ -1,0 +1,70 @@
+"""Where zoo entries live and what their recipe and metadata say (JSON only: no backend import)."""
+
+from __future__ import annotations
+
+import builtins
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+ENTRIES_DIR = Path(__file__).resolve().parent / "entries"
+WEIGHTS_FILE = "model.weights.h5"
+RECIPE_FILE = "recipe.json"
+METADATA_FILE = "metadata.json"
+CARD_FILE = "card.md"
+CURVES_FILE = "curves.png"
+
+
+def list() -> builtins.list[str]:  # noqa: A001 (public name mk.zoo.list)
+    """Names of the shipped entries, sorted."""
+    if not ENTRIES_DIR.is_dir():
+        return []
+    return sorted(d.name for d in ENTRIES_DIR.iterdir() if (d / RECIPE_FILE).is_file())
+
+
+def entry_dir(name: str) -> Path:
+    if not isinstance(name, str) or name not in list():
+        raise ValueError(f"Unknown zoo entry {name!r}; available entries: {', '.join(list()) or '(none)'}.")
+    return ENTRIES_DIR / name
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); the entry is corrupt.") from None
+
+
+def recipe(name: str) -> dict[str, Any]:
+    return read_json(entry_dir(name) / RECIPE_FILE)
+
+
+def metadata(name: str, folder: Path | str | None = None) -> dict[str, Any] | None:
+    path = Path(folder or entry_dir(name)) / METADATA_FILE
+    return read_json(path) if path.is_file() else None
+
+
+def info(name: str) -> dict[str, Any]:
+    """The entry's card as a dict: builder, data, tasks, test metrics, size, sha256, training time and hardware."""
+    folder = entry_dir(name)
+    rec = recipe(name)
+    meta = metadata(name) or {}
+    weights = folder / WEIGHTS_FILE
+    return {
+        "name": name,
+        "description": rec.get("description", ""),
+        "builder": rec["builder"],
+        "data": rec["data"],
+        "inputs": builtins.list(rec.get("encoders", {})),
+        "tasks": [t["name"] for t in rec.get("tasks", [])],
+        "metrics": meta.get("metrics", {}),
+        "baselines": meta.get("baselines", {}),
+        "params": meta.get("params"),
+        "size_bytes": os.path.getsize(weights) if weights.is_file() else None,
+        "sha256": meta.get("sha256"),
+        "training": meta.get("training", {}),
+        "card": str(folder / CARD_FILE),
+        "pretrained": weights.is_file() and bool(meta.get("sha256")),
+    }
