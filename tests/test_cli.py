@@ -27,7 +27,7 @@ def test_unknown_command_is_an_argparse_error():
 
 @pytest.mark.slow
 def test_demo_builds_fits_saves_and_reloads(tmp_path):
-    result = _run("demo", "--out", str(tmp_path), "--epochs", "3")
+    result = _run("demo", "--out", str(tmp_path), "--epochs", "3", "--no-zoo")
     assert result.returncode == 0, result.stderr[-2000:]
     for kind in ("hard_sharing", "soft_sharing", "attention_fusion", "joint_embedding"):
         assert (tmp_path / f"{kind}.keras").stat().st_size > 0

@@ -21,6 +21,18 @@ def test_encoder_output_shapes(encoder, batch, out_dim):
     assert encoder.predict(batch, verbose=0).shape == (3, out_dim)
 
 
+def test_tabular_normalize_layer_is_adaptable_and_saved(tmp_path, rng):
+    encoder = mk.encoders.tabular(3, (4,), normalize=True)
+    data = rng.normal(loc=5.0, scale=3.0, size=(200, 3)).astype("float32")
+    encoder.get_layer("normalize").adapt(data)
+    normalized = encoder.get_layer("normalize")(data)
+    np.testing.assert_allclose(np.asarray(normalized).mean(axis=0), 0.0, atol=1e-4)
+    encoder.save_weights(tmp_path / "enc.weights.h5")
+    fresh = mk.encoders.tabular(3, (4,), normalize=True)
+    fresh.load_weights(tmp_path / "enc.weights.h5")
+    np.testing.assert_allclose(fresh.predict(data[:5], verbose=0), encoder.predict(data[:5], verbose=0), rtol=1e-6)
+
+
 def test_encoder_argument_errors():
     with pytest.raises(ValueError, match="kind"):
         mk.encoders.text(10, 5, kind="gru")

@@ -26,6 +26,18 @@ def hardware() -> str:
     return f"{os.cpu_count()}-core CPU ({model})"
 
 
+def adapt_normalizers(model: keras.Model, x: dict) -> None:
+    """Adapt each encoder's Normalization layer ("<modality>_encoder/normalize") to that modality's training data."""
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            if layer.name.endswith("_encoder") and layer.name[: -len("_encoder")] in x:
+                for sub in layer.layers:
+                    if isinstance(sub, keras.layers.Normalization):
+                        sub.adapt(x[layer.name[: -len("_encoder")]])
+            else:
+                adapt_normalizers(layer, x)
+
+
 def _fit(model: keras.Model, recipe: dict, x: dict, y: dict, epochs: int, verbose: int) -> dict:
     fit = recipe["fit"]
     inputs = evaluation._model_inputs(model, x)
@@ -50,6 +62,7 @@ def train(name: str, epochs: int | None = None, out_dir: str | None = None, verb
     print(f"training {name}: {recipe['builder']} on {recipe['data']} "
           f"({len(next(iter(x_train.values())))} train / {len(next(iter(x_test.values())))} test examples, {epochs} epochs)")
     model = recipes.build(recipe)
+    adapt_normalizers(model, x_train)
     start = time.perf_counter()
     history = _fit(model, recipe, x_train, y_train, epochs, verbose)
     seconds = time.perf_counter() - start
@@ -59,6 +72,7 @@ def train(name: str, epochs: int | None = None, out_dir: str | None = None, verb
     for subset in recipe.get("baselines", []):
         print(f"baseline: {'+'.join(subset)} only")
         baseline = recipes.build(recipe, modalities=subset)
+        adapt_normalizers(baseline, x_train)
         _fit(baseline, recipe, {m: x_train[m] for m in subset}, y_train, epochs, verbose=0)
         baselines["+".join(subset) + " only"] = evaluation.evaluate_model(baseline, recipe, {m: x_test[m] for m in subset}, y_test)
         print("  " + ", ".join(f"{k} {v:.4f}" for k, v in baselines["+".join(subset) + " only"].items()))

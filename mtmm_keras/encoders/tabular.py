@@ -14,16 +14,21 @@ def tabular(
     hidden_units: Sequence[int] = (64,),
     activation: str = "relu",
     dropout: float = 0.0,
+    normalize: bool = False,
     input_name: str = "features",
     name: str = "tabular_encoder",
 ) -> keras.Model:
-    """Dense(ReLU) layers over numeric features; standardise the features beforehand (or add a
-    `keras.layers.Normalization` adapted to the data in front of it)."""
+    """Dense(ReLU) layers over numeric features.
+
+    Features should be standardised: do it beforehand, or pass `normalize=True` for a
+    `keras.layers.Normalization` layer (named "normalize") to `adapt()` on the training data —
+    its statistics are weights, so they are saved and exported with the model.
+    """
     input_dim = _checks.positive_int(input_dim, "input_dim")
     hidden_units = _checks.units_tuple(hidden_units, "hidden_units", allow_empty=False)
     dropout = _checks.non_negative_float(dropout, "dropout")
     features = keras.Input(shape=(input_dim,), name=input_name)
-    x = features
+    x = keras.layers.Normalization(name="normalize")(features) if normalize else features
     for i, units in enumerate(hidden_units):
         x = keras.layers.Dense(units, activation=activation, name=f"dense{i + 1}")(x)
         if dropout:
