@@ -94,7 +94,7 @@ def _patch_recurrent(node: Any) -> None:
     if isinstance(node, dict):
         if node.get("class_name") in RECURRENT_LAYERS and isinstance(node.get("config"), dict):
             node["config"]["unroll"] = True
-            if "use_cudnn" in node["config"]:
+            if node["class_name"] in ("LSTM", "GRU"):  # get_config omits it; the constructor takes it
                 node["config"]["use_cudnn"] = False
         for value in node.values():
             _patch_recurrent(value)

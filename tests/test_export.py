@@ -246,3 +246,20 @@ def test_cli_export_writes_manifest_and_fails_cleanly(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "mtmm_keras.cli", "export", str(tmp_path / "corrupt.keras"), "--out", str(tmp_path / "x")],
                          capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and "could not load" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_export_clone_unrolls_recurrent_layers_and_disables_cudnn():
+    from mtmm_keras.export import _model_io
+
+    model = mk.builders.joint_embedding({"text": mk.encoders.text(20, 6, hidden_dim=4), "tab": mk.encoders.tabular(3)}, embed_dim=4)
+    clone = _model_io.export_clone(model)
+    lstm = next(layer for layer in _model_io._all_layers(clone) if isinstance(layer, keras.layers.LSTM))
+    assert lstm.unroll is True and lstm.use_cudnn is False
+    original = next(layer for layer in _model_io._all_layers(model) if isinstance(layer, keras.layers.LSTM))
+    assert original.unroll is False  # the user's model is untouched
+    batch = _model_io.sample_inputs(model, 5)
+    want, got = model.predict(batch, verbose=0), clone.predict(batch, verbose=0)
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], atol=1e-6)
+    plain = mk.builders.hard_sharing((4,), [mk.Task("a", 1)])
+    assert _model_io.export_clone(plain) is plain
