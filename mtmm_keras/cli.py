@@ -23,7 +23,9 @@ def _quiet_backend() -> None:
         import keras  # noqa: F401  (loads the backend once, quietly)
 
         if keras.backend.backend() == "tensorflow":
-            import tensorflow  # noqa: F401
+            import tensorflow as tf
+
+            tf.get_logger().setLevel("ERROR")  # e.g. retracing notices when several models predict in turn
     finally:
         os.dup2(saved, 2)
         os.close(saved)

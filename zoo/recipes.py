@@ -23,8 +23,10 @@ def tasks(recipe: dict[str, Any]) -> list[mk.Task]:
     return [mk.Task.from_config(t) for t in recipe.get("tasks", [])]
 
 
-def build(recipe: dict[str, Any], modalities: Sequence[str] | None = None) -> keras.Model:
-    """The compiled model of `recipe`; `modalities` (a subset) builds the single-modality baseline."""
+def build(recipe: dict[str, Any], modalities: Sequence[str] | None = None, compile: bool = True) -> keras.Model:
+    """The compiled model of `recipe`; `modalities` (a subset) builds the single-modality baseline.
+
+    `compile=False` gives the bare architecture (used to save weights without optimizer state)."""
     keras.utils.set_random_seed(recipe.get("fit", {}).get("seed", 0))
     specs = recipe["encoders"]
     chosen = list(modalities or specs)
@@ -36,18 +38,18 @@ def build(recipe: dict[str, Any], modalities: Sequence[str] | None = None) -> ke
     if modalities is not None and len(chosen) == 1 and builder == "attention_fusion":
         (only,) = encoders.values()
         width = kwargs.get("fusion_dim", 64)
-        return mk.builders.hard_sharing(only, tasks(recipe), trunk_units=(width,), optimizer=optimizer, name=f"{chosen[0]}_only")
+        return mk.builders.hard_sharing(only, tasks(recipe), trunk_units=(width,), optimizer=optimizer, compile=compile, name=f"{chosen[0]}_only")
     if builder in ("hard_sharing", "soft_sharing"):
         if len(encoders) != 1:
             raise ValueError(f"recipe: {builder} takes exactly one encoder, got {chosen}.")
         (only,) = encoders.values()
-        return getattr(mk.builders, builder)(only, tasks(recipe), optimizer=optimizer, **kwargs)
+        return getattr(mk.builders, builder)(only, tasks(recipe), optimizer=optimizer, compile=compile, **kwargs)
     if builder == "attention_fusion":
-        return mk.builders.attention_fusion(encoders, tasks(recipe), optimizer=optimizer, **kwargs)
+        return mk.builders.attention_fusion(encoders, tasks(recipe), optimizer=optimizer, compile=compile, **kwargs)
     if builder == "joint_embedding":
         loss = mk.losses.get(kwargs.pop("loss", "max_margin"))
         loss_config = recipe.get("loss_config")
         if loss_config:
             loss = type(loss).from_config({**loss.get_config(), **loss_config})
-        return mk.builders.joint_embedding(encoders, loss=loss, optimizer=optimizer, **kwargs)
+        return mk.builders.joint_embedding(encoders, loss=loss, optimizer=optimizer, compile=compile, **kwargs)
     raise ValueError(f"recipe: unknown builder {builder!r}.")

@@ -81,7 +81,9 @@ def train(name: str, epochs: int | None = None, out_dir: str | None = None, verb
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         weights = staging / registry.WEIGHTS_FILE
-        model.save_weights(str(weights))
+        bare = recipes.build(recipe, compile=False)  # same architecture, no optimizer state in the file
+        bare.set_weights(model.get_weights())
+        bare.save_weights(str(weights))
         meta = {
             "name": name,
             "metrics": metrics,
