@@ -85,3 +85,15 @@ def test_layer_configs_round_trip(layer):
     clone = keras.saving.deserialize_keras_object(config)
     assert type(clone) is type(layer)
     assert clone.get_config() == layer.get_config()
+
+
+def test_standardization_adapts_and_exports_statistics_as_weights(rng):
+    data = rng.normal(loc=3.0, scale=2.0, size=(500, 4)).astype("float32")
+    layer = mk.layers.Standardization()
+    layer.adapt(data)
+    out = keras.ops.convert_to_numpy(layer(data))
+    np.testing.assert_allclose(out.mean(axis=0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(out.std(axis=0), 1.0, atol=1e-3)
+    assert [w.name for w in layer.non_trainable_weights] == ["mean", "variance"]
+    with pytest.raises(ValueError, match="finite"):
+        layer.adapt(np.full((3, 4), np.nan, "float32"))

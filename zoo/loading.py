@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import keras
@@ -18,5 +19,7 @@ def load(name: str, pretrained: bool = True, weights_dir: str | Path | None = No
         integrity.verify(weights, (meta.get("sha256") or {}).get(registry.WEIGHTS_FILE), f"zoo entry {name!r}")
     model = recipes.build(recipe)
     if pretrained:
-        model.load_weights(str(weights))
+        with warnings.catch_warnings():  # the file holds no optimizer state (on purpose); Keras notes that
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            model.load_weights(str(weights))
     return model

@@ -13,6 +13,7 @@ from typing import Any
 
 import keras
 
+from mtmm_keras.layers import Standardization
 from mtmm_keras.zoo import card, evaluation, integrity, plotting, recipes, registry
 
 
@@ -27,12 +28,12 @@ def hardware() -> str:
 
 
 def adapt_normalizers(model: keras.Model, x: dict) -> None:
-    """Adapt each encoder's Normalization layer ("<modality>_encoder/normalize") to that modality's training data."""
+    """Adapt each encoder's normalisation layer ("<modality>_encoder/normalize") to that modality's training data."""
     for layer in model.layers:
         if isinstance(layer, keras.Model):
             if layer.name.endswith("_encoder") and layer.name[: -len("_encoder")] in x:
                 for sub in layer.layers:
-                    if isinstance(sub, keras.layers.Normalization):
+                    if isinstance(sub, (keras.layers.Normalization, Standardization)):
                         sub.adapt(x[layer.name[: -len("_encoder")]])
             else:
                 adapt_normalizers(layer, x)

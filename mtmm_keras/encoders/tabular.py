@@ -7,6 +7,7 @@ from typing import Sequence
 import keras
 
 from mtmm_keras import _checks
+from mtmm_keras.layers.standardization import Standardization
 
 
 def tabular(
@@ -20,15 +21,15 @@ def tabular(
 ) -> keras.Model:
     """Dense(ReLU) layers over numeric features.
 
-    Features should be standardised: do it beforehand, or pass `normalize=True` for a
-    `keras.layers.Normalization` layer (named "normalize") to `adapt()` on the training data —
-    its statistics are weights, so they are saved and exported with the model.
+    Features should be standardised: do it beforehand, or pass `normalize=True` for an
+    `mk.layers.Standardization` layer (named "normalize") to `adapt()` on the training data —
+    its statistics are weights, so they are saved and exported (ONNX too) with the model.
     """
     input_dim = _checks.positive_int(input_dim, "input_dim")
     hidden_units = _checks.units_tuple(hidden_units, "hidden_units", allow_empty=False)
     dropout = _checks.non_negative_float(dropout, "dropout")
     features = keras.Input(shape=(input_dim,), name=input_name)
-    x = keras.layers.Normalization(name="normalize")(features) if normalize else features
+    x = Standardization(name="normalize")(features) if normalize else features
     for i, units in enumerate(hidden_units):
         x = keras.layers.Dense(units, activation=activation, name=f"dense{i + 1}")(x)
         if dropout:
