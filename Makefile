@@ -11,6 +11,7 @@ JAX_TESTS := tests/test_builders.py tests/test_layers.py tests/test_losses.py te
 install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
+	bash scripts/install_system_deps.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[all]"
