@@ -30,6 +30,9 @@ def render(name: str, recipe: dict[str, Any], meta: dict[str, Any]) -> str:
         "",
         *_table(meta["metrics"]),
     ]
+    if recipe["builder"] == "joint_embedding":
+        lines += ["", f"Recall@K: each test item queries the whole test split of the other modality; a hit is a "
+                  f"retrieved item with the same `{recipe.get('group_label', 'label')}`."]
     if meta.get("baselines"):
         lines += ["", "## Baselines (same recipe, one modality / view at a time)", "", "| model | metric | value |", "|---|---|---|"]
         for baseline, metrics in meta["baselines"].items():
