@@ -222,6 +222,7 @@ def _export_into(model, staging, final_dir, formats, quantize, representative_da
             artifact.path = os.path.join(final_dir, os.path.relpath(artifact.path, staging))
     tolerance = {
         "float32_atol": atol,
+        "float32_rtol": checks.FLOAT_RTOL,
         "accuracy_drop": checks.ACCURACY_DROP,
         "relative_error": checks.RELATIVE_ERROR,
         "min_cosine": checks.MIN_COSINE,

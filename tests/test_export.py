@@ -57,7 +57,7 @@ def test_hard_sharing_exports_every_format_and_flavour(tmp_path):
         for check in artifact["checks"]:
             assert check["shape"] == check["expected_shape"]
             if artifact["quantization"] == "float32":
-                assert check["max_abs_error"] <= 1e-5
+                assert check["max_abs_error"] <= 1e-5  # this small MLP meets the plain absolute bound
             else:
                 assert check["metric"] == "rel.err" and check["artifact_value"] <= 0.1
         sizes[(artifact["format"], artifact["quantization"])] = artifact["size_bytes"]
