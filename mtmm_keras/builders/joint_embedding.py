@@ -56,7 +56,11 @@ def joint_embedding(
     model = JointEmbeddingModel(inputs, outputs, name=name)
     # 2.–3. similarity and loss live in JointEmbeddingModel.compute_loss
     if compile:
-        model.compile(optimizer=_common.make_optimizer(optimizer, learning_rate), loss=loss_fn, **compile_kwargs)
+        model.compile(
+            optimizer=_common.make_optimizer(optimizer, learning_rate),
+            loss=loss_fn,
+            **_common.compile_kwargs_with_defaults(compile_kwargs),
+        )
     return model
 
 

@@ -16,8 +16,8 @@ class StackedDense(keras.layers.Layer):
 
     Input `[batch, in]` (every tower reads the same features) or `[batch, T, in]` (tower t reads
     slice t); output `[batch, T, units]`. Kernel shape `[T, in, units]`, so a regularizer such as
-    `mk.regularizers.ParameterDistance` sees all towers' matching weights at once, and one einsum
-    replaces T small matmuls.
+    `mk.regularizers.ParameterDistance` sees all towers' matching weights at once, and one (batched)
+    matmul replaces T small ones.
     """
 
     def __init__(
@@ -71,10 +71,16 @@ class StackedDense(keras.layers.Layer):
             )
 
     def call(self, inputs: Any) -> Any:
+        towers, in_dim, units = self.kernel.shape
         if len(inputs.shape) == 2:
-            outputs = ops.einsum("bi,tio->bto", inputs, self.kernel)
+            # Every tower reads the same features: one [batch, in] @ [in, T·units] matmul
+            # (the kernel is small, so laying it out as [in, T·units] each step is cheap).
+            kernel = ops.reshape(ops.transpose(self.kernel, (1, 0, 2)), (in_dim, towers * units))
+            outputs = ops.reshape(ops.matmul(inputs, kernel), (-1, towers, units))
         else:
-            outputs = ops.einsum("bti,tio->bto", inputs, self.kernel)
+            # Tower t reads slice t: one batched [T, batch, in] @ [T, in, units] matmul. Measured
+            # faster than the equivalent einsum("bti,tio->bto") on TensorFlow and JAX (CPU).
+            outputs = ops.transpose(ops.matmul(ops.transpose(inputs, (1, 0, 2)), self.kernel), (1, 0, 2))
         if self.bias is not None:
             outputs = outputs + self.bias
         return self.activation(outputs)
@@ -102,7 +108,9 @@ class SplitTowers(keras.layers.Layer):
     """Split a `[batch, T, d]` tensor into a list of T `[batch, d]` tensors, one per tower."""
 
     def call(self, inputs: Any) -> list:
-        return [inputs[:, t, :] for t in range(inputs.shape[1])]
+        # unstack, not T strided slices: its gradient is one stack instead of T full-size
+        # zero-padded slice gradients that then have to be added up.
+        return list(ops.unstack(inputs, num=inputs.shape[1], axis=1))
 
     def compute_output_shape(self, input_shape: Any) -> list:
         if len(input_shape) != 3 or input_shape[1] is None:

@@ -1,0 +1,674 @@
+"""Training speed of the mtmm builders against PyTorch versions of the spec's reference models.
+
+Run: `.venv/bin/python -m benchmarks.train_speed [--quick] [--out benchmarks/results/train_speed.json]`
+(needs the `bench` extra: `pip install -e ".[bench]"`, i.e. torch==2.13.0).
+
+For each case (hard sharing, soft sharing, joint embedding in pair mode) both sides train on the same
+synthetic arrays with the same batch size and number of samples:
+  A. `benchmarks.torch_reference`: the model written in PyTorch, trained with a plain loop;
+  B. the `mk.builders` model with the builder's default compile settings, trained with `model.fit`.
+Each side lives in its own worker process (so neither framework's thread pools or allocator disturb
+the other); after a warm-up the parent runs them interleaved A B A B ... and reports, per side, the
+median and min–max of training samples/s, the ratio mtmm/PyTorch, and the achieved fraction of the
+machine's fp32 matrix-multiply peak (measured here, best of the two frameworks) given each model's
+training FLOPs per sample (3 × forward multiply-add FLOPs of its Dense/Conv/LSTM layers).
+It also times `mtmm --help` and `mtmm zoo list` start-up. On a machine with a CUDA GPU (and
+`--device auto`) PyTorch runs on CUDA and Keras on the JAX backend on the GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+CASES = ("hard_sharing", "soft_sharing", "joint_embedding")
+TASK_UNITS = {"a": 1, "b": 1, "c": 2}  # the spec's heads [1, 1, 2]
+
+# Per case: samples, batch size, epochs per timed run, timed repeats per side.
+FULL = {
+    "hard_sharing": {"num_samples": 16384, "batch_size": 256, "epochs": 8, "repeats": 7},
+    "soft_sharing": {"num_samples": 16384, "batch_size": 256, "epochs": 8, "repeats": 7},
+    "joint_embedding": {"num_samples": 2048, "batch_size": 64, "epochs": 1, "repeats": 5},
+}
+QUICK = {
+    "hard_sharing": {"num_samples": 8192, "batch_size": 256, "epochs": 2, "repeats": 3},
+    "soft_sharing": {"num_samples": 8192, "batch_size": 256, "epochs": 2, "repeats": 3},
+    "joint_embedding": {"num_samples": 512, "batch_size": 64, "epochs": 1, "repeats": 3},
+}
+JOINT = {"vocab_size": 1000, "sequence_length": 32, "embedding_dim": 64, "hidden_dim": 64, "image_shape": (32, 32, 3),
+         "filters": (64, 128), "embed_dim": 64}
+INPUT_DIM = 100
+SOFT_ALPHA = 1e-3
+
+TARGETS = {
+    "hard_sharing_vs_torch": 2.0,
+    "joint_embedding_vs_torch": 1.25,
+    "joint_embedding_peak_fraction": 0.80,
+    "soft_over_hard_time_per_sample": 1.2,
+    "cli_startup_s": 0.5,
+}
+
+
+# --- pieces that need neither torch nor a Keras backend (unit-tested) -----------------------
+
+def make_data(case: str, num_samples: int, seed: int = 0) -> tuple[Any, Any]:
+    """The synthetic arrays both sides train on (numpy, identical for a given seed)."""
+    rng = np.random.default_rng(seed)
+    if case in ("hard_sharing", "soft_sharing"):
+        x = rng.normal(size=(num_samples, INPUT_DIM)).astype(np.float32)
+        z = x @ (np.random.default_rng(1234).normal(size=(INPUT_DIM, 4)) / np.sqrt(INPUT_DIM))
+        y = {
+            "a": np.sin(2.0 * z[:, :1]),
+            "b": z[:, 1:2] * z[:, 2:3],
+            "c": np.concatenate([np.tanh(z[:, 3:4] + z[:, :1]), z[:, 1:2] - z[:, 3:4]], axis=1),
+        }
+        return x, {k: v.astype(np.float32) for k, v in y.items()}
+    if case == "joint_embedding":
+        h, w, c = JOINT["image_shape"]
+        tokens = rng.integers(0, JOINT["vocab_size"], size=(num_samples, JOINT["sequence_length"])).astype(np.int32)
+        image = rng.normal(size=(num_samples, h, w, c)).astype(np.float32)
+        labels = np.where(rng.random(num_samples) < 0.5, 1.0, -1.0).astype(np.float32)
+        return {"text": tokens, "image": image}, labels
+    raise ValueError(f"unknown case {case!r}; choose from {CASES}")
+
+
+def summarize(values: Sequence[float]) -> dict[str, float]:
+    """Median, min, max (and count) of a list of measurements."""
+    vals = [float(v) for v in values]
+    if not vals:
+        raise ValueError("summarize() needs at least one value")
+    return {"median": statistics.median(vals), "min": min(vals), "max": max(vals), "n": len(vals)}
+
+
+def ratio(numerator: dict[str, float], denominator: dict[str, float]) -> float:
+    """Ratio of two summaries' medians."""
+    return numerator["median"] / denominator["median"]
+
+
+def _layer_forward_flops(layer: Any) -> int:
+    """Multiply-add FLOPs (2 per MAC) of one layer's forward pass for one sample; nested models recurse."""
+    import keras
+
+    from mtmm_keras.layers import StackedDense
+
+    if isinstance(layer, keras.Model):
+        return sum(_layer_forward_flops(inner) for inner in layer.layers)
+    name = type(layer).__name__
+    if isinstance(layer, StackedDense):
+        in_dim = int(layer.kernel.shape[1])
+        return 2 * layer.num_towers * in_dim * layer.units
+    if isinstance(layer, keras.layers.Dense):
+        in_shape = layer.input.shape
+        positions = int(np.prod([d for d in in_shape[1:-1]])) if len(in_shape) > 2 else 1
+        return 2 * positions * int(in_shape[-1]) * layer.units
+    if isinstance(layer, (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)):
+        out_positions = int(np.prod(layer.output.shape[1:-1]))
+        kernel = layer.kernel.shape  # (*window, in/groups, out)
+        return 2 * out_positions * int(np.prod(kernel))
+    if isinstance(layer, (keras.layers.LSTM, keras.layers.GRU)):
+        steps, in_dim = int(layer.input.shape[1]), int(layer.input.shape[2])
+        gates = 4 if isinstance(layer, keras.layers.LSTM) else 3
+        return 2 * steps * gates * (in_dim + layer.units) * layer.units
+    if name in ("SimpleRNN",):
+        steps, in_dim = int(layer.input.shape[1]), int(layer.input.shape[2])
+        return 2 * steps * (in_dim + layer.units) * layer.units
+    return 0  # embeddings, pooling, activations, normalisation: no multiply-adds worth counting
+
+
+def training_flops_per_sample(model: Any) -> int:
+    """Training FLOPs per sample: forward + backward ≈ 3 × forward multiply-add FLOPs (Dense/Conv/LSTM)."""
+    return 3 * _layer_forward_flops(model)
+
+
+# --- workers (one process per framework) ----------------------------------------------------
+
+def _time_matmul(fn, n: int, reps: int) -> float:
+    fn()
+    best = 0.0
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        best = max(best, 2.0 * n**3 / (time.perf_counter() - start))
+    return best
+
+
+class TorchWorker:
+    def __init__(self, device: str):
+        import torch
+
+        from benchmarks import torch_reference
+
+        self.torch, self.ref = torch, torch_reference
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("--device cuda, but torch.cuda.is_available() is False (CPU-only torch build or no GPU)")
+        self.device = device
+        torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32
+        torch.backends.cudnn.allow_tf32 = False
+        self.cases: dict[str, Any] = {}
+
+    def info(self, _: dict) -> dict:
+        torch = self.torch
+        info = {"framework": f"torch {torch.__version__}", "device": self.device, "threads": torch.get_num_threads(),
+                "cuda_available": torch.cuda.is_available()}
+        if self.device == "cuda":
+            info["gpu"] = torch.cuda.get_device_name(0)
+        return info
+
+    def peak(self, cmd: dict) -> dict:
+        torch, n = self.torch, cmd["n"]
+        a = torch.randn(n, n, device=self.device)
+        b = torch.randn(n, n, device=self.device)
+
+        def mm():
+            torch.mm(a, b)
+            if self.device == "cuda":
+                torch.cuda.synchronize()
+
+        return {"flops_per_s": _time_matmul(mm, n, cmd["reps"])}
+
+    def prepare(self, cmd: dict) -> dict:
+        torch, case = self.torch, cmd["case"]
+        torch.manual_seed(0)
+        x, y = make_data(case, cmd["num_samples"])
+        sizes = {"input_dim": INPUT_DIM, "alpha": SOFT_ALPHA, "vocab_size": JOINT["vocab_size"],
+                 "embedding_dim": JOINT["embedding_dim"], "channels": JOINT["image_shape"][2]}
+        model, loss_fn = self.ref.build(case, self.device, **sizes)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        inputs, targets = self.ref.to_tensors(case, x, y, self.device)
+        self.cases[case] = (model, loss_fn, optimizer, inputs, targets, cmd)
+        counted = self._counted_flops(model, loss_fn, inputs, targets, cmd["batch_size"])
+        start = time.perf_counter()
+        loss = self.ref.train(model, loss_fn, optimizer, inputs, targets, cmd["batch_size"], cmd["epochs"])
+        return {"warmup_s": time.perf_counter() - start, "loss": loss, "counted_train_flops_per_sample": counted,
+                "parameters": sum(p.numel() for p in model.parameters())}
+
+    def _counted_flops(self, model, loss_fn, inputs, targets, batch_size) -> float | None:
+        """torch's own FLOP count of one training step (forward + backward), per sample; a cross-check."""
+        try:
+            from torch.utils.flop_counter import FlopCounterMode
+
+            batch = [t[:batch_size] for t in inputs]
+            with FlopCounterMode(display=False) as counter:
+                loss_fn(model(*batch), [t[:batch_size] for t in targets]).backward()
+            model.zero_grad(set_to_none=True)
+            return counter.get_total_flops() / batch_size
+        except Exception:  # noqa: BLE001 - informational only
+            return None
+
+    def time(self, cmd: dict) -> dict:
+        model, loss_fn, optimizer, inputs, targets, spec = self.cases[cmd["case"]]
+        start = time.perf_counter()
+        self.ref.train(model, loss_fn, optimizer, inputs, targets, spec["batch_size"], spec["epochs"])
+        return {"seconds": time.perf_counter() - start}
+
+    def profile(self, cmd: dict) -> dict:
+        """One timed run under torch.profiler: the ops that take the most time (self time, all threads)."""
+        from torch.profiler import ProfilerActivity, profile
+
+        spec = self.cases[cmd["case"]][-1]
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            wall = self.time(cmd)["seconds"]
+        steps = spec["epochs"] * -(-spec["num_samples"] // spec["batch_size"])
+        events = [e for e in prof.key_averages() if not e.key.startswith(("Optimizer.", "ProfilerStep"))]
+        total = sum(e.self_cpu_time_total for e in events) / 1e3
+        top = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[: cmd.get("top", 10)]
+        return {"wall_ms": wall * 1e3, "steps": steps, "op_self_ms_total": total,
+                "op_calls_per_step": sum(e.count for e in events) / steps,
+                "top_ops": [{"op": e.key, "ms": e.self_cpu_time_total / 1e3, "calls": e.count} for e in top]}
+
+
+class KerasWorker:
+    def __init__(self, device: str):
+        import keras
+
+        import mtmm_keras as mk
+
+        self.keras, self.mk = keras, mk
+        self.backend = keras.backend.backend()
+        self.device = self._device()
+        self.cases: dict[str, Any] = {}
+
+    def _device(self) -> str:
+        if self.backend == "jax":
+            import jax
+
+            return jax.devices()[0].platform
+        if self.backend == "tensorflow":
+            import tensorflow as tf
+
+            return "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
+        return "cpu"
+
+    def info(self, _: dict) -> dict:
+        import mtmm_keras
+
+        return {"framework": f"keras {self.keras.__version__} ({self.backend} backend)", "backend": self.backend,
+                "device": self.device, "mtmm_keras": mtmm_keras.__version__, "backend_version": self._backend_version()}
+
+    def _backend_version(self) -> str:
+        module = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}.get(self.backend, self.backend)
+        return __import__(module).__version__
+
+    def peak(self, cmd: dict) -> dict:
+        n = cmd["n"]
+        if self.backend == "jax":
+            import jax
+            import jax.numpy as jnp
+
+            a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+            b = jax.random.normal(jax.random.PRNGKey(1), (n, n), jnp.float32)
+            f = jax.jit(lambda u, v: jnp.matmul(u, v, precision=jax.lax.Precision.HIGHEST))
+            return {"flops_per_s": _time_matmul(lambda: f(a, b).block_until_ready(), n, cmd["reps"])}
+        if self.backend == "tensorflow":
+            import tensorflow as tf
+
+            a, b = tf.random.normal((n, n)), tf.random.normal((n, n))
+            return {"flops_per_s": _time_matmul(lambda: tf.matmul(a, b).numpy(), n, cmd["reps"])}
+        return {"flops_per_s": None}
+
+    def build(self, case: str, compile_kwargs: dict) -> Any:
+        mk = self.mk
+        tasks = [mk.Task(name, units) for name, units in TASK_UNITS.items()]
+        if case == "hard_sharing":
+            return mk.builders.hard_sharing((INPUT_DIM,), tasks, **compile_kwargs)
+        if case == "soft_sharing":
+            return mk.builders.soft_sharing((INPUT_DIM,), tasks, alpha=SOFT_ALPHA, **compile_kwargs)
+        encoders = {
+            "text": mk.encoders.text(JOINT["vocab_size"], JOINT["sequence_length"], embedding_dim=JOINT["embedding_dim"],
+                                     hidden_dim=JOINT["hidden_dim"]),
+            "image": mk.encoders.image(JOINT["image_shape"], filters=JOINT["filters"], output_dim=JOINT["embed_dim"]),
+        }
+        return mk.builders.joint_embedding(encoders, embed_dim=JOINT["embed_dim"], loss=mk.losses.CosineEmbeddingLoss(),
+                                           **compile_kwargs)
+
+    def prepare(self, cmd: dict) -> dict:
+        case = cmd["case"]
+        self.keras.utils.set_random_seed(0)
+        x, y = make_data(case, cmd["num_samples"])
+        model = self.build(case, cmd.get("compile_kwargs") or {})
+        self.cases[case] = (model, x, y, cmd)
+        start = time.perf_counter()
+        history = model.fit(x, y, batch_size=cmd["batch_size"], epochs=cmd["epochs"], verbose=0)
+        return {"warmup_s": time.perf_counter() - start, "loss": float(history.history["loss"][-1]),
+                "train_flops_per_sample": training_flops_per_sample(model), "parameters": model.count_params(),
+                "compile": {"steps_per_execution": model.steps_per_execution, "jit_compile": model.jit_compile}}
+
+    def time(self, cmd: dict) -> dict:
+        model, x, y, spec = self.cases[cmd["case"]]
+        start = time.perf_counter()
+        model.fit(x, y, batch_size=spec["batch_size"], epochs=spec["epochs"], verbose=0)
+        return {"seconds": time.perf_counter() - start}
+
+    def profile(self, cmd: dict) -> dict:
+        """One timed run under the TensorFlow profiler, summarised from its XSpace trace.
+
+        Reports the wall time, the time the Python thread spends inside the compiled training
+        function (the rest is `fit`'s own work: data adapter, iterators, callbacks), the kernel
+        time per op type on TensorFlow's compute threads and the number of op executions per step.
+        """
+        if self.backend != "tensorflow":
+            return {"available": False, "why": f"op-level profile implemented for the TensorFlow backend only, not {self.backend}"}
+        import collections
+        import glob
+
+        import tensorflow as tf
+        from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+        spec = self.cases[cmd["case"]][-1]
+        logdir = tempfile.mkdtemp(prefix="mtmm-tfprof-")
+        tf.profiler.experimental.start(logdir)
+        try:
+            wall = self.time(cmd)["seconds"]
+        finally:
+            tf.profiler.experimental.stop()
+        space = xplane_pb2.XSpace()
+        for path in glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True):
+            space.ParseFromString(Path(path).read_bytes())
+        shutil.rmtree(logdir, ignore_errors=True)
+        op_ms: collections.Counter = collections.Counter()
+        op_calls: collections.Counter = collections.Counter()
+        in_graph_ms = data_ms = 0.0
+        for plane in space.planes:
+            names = {key: meta.name for key, meta in plane.event_metadata.items()}
+            for line in plane.lines:
+                for event in line.events:
+                    name = names.get(event.metadata_id, "")
+                    ms = event.duration_ps / 1e9
+                    if line.name == "python" and "__inference_multi_step_on_iterator" in name:
+                        in_graph_ms += ms
+                    elif line.name.startswith("tf_Compute") and ":" in name and "::" not in name:
+                        op_type = name.rsplit(":", 1)[1]
+                        op_ms[op_type] += ms
+                        op_calls[op_type] += 1
+                    elif line.name.startswith("tf_data") and ":" in name and "::" not in name:
+                        data_ms += ms
+        steps = spec["epochs"] * -(-spec["num_samples"] // spec["batch_size"])
+        return {"wall_ms": wall * 1e3, "steps": steps, "in_compiled_steps_ms": in_graph_ms,
+                "op_kernel_ms_total": sum(op_ms.values()), "tf_data_op_ms": data_ms,
+                "op_calls_per_step": sum(op_calls.values()) / steps,
+                "top_ops": [{"op": op, "ms": ms, "calls": op_calls[op]} for op, ms in op_ms.most_common(cmd.get("top", 10))]}
+
+
+def worker_main(kind: str, device: str) -> int:
+    """Serve JSON-line commands on stdin; answer on the original stdout (everything else goes to stderr)."""
+    proto = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    worker: Any = None
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        try:
+            if worker is None:
+                worker = TorchWorker(device) if kind == "torch" else KerasWorker(device)
+            result = {"ok": True, **getattr(worker, cmd["op"])(cmd)}
+        except Exception as err:  # noqa: BLE001 - reported to the parent
+            import traceback
+
+            result = {"ok": False, "error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()}
+        proto.write(json.dumps(result) + "\n")
+        if cmd["op"] == "exit":
+            break
+    return 0
+
+
+class Worker:
+    """Parent-side handle on one worker process."""
+
+    def __init__(self, kind: str, device: str, env: dict[str, str], log_dir: str, label: str = ""):
+        self.kind = label or kind
+        self.log_path = Path(log_dir) / f"{self.kind}.log"
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.train_speed", "--worker", kind, "--device", device],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True, env=env,
+            cwd=str(Path(__file__).resolve().parent.parent),
+        )
+
+    def call(self, op: str, **kwargs: Any) -> dict:
+        assert self.proc.stdin and self.proc.stdout
+        self.proc.stdin.write(json.dumps({"op": op, **kwargs}) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{self.kind} worker died; log tail:\n{self.log_path.read_text()[-3000:]}")
+        result = json.loads(line)
+        if not result.pop("ok"):
+            raise RuntimeError(f"{self.kind} worker failed on {op}: {result['error']}\n{result['traceback']}")
+        return result
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()  # type: ignore[union-attr]
+                self.proc.wait(timeout=30)
+            except Exception:  # noqa: BLE001
+                self.proc.kill()
+        self._log.close()
+
+
+# --- the parent: CLI start-up, peak, interleaved timing, report ----------------------------
+
+def cli_startup(runs: int = 5) -> dict[str, Any]:
+    """Wall time of `mtmm --help` and `mtmm zoo list` (the installed console script when there is one)."""
+    script = Path(sys.executable).with_name("mtmm")
+    base = [str(script)] if script.exists() else [sys.executable, "-m", "mtmm_keras.cli"]
+    env = dict(os.environ)
+    results: dict[str, Any] = {"command": " ".join(base)}
+    for label, args in (("mtmm --help", ["--help"]), ("mtmm zoo list", ["zoo", "list"])):
+        times, rc = [], 0
+        for _ in range(runs):
+            start = time.perf_counter()
+            proc = subprocess.run(base + args, capture_output=True, text=True, env=env)
+            times.append(time.perf_counter() - start)
+            rc = rc or proc.returncode
+        results[label] = {**summarize(times), "returncode": rc}
+    return results
+
+
+def _machine() -> dict[str, Any]:
+    info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+        info["load_average_at_start"] = os.getloadavg()
+    except OSError:
+        pass
+    return info
+
+
+def _fmt_rate(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+
+def _default_backends(torch_device: str) -> list[str]:
+    import importlib.util
+
+    if torch_device == "cuda":
+        return ["jax"]  # Keras on JAX (XLA) against PyTorch CUDA
+    first = os.environ.get("KERAS_BACKEND", "tensorflow")
+    backends = [first]
+    if first != "jax" and importlib.util.find_spec("jax") is not None:
+        backends.append("jax")
+    return backends
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    sizes = QUICK if args.quick else FULL
+    cases = [c for c in args.cases.split(",") if c]
+    for case in cases:
+        if case not in CASES:
+            raise SystemExit(f"--cases: unknown case {case!r}; choose from {', '.join(CASES)}")
+    compile_kwargs = json.loads(args.mtmm_compile) if args.mtmm_compile else {}
+    report: dict[str, Any] = {"machine": _machine(), "quick": bool(args.quick), "targets": TARGETS,
+                              "mtmm_compile_overrides": compile_kwargs,
+                              "command": " ".join(["python -m benchmarks.train_speed", *sys.argv[1:]])}
+    load = report["machine"].get("load_average_at_start", (0.0,))[0]
+    if load > 0.5:
+        print(f"warning: load average {load:.2f} before starting: other processes are using the CPU, so timings will be "
+              "noisy (PyTorch's OpenMP threads slow down sharply when a core is taken); rerun on an idle machine.")
+    report["cli_startup"] = cli_startup(3 if args.quick else 5)
+    for label in ("mtmm --help", "mtmm zoo list"):
+        s = report["cli_startup"][label]
+        print(f"{label:16s} start-up: median {s['median']:.3f} s (min {s['min']:.3f}, max {s['max']:.3f})", flush=True)
+
+    log_dir = tempfile.mkdtemp(prefix="mtmm-train-speed-")
+    base_env = dict(os.environ)
+    base_env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    workers: dict[str, Worker] = {}
+    try:
+        workers["torch"] = Worker("torch", args.device, base_env, log_dir)
+        torch_info = workers["torch"].call("info")
+        report["torch"] = torch_info
+        backends = [b for b in args.backends.split(",") if b] or _default_backends(torch_info["device"])
+        report["mtmm"] = {}
+        for backend in backends:
+            env = dict(base_env, KERAS_BACKEND=backend)
+            if args.device == "cpu" or torch_info["device"] == "cpu":
+                env.update(JAX_PLATFORMS="cpu", CUDA_VISIBLE_DEVICES="")
+            else:  # true fp32 on both sides: no TF32 matmuls (PyTorch's side sets allow_tf32=False)
+                env.setdefault("JAX_DEFAULT_MATMUL_PRECISION", "highest")
+                env.setdefault("TF_ENABLE_TF32_EXECUTION", "0")
+            workers[backend] = Worker("keras", args.device, env, log_dir, label=f"keras-{backend}")
+            info = workers[backend].call("info")
+            report["mtmm"][backend] = info
+            if torch_info["device"] == "cuda" and info["device"] != "gpu":
+                print(f"warning: PyTorch runs on CUDA but Keras/{backend} sees no GPU; that comparison is GPU vs CPU.")
+        print(f"A = {torch_info['framework']} on {torch_info['device']} ({torch_info['threads']} threads); B = mtmm-keras "
+              + ", ".join(f"{i['framework']} on {i['device']}" for i in report["mtmm"].values()), flush=True)
+
+        n, reps = (1024, 5) if args.quick else (2048, 10)
+        peaks = {name: w.call("peak", n=n, reps=reps)["flops_per_s"] for name, w in workers.items()}
+        peak = max(v for v in peaks.values() if v)
+        report["fp32_matmul_peak"] = {"flops_per_s": peak, "by_framework": peaks, "matrix": n}
+        print(f"fp32 matmul peak ({n}x{n}, best of " + ", ".join(f"{k} {v / 1e9:.0f}" for k, v in peaks.items() if v)
+              + f" GFLOP/s): {peak / 1e9:.0f} GFLOP/s", flush=True)
+
+        report["cases"] = {}
+        for case in cases:
+            spec = dict(sizes[case])
+            repeats = args.repeats or spec["repeats"]
+            spec.pop("repeats")
+            prepared = {"torch": workers["torch"].call("prepare", case=case, **spec)}
+            for backend in backends:
+                prepared[backend] = workers[backend].call("prepare", case=case, compile_kwargs=compile_kwargs, **spec)
+            samples = spec["num_samples"] * spec["epochs"]
+            times: dict[str, list[float]] = {name: [] for name in workers}
+            for _ in range(repeats):  # interleaved: A B A B ... (B once per backend)
+                for name, w in workers.items():
+                    times[name].append(w.call("time", case=case)["seconds"])
+            flops = prepared[backends[0]]["train_flops_per_sample"]
+            entry: dict[str, Any] = {
+                "setup": {**spec, "repeats": repeats, "samples_per_run": samples},
+                "train_flops_per_sample": flops,
+                "torch_counted_train_flops_per_sample": prepared["torch"]["counted_train_flops_per_sample"],
+                "parameters": {name: p["parameters"] for name, p in prepared.items()},
+                "torch": _side(times["torch"], samples, flops, peak),
+                "mtmm": {},
+            }
+            for backend in backends:
+                side = _side(times[backend], samples, flops, peak)
+                side["compile"] = prepared[backend]["compile"]
+                side["ratio_over_torch"] = ratio(side["samples_per_s"], entry["torch"]["samples_per_s"])
+                entry["mtmm"][backend] = side
+            if args.profile:
+                entry["profile"] = {name: w.call("profile", case=case) for name, w in workers.items()}
+            report["cases"][case] = entry
+            print(_case_line(case, entry), flush=True)
+    finally:
+        for w in workers.values():
+            w.close()
+    shutil.rmtree(log_dir, ignore_errors=True)
+    report["checks"] = _checks(report)
+    report["machine"]["load_average_at_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+    return report
+
+
+def _side(seconds: list[float], samples: int, flops: int, peak: float) -> dict[str, Any]:
+    rate = summarize([samples / t for t in seconds])
+    return {"samples_per_s": rate, "seconds": seconds, "peak_fraction": rate["median"] * flops / peak}
+
+
+def _range(s: dict) -> str:
+    return f"{_fmt_rate(s['median'])} [{_fmt_rate(s['min'])}–{_fmt_rate(s['max'])}]"
+
+
+def _case_line(case: str, entry: dict) -> str:
+    parts = [f"{case:16s} torch {_range(entry['torch']['samples_per_s'])}"]
+    for backend, side in entry["mtmm"].items():
+        parts.append(f"mtmm/{backend} {_range(side['samples_per_s'])} = {side['ratio_over_torch']:.2f}x")
+    return " | ".join(parts)
+
+
+def _check(value: float, op: str, target: float) -> dict[str, Any]:
+    met = value >= target if op == ">=" else value <= target
+    return {"value": value, "target": f"{op} {target}", "met": bool(met)}
+
+
+def _checks(report: dict) -> dict[str, Any]:
+    cases, checks = report.get("cases", {}), {}
+    for backend in report.get("mtmm", {}):
+        if "hard_sharing" in cases:
+            checks[f"hard_sharing mtmm/torch ({backend})"] = _check(
+                cases["hard_sharing"]["mtmm"][backend]["ratio_over_torch"], ">=", TARGETS["hard_sharing_vs_torch"])
+        if "joint_embedding" in cases:
+            side = cases["joint_embedding"]["mtmm"][backend]
+            checks[f"joint_embedding mtmm/torch ({backend})"] = _check(
+                side["ratio_over_torch"], ">=", TARGETS["joint_embedding_vs_torch"])
+            checks[f"joint_embedding fraction of fp32 peak ({backend})"] = _check(
+                side["peak_fraction"], ">=", TARGETS["joint_embedding_peak_fraction"])
+        if "hard_sharing" in cases and "soft_sharing" in cases:
+            # time per sample, soft / hard = hard's samples/s / soft's samples/s
+            checks[f"soft/hard time per sample ({backend})"] = _check(
+                ratio(cases["hard_sharing"]["mtmm"][backend]["samples_per_s"],
+                      cases["soft_sharing"]["mtmm"][backend]["samples_per_s"]),
+                "<=", TARGETS["soft_over_hard_time_per_sample"])
+    for label in ("mtmm --help", "mtmm zoo list"):
+        s = report["cli_startup"][label]
+        checks[f"start-up {label} (s)"] = _check(s["median"], "<=", TARGETS["cli_startup_s"])
+        checks[f"start-up {label} (s)"]["met"] &= s["returncode"] == 0
+    return checks
+
+
+def print_table(report: dict) -> None:
+    peak = report["fp32_matmul_peak"]["flops_per_s"]
+    print()
+    print(f"Training samples/s: median [min–max] of {'/'.join(str(e['setup']['repeats']) for e in report['cases'].values())} "
+          f"interleaved runs; fp32 matmul peak {peak / 1e9:.0f} GFLOP/s.")
+    print("| case | train FLOPs/sample | side | samples/s median [min–max] | mtmm / PyTorch | % of fp32 peak |")
+    print("|---|---|---|---|---|---|")
+    for case, e in report["cases"].items():
+        flops = f"{e['train_flops_per_sample'] / 1e6:.3g} M"
+        t = e["torch"]
+        print(f"| {case} | {flops} | PyTorch ({report['torch']['device']}) | {_range(t['samples_per_s'])} | 1 | "
+              f"{100 * t['peak_fraction']:.1f}% |")
+        for backend, side in e["mtmm"].items():
+            print(f"| {case} | {flops} | mtmm, Keras/{backend} | {_range(side['samples_per_s'])} | "
+                  f"**{side['ratio_over_torch']:.2f}×** | {100 * side['peak_fraction']:.1f}% |")
+    print()
+    for name, check in report["checks"].items():
+        print(f"{'MET ' if check['met'] else 'MISS'} {name}: {check['value']:.3g} (target {check['target']})")
+    for case, e in report["cases"].items():
+        for side, prof in e.get("profile", {}).items():
+            if not prof.get("top_ops"):
+                continue
+            extra = (f", {prof['in_compiled_steps_ms']:.0f} ms inside the compiled steps, tf.data ops {prof['tf_data_op_ms']:.0f} ms"
+                     if "in_compiled_steps_ms" in prof else "")
+            total = prof.get("op_kernel_ms_total", prof.get("op_self_ms_total", 0.0))
+            print(f"\nprofile {case} / {side}: wall {prof['wall_ms']:.0f} ms for {prof['steps']} steps{extra}; "
+                  f"op time {total:.0f} ms, {prof['op_calls_per_step']:.0f} op calls per step")
+            for op in prof["top_ops"]:
+                print(f"    {op['ms']:8.1f} ms  {op['calls']:6d}x  {op['op']}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.train_speed", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller data and fewer repeats (under a minute)")
+    parser.add_argument("--out", default="benchmarks/results/train_speed.json", help="where to write the JSON results")
+    parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated subset of {', '.join(CASES)}")
+    parser.add_argument("--backends", default="",
+                        help="Keras backends for the mtmm side, comma-separated (default: $KERAS_BACKEND or tensorflow, "
+                             "plus jax when installed; on a CUDA machine: jax)")
+    parser.add_argument("--repeats", type=int, default=0, help="timed runs per side (default: per case)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                        help="auto: CUDA (PyTorch) + JAX GPU (Keras) when PyTorch sees a GPU, else CPU")
+    parser.add_argument("--profile", action="store_true",
+                        help="after timing, profile one run per side (torch.profiler; TensorFlow's profiler) and print where the time goes")
+    parser.add_argument("--mtmm-compile", default="", metavar="JSON",
+                        help='extra keyword arguments for the builders, to compare levers, e.g. \'{"steps_per_execution": 1}\' '
+                             "(default: none, i.e. the builders' own defaults)")
+    parser.add_argument("--worker", choices=("torch", "keras"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        return worker_main(args.worker, args.device)
+    try:
+        report = run(args)
+    except RuntimeError as err:
+        print(f"train_speed: error: {err}", file=sys.stderr)
+        return 2
+    print_table(report)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, default=float) + "\n")
+    print(f"\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
