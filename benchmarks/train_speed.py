@@ -698,7 +698,8 @@ def print_table(report: dict) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.train_speed", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smaller data and fewer repeats (under a minute)")
+    parser.add_argument("--quick", action="store_true",
+                        help="smaller data and fewer repeats (about a minute on an idle 2-core machine)")
     parser.add_argument("--out", default="", help="where to write the JSON results (default: benchmarks/results/"
                                                     "train_speed.json, or train_speed_quick.json with --quick)")
     parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated subset of {', '.join(CASES)}")
