@@ -9,6 +9,7 @@ import keras
 from mtmm_keras import _checks
 from mtmm_keras.builders import _common
 from mtmm_keras.layers import AttentionFusion
+from mtmm_keras.models import MultiTaskModel
 from mtmm_keras.tasks import Task, validate_tasks
 
 ATTENTION_OUTPUT = "attention"
@@ -57,7 +58,7 @@ def attention_fusion(
     # 3. prediction layers
     x = _common.dense_stack(fused, hidden_units, "relu", dropout, prefix="fused")
     outputs = {task.name: task.build_head(x) for task in tasks}
-    model = keras.Model(inputs, outputs, name=name)
+    model = MultiTaskModel(inputs, outputs, name=name)
     if compile:
         _common.compile_for_tasks(model, tasks, optimizer, learning_rate, **compile_kwargs)
     return model

@@ -8,6 +8,7 @@ import keras
 
 from mtmm_keras import _checks
 from mtmm_keras.builders import _common
+from mtmm_keras.models import MultiTaskModel
 from mtmm_keras.tasks import Task, validate_tasks
 
 
@@ -37,7 +38,7 @@ def hard_sharing(
     shared = _common.dense_stack(features, trunk_units, activation, dropout, prefix="trunk")
     # 2. one head per task
     outputs = {task.name: task.build_head(shared) for task in tasks}
-    model = keras.Model(model_inputs, outputs, name=name)
+    model = MultiTaskModel(model_inputs, outputs, name=name)
     # 3.–4. every task's loss, weighted by λ_t, summed and optimised jointly
     if compile:
         _common.compile_for_tasks(model, tasks, optimizer, learning_rate, **compile_kwargs)

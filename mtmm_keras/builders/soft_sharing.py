@@ -9,6 +9,7 @@ import keras
 from mtmm_keras import _checks
 from mtmm_keras.builders import _common
 from mtmm_keras.layers import SplitTowers, StackedDense
+from mtmm_keras.models import MultiTaskModel
 from mtmm_keras.regularizers import ParameterDistance
 from mtmm_keras.tasks import Task, validate_tasks
 
@@ -53,7 +54,7 @@ def soft_sharing(
         tower_outputs = [tower_outputs[0]] if isinstance(tower_outputs, list) else [tower_outputs]
     # 3. each task's head on its own tower
     outputs = {task.name: task.build_head(tower) for task, tower in zip(tasks, tower_outputs)}
-    model = keras.Model(model_inputs, outputs, name=name)
+    model = MultiTaskModel(model_inputs, outputs, name=name)
     # 4. Σ λ_t L_t from compile; α·Ω arrives through the layers' regularization losses
     if compile:
         _common.compile_for_tasks(model, tasks, optimizer, learning_rate, **compile_kwargs)

@@ -8,9 +8,10 @@ from typing import Any
 import keras
 from keras import ops
 
+from mtmm_keras.models.in_memory_fit import InMemoryFitMixin
 
 @keras.saving.register_keras_serializable(package="mtmm")
-class JointEmbeddingModel(keras.Model):
+class JointEmbeddingModel(InMemoryFitMixin, keras.Model):
     """Functional model with one embedding output per modality, trained with a cross-modal loss.
 
     `compile(loss=...)` takes one loss for the whole model:

@@ -1,0 +1,136 @@
+"""`InMemoryFitMixin.fit` (one repeated tf.data pipeline per fit) trains exactly like Keras's stock `fit`."""
+
+import keras
+import numpy as np
+import pytest
+
+import mtmm_keras as mk
+
+pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the fast path is TensorFlow-only")
+
+TASKS = [mk.Task("a", 1), mk.Task("b", 1), mk.Task("c", 2, loss="sparse_categorical_crossentropy")]
+
+
+def _data(n=256, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 10)).astype("float32")
+    y = {"a": x[:, :1] * 2.0, "b": x[:, 1:2] - x[:, 2:3], "c": (x[:, 3] > 0).astype("int32")}
+    return x, y
+
+
+def _twin_models(steps_per_execution=4, **kwargs):
+    """Two identically initialised hard-sharing models: one trained by the mixin, one by stock Keras."""
+    models = []
+    for _ in range(2):
+        keras.utils.set_random_seed(0)
+        models.append(mk.builders.hard_sharing((10,), TASKS, trunk_units=(16,), steps_per_execution=steps_per_execution,
+                                               **kwargs))
+    return models
+
+
+def _assert_same_training(fast, stock, fast_history, stock_history):
+    assert fast_history.history.keys() == stock_history.history.keys()
+    for key in stock_history.history:
+        np.testing.assert_allclose(fast_history.history[key], stock_history.history[key], rtol=1e-6, atol=1e-7)
+    for got, want in zip(fast.get_weights(), stock.get_weights()):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+
+
+def test_builders_return_the_fast_fit_model():
+    model = mk.builders.hard_sharing((10,), TASKS)
+    assert isinstance(model, mk.models.MultiTaskModel)
+    assert isinstance(model, mk.models.InMemoryFitMixin)
+
+
+@pytest.mark.parametrize("extra", [{}, {"validation_split": 0.25}, {"sample_weight": "per-row"}])
+def test_same_batches_same_result_as_stock_fit(extra):
+    x, y = _data()
+    fast, stock = _twin_models()
+    kwargs = dict(batch_size=16, epochs=3, shuffle=False, verbose=0, **extra)
+    if kwargs.get("sample_weight") == "per-row":
+        kwargs["sample_weight"] = np.linspace(0.1, 2.0, len(x)).astype("float32")
+    assert fast._in_memory_plan({**_fit_args(), "x": x, "y": y, **kwargs}) is not None
+    fast_history = fast.fit(x, y, **kwargs)
+    stock_history = keras.Model.fit(stock, x, y, **kwargs)
+    _assert_same_training(fast, stock, fast_history, stock_history)
+    if "validation_split" in extra:
+        assert "val_loss" in fast_history.history
+
+
+def test_class_weight_and_validation_data_match_stock_fit():
+    x, y = _data()
+    models = []
+    for _ in range(2):
+        keras.utils.set_random_seed(0)
+        models.append(mk.builders.hard_sharing((10,), [mk.Task("c", 2, loss="sparse_categorical_crossentropy")], trunk_units=(8,), steps_per_execution=2))
+    fast, stock = models
+    kwargs = dict(batch_size=32, epochs=2, shuffle=False, verbose=0, class_weight={0: 1.0, 1: 3.0},
+                  validation_data=(x[:64], y["c"][:64]))
+    _assert_same_training(fast, stock, fast.fit(x, y["c"], **kwargs), keras.Model.fit(stock, x, y["c"], **kwargs))
+
+
+def test_shuffled_epochs_each_see_every_row_once_in_a_new_order():
+    x, y = _data(n=64)
+    model = _twin_models(steps_per_execution=2)[0]
+    dataset, steps, _ = model._in_memory_plan({**_fit_args(), "x": x, "y": y, "batch_size": 8})
+    assert steps == 8
+    batches = list(dataset.take(2 * steps).as_numpy_iterator())
+    epochs = [np.concatenate([b[0] for b in batches[i * steps:(i + 1) * steps]]) for i in range(2)]
+    for rows in epochs:
+        np.testing.assert_array_equal(np.sort(rows[:, 0]), np.sort(x[:, 0]))
+    assert not np.array_equal(epochs[0], epochs[1])
+    assert not np.array_equal(epochs[0], x)
+
+
+def test_falls_back_to_stock_fit_where_epochs_would_not_line_up():
+    x, y = _data()
+    fast, stock = _twin_models()
+    # 256 rows in batches of 24: 11 batches per epoch, not a multiple of steps_per_execution=4
+    assert fast._in_memory_plan({**_fit_args(), "x": x, "y": y, "batch_size": 24}) is None
+    kwargs = dict(batch_size=24, epochs=2, shuffle=False, verbose=0)
+    _assert_same_training(fast, stock, fast.fit(x, y, **kwargs), keras.Model.fit(stock, x, y, **kwargs))
+
+
+def test_an_explicit_epoch_length_is_left_to_keras():
+    x, y = _data()
+    model = _twin_models()[0]
+    assert model._in_memory_plan({**_fit_args(), "x": x, "y": y, "batch_size": 16, "steps_per_epoch": 8}) is None
+
+
+def test_datasets_are_left_to_keras():
+    import tensorflow as tf
+
+    x, y = _data()
+    model = _twin_models()[0]
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+    assert model._in_memory_plan({**_fit_args(), "x": dataset}) is None
+    assert len(model.fit(dataset, epochs=2, shuffle=False, verbose=0).history["loss"]) == 2
+
+
+def test_callbacks_and_early_stopping_see_real_epochs():
+    x, y = _data()
+    model = _twin_models()[0]
+    seen = []
+    history = model.fit(
+        x, y, batch_size=16, epochs=50, verbose=0,
+        callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append(epoch)),
+                   keras.callbacks.EarlyStopping(monitor="loss", patience=0, min_delta=10.0)],
+    )
+    assert seen == [0, 1]  # stops after the second epoch fails to improve by 10
+    assert len(history.history["loss"]) == 2
+
+
+def test_joint_embedding_fit_without_labels_uses_the_fast_path():
+    encoders = {"a": mk.encoders.tabular(8, (8,)), "b": mk.encoders.tabular(6, (8,))}
+    model = mk.builders.joint_embedding(encoders, embed_dim=4, steps_per_execution=2)
+    rng = np.random.default_rng(0)
+    x = {"a": rng.normal(size=(64, 8)).astype("float32"), "b": rng.normal(size=(64, 6)).astype("float32")}
+    assert model._in_memory_plan({**_fit_args(), "x": x, "batch_size": 16}) is not None
+    losses = model.fit(x, batch_size=16, epochs=4, verbose=0).history["loss"]
+    assert len(losses) == 4 and losses[-1] < losses[0]
+
+
+def _fit_args():
+    return dict(x=None, y=None, batch_size=None, epochs=1, verbose=0, callbacks=None, validation_split=0.0,
+                validation_data=None, shuffle=True, class_weight=None, sample_weight=None, initial_epoch=0,
+                steps_per_epoch=None, validation_steps=None, validation_batch_size=None, validation_freq=1)
