@@ -439,6 +439,30 @@ def cli_startup(runs: int = 5) -> dict[str, Any]:
     return results
 
 
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds a process (all its threads) has used so far (Linux /proc), else None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def timed_run(workers: dict[str, "Worker"], name: str, case: str, settle_s: float) -> tuple[float, float | None]:
+    """One timed run on worker `name`, after `settle_s` of quiet; also the CPU seconds the *other*
+    workers burned meanwhile (e.g. OpenMP threads still spin-waiting after their own run), which
+    would be stolen from the side being timed."""
+    if settle_s:
+        time.sleep(settle_s)
+    others = [w.proc.pid for other, w in workers.items() if other != name]
+    before = [process_cpu_seconds(pid) for pid in others]
+    seconds = workers[name].call("time", case=case)["seconds"]
+    after = [process_cpu_seconds(pid) for pid in others]
+    if any(v is None for v in before + after):
+        return seconds, None
+    return seconds, sum(a - b for a, b in zip(after, before))
+
+
 class ForeignLoad:
     """CPU used by processes other than this harness and its workers while it measures (Linux /proc).
 
@@ -573,10 +597,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 prepared[backend] = workers[backend].call("prepare", case=case, compile_kwargs=compile_kwargs, **spec)
             samples = spec["num_samples"] * spec["epochs"]
             times: dict[str, list[float]] = {name: [] for name in workers}
+            stolen: dict[str, list[float | None]] = {name: [] for name in workers}
             foreign = ForeignLoad([w.proc.pid for w in workers.values()])
             for _ in range(repeats):  # interleaved: A B A B ... (B once per backend)
-                for name, w in workers.items():
-                    times[name].append(w.call("time", case=case)["seconds"])
+                for name in workers:
+                    seconds, others_cpu = timed_run(workers, name, case, args.settle)
+                    times[name].append(seconds)
+                    stolen[name].append(others_cpu)
             other_cores = foreign.cores()
             flops = prepared[backends[0]]["train_flops_per_sample"]
             entry: dict[str, Any] = {
@@ -585,11 +612,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "train_flops_per_sample": flops,
                 "torch_counted_train_flops_per_sample": prepared["torch"]["counted_train_flops_per_sample"],
                 "parameters": {name: p["parameters"] for name, p in prepared.items()},
-                "torch": _side(times["torch"], samples, flops, peak),
+                "torch": _side(times["torch"], samples, flops, peak, stolen["torch"]),
                 "mtmm": {},
             }
             for backend in backends:
-                side = _side(times[backend], samples, flops, peak)
+                side = _side(times[backend], samples, flops, peak, stolen[backend])
                 side["compile"] = prepared[backend]["compile"]
                 side["ratio_over_torch"] = ratio(side["samples_per_s"], entry["torch"]["samples_per_s"])
                 entry["mtmm"][backend] = side
@@ -609,9 +636,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
-def _side(seconds: list[float], samples: int, flops: int, peak: float) -> dict[str, Any]:
+def _side(seconds: list[float], samples: int, flops: int, peak: float,
+          others_cpu: Sequence[float | None] = ()) -> dict[str, Any]:
     rate = summarize([samples / t for t in seconds])
-    return {"samples_per_s": rate, "seconds": seconds, "peak_fraction": rate["median"] * flops / peak}
+    side = {"samples_per_s": rate, "seconds": seconds, "peak_fraction": rate["median"] * flops / peak}
+    known = [v for v in others_cpu if v is not None]
+    if known:  # CPU seconds the idle workers used during this side's runs, per run
+        side["other_workers_cpu_s_per_run"] = summarize(known)
+    return side
 
 
 def _range(s: dict) -> str:
@@ -707,6 +739,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="Keras backends for the mtmm side, comma-separated (default: $KERAS_BACKEND or tensorflow, "
                              "plus jax when installed; on a CUDA machine: jax)")
     parser.add_argument("--repeats", type=int, default=0, help="timed runs per side (default: per case)")
+    parser.add_argument("--settle", type=float, default=0.5, metavar="SECONDS",
+                        help="quiet pause before each timed run, so the previous side's threads (OpenMP spin-waits) "
+                             "are idle (default: 0.5)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                         help="auto: CUDA (PyTorch) + JAX GPU (Keras) when PyTorch sees a GPU, else CPU")
     parser.add_argument("--profile", action="store_true",

@@ -80,3 +80,15 @@ def test_builder_compile_defaults_are_fast_and_overridable():
     encoders = {"text": mk.encoders.text(10, 4, embedding_dim=4, hidden_dim=4, kind="conv"),
                 "image": mk.encoders.image((8, 8), filters=(4,), output_dim=4)}
     assert mk.builders.joint_embedding(encoders, embed_dim=4).steps_per_execution == 32
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_process_cpu_seconds_counts_this_process_work():
+    import os
+
+    before = train_speed.process_cpu_seconds(os.getpid())
+    total = 0
+    while train_speed.process_cpu_seconds(os.getpid()) - before < 0.05:  # busy for at least 50 ms of CPU
+        total += sum(range(10_000))
+    assert total > 0
+    assert train_speed.process_cpu_seconds(2**22 + 12345) is None  # no such process

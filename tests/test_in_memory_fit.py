@@ -72,7 +72,7 @@ def test_class_weight_and_validation_data_match_stock_fit():
 def test_shuffled_epochs_each_see_every_row_once_in_a_new_order():
     x, y = _data(n=64)
     model = _twin_models(steps_per_execution=2)[0]
-    dataset, steps, _ = model._in_memory_plan({**_fit_args(), "x": x, "y": y, "batch_size": 8})
+    dataset, steps, _, _ = model._in_memory_plan({**_fit_args(), "x": x, "y": y, "batch_size": 8})
     assert steps == 8
     batches = list(dataset.take(2 * steps).as_numpy_iterator())
     epochs = [np.concatenate([b[0] for b in batches[i * steps:(i + 1) * steps]]) for i in range(2)]
@@ -82,13 +82,36 @@ def test_shuffled_epochs_each_see_every_row_once_in_a_new_order():
     assert not np.array_equal(epochs[0], x)
 
 
-def test_falls_back_to_stock_fit_where_epochs_would_not_line_up():
+@pytest.mark.parametrize("batch_size, steps_per_execution", [(24, 4), (32, 16)])
+def test_uneven_epochs_run_fewer_steps_per_execution_with_the_same_result(batch_size, steps_per_execution):
     x, y = _data()
-    fast, stock = _twin_models()
-    # 256 rows in batches of 24: 11 batches per epoch, not a multiple of steps_per_execution=4
-    assert fast._in_memory_plan({**_fit_args(), "x": x, "y": y, "batch_size": 24}) is None
-    kwargs = dict(batch_size=24, epochs=2, shuffle=False, verbose=0)
+    fast, stock = _twin_models(steps_per_execution=steps_per_execution)
+    # 256 rows in batches of 24: 11 batches per epoch, run 1 per execution (1 >= 4 / 4);
+    # batches of 32: 8 per epoch, run 8 per execution instead of 16
+    plan = fast._in_memory_plan({**_fit_args(), "x": x, "y": y, "batch_size": batch_size})
+    assert plan is not None and plan[1] % plan[3] == 0 and plan[3] <= steps_per_execution
+    kwargs = dict(batch_size=batch_size, epochs=3, shuffle=False, verbose=0)
+    kwargs["validation_data"] = (x[:40], {k: v[:40] for k, v in y.items()})
     _assert_same_training(fast, stock, fast.fit(x, y, **kwargs), keras.Model.fit(stock, x, y, **kwargs))
+    assert fast.steps_per_execution == steps_per_execution  # the compiled setting is restored
+    fast.fit(x, y, **kwargs)  # a second uneven fit reuses the cached step function
+    fast.compile(optimizer="sgd", loss={t.name: t.keras_loss() for t in TASKS})
+    assert fast.fit(x, y, **kwargs).history["loss"][-1] > 0  # a recompile drops the cached functions
+
+
+def test_falls_back_to_stock_fit_when_few_steps_would_fit_an_execution():
+    x, y = _data()
+    fast, stock = _twin_models(steps_per_execution=32)
+    # 256 rows in batches of 7: 37 batches per epoch, prime, so only 1 step per execution would fit
+    assert fast._in_memory_plan({**_fit_args(), "x": x, "y": y, "batch_size": 7}) is None
+    kwargs = dict(batch_size=7, epochs=2, shuffle=False, verbose=0)
+    _assert_same_training(fast, stock, fast.fit(x, y, **kwargs), keras.Model.fit(stock, x, y, **kwargs))
+
+
+def test_largest_divisor_at_most():
+    from mtmm_keras.models.in_memory_fit import largest_divisor_at_most
+
+    assert [largest_divisor_at_most(n, 32) for n in (64, 60, 57, 58, 11, 8, 1)] == [32, 30, 19, 29, 11, 8, 1]
 
 
 def test_an_explicit_epoch_length_is_left_to_keras():

@@ -9,7 +9,9 @@ repeated, with `steps_per_epoch`, so a single iterator serves every epoch.
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import weakref
+from typing import Any, Iterator
 
 import keras
 
@@ -36,10 +38,13 @@ class InMemoryFitMixin:
     """Mixin for `keras.Model` subclasses: one repeated tf.data pipeline per `fit` call for array inputs.
 
     Applies on the TensorFlow backend when `x`/`y`/`sample_weight` are arrays (numpy, tensors, dicts or
-    lists of them), `steps_per_epoch` is not given, no distribution strategy is active and the number
-    of batches per epoch is a multiple of `steps_per_execution` (otherwise Keras's multi-step loop
-    would run past the end of an epoch). In every other case `fit` is Keras's own. Batches, their
-    order when `shuffle=False`, weighting and validation are exactly those of the stock `fit`.
+    lists of them), `steps_per_epoch` is not given and no distribution strategy is active. Keras's
+    multi-step loop would run past the end of an epoch when the batches per epoch are not a multiple
+    of `steps_per_execution`, so such a `fit` runs `d` steps per execution instead, `d` the largest
+    divisor of the epoch's batch count not above `steps_per_execution` (the traced step function for
+    `d` is kept for later fits); when `d` would be under a quarter of `steps_per_execution`, and in
+    every other case, `fit` is Keras's own. Batches, their order when `shuffle=False`, weighting and
+    validation are exactly those of the stock `fit`.
     """
 
     def fit(
@@ -71,13 +76,17 @@ class InMemoryFitMixin:
         plan = self._in_memory_plan(stock)
         if plan is None:
             return super().fit(**stock)
-        dataset, steps, validation_data = plan
+        dataset, steps, validation_data, steps_per_execution = plan
         stock.update(x=dataset, y=None, sample_weight=None, class_weight=None, batch_size=None, shuffle=False,
-                     validation_split=0.0, validation_data=validation_data, steps_per_epoch=steps)
-        return super().fit(**stock)
+                     validation_split=0.0, validation_data=validation_data, steps_per_epoch=steps,
+                     # Keras validates in batches of `validation_batch_size or batch_size`: keep that
+                     validation_batch_size=validation_batch_size or batch_size)
+        with _steps_per_execution(self, steps_per_execution):
+            return super().fit(**stock)
 
-    def _in_memory_plan(self, args: dict) -> tuple[Any, int, Any] | None:
-        """(repeated dataset, batches per epoch, validation data), or None to use Keras's stock `fit`."""
+    def _in_memory_plan(self, args: dict) -> tuple[Any, int, Any, int] | None:
+        """(repeated dataset, batches per epoch, validation data, steps per execution to use),
+        or None to use Keras's stock `fit`."""
         if keras.backend.backend() != "tensorflow" or getattr(self, "run_eagerly", False):
             return None
         if args["steps_per_epoch"] is not None or args["x"] is None:
@@ -102,10 +111,47 @@ class InMemoryFitMixin:
             (x, y, sample_weight), validation_data = _split_for_validation(x, y, sample_weight, args["validation_split"])
             adapter = _array_adapter(x, y, sample_weight, args["class_weight"], args["batch_size"], args["shuffle"])
         steps = adapter.num_batches
-        steps_per_execution = int(getattr(self, "steps_per_execution", 1) or 1)
-        if not steps or steps % steps_per_execution:
+        configured = int(getattr(self, "steps_per_execution", 1) or 1)
+        if not steps:
             return None
-        return _without_autotune(adapter.get_tf_dataset().repeat()), steps, validation_data
+        usable = largest_divisor_at_most(steps, configured)
+        if usable * 4 < configured:
+            return None  # e.g. a prime number of batches: Keras's per-epoch iterators are cheaper than 1-step calls
+        return _without_autotune(adapter.get_tf_dataset().repeat()), steps, validation_data, usable
+
+
+_FUNCTIONS_BY_STEPS: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+
+
+def largest_divisor_at_most(number: int, limit: int) -> int:
+    """The largest d <= limit that divides `number` (so an epoch is a whole number of executions)."""
+    return max(d for d in range(1, min(number, limit) + 1) if number % d == 0)
+
+
+@contextlib.contextmanager
+def _steps_per_execution(model: Any, steps: int) -> Iterator[None]:
+    """Run a `fit` with `steps` steps per execution, keeping the compiled setting and its functions.
+
+    The train/test functions traced for `steps` are cached per model (outside its tracked attributes,
+    so saving never sees them), tied to the current main train function so that a new `compile`
+    (which drops it) also drops them.
+    """
+    if steps == model.steps_per_execution:
+        yield
+        return
+    model.make_train_function()
+    main = (model.steps_per_execution, model.train_function, model.test_function)
+    cache = _FUNCTIONS_BY_STEPS.get(model)
+    if cache is None or cache.get("owner") is not main[1]:
+        cache = {"owner": main[1]}
+        _FUNCTIONS_BY_STEPS[model] = cache
+    model.steps_per_execution = steps
+    model.train_function, model.test_function = cache.get(steps, (None, None))
+    try:
+        yield
+    finally:
+        cache[steps] = (model.train_function, model.test_function)
+        model.steps_per_execution, model.train_function, model.test_function = main
 
 
 def _without_autotune(dataset: Any) -> Any:
