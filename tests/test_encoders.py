@@ -46,3 +46,17 @@ def test_encoder_argument_errors():
         mk.encoders.audio((8, 8, 8))
     with pytest.raises(ValueError, match="hidden_units"):
         mk.encoders.tabular(4, ())
+
+
+def test_text_lstm_unrolls_short_sequences_by_default_with_the_same_function():
+    short, looped = mk.encoders.text(30, 9, hidden_dim=6), mk.encoders.text(30, 9, hidden_dim=6, unroll=False)
+    assert short.get_layer("lstm").unroll is True and looped.get_layer("lstm").unroll is False
+    from mtmm_keras.encoders.text import UNROLL_MAX_LENGTH
+
+    long = mk.encoders.text(30, UNROLL_MAX_LENGTH + 1, hidden_dim=6)
+    assert long.get_layer("lstm").unroll is False
+    looped.set_weights(short.get_weights())
+    tokens = np.random.default_rng(0).integers(0, 30, size=(4, 9)).astype("int32")
+    np.testing.assert_allclose(short.predict(tokens, verbose=0), looped.predict(tokens, verbose=0), rtol=1e-5, atol=1e-6)
+    with pytest.raises(TypeError, match="unroll"):
+        mk.encoders.text(30, 9, unroll="yes")
