@@ -44,7 +44,8 @@ class InMemoryFitMixin:
     divisor of the epoch's batch count not above `steps_per_execution` (the traced step function for
     `d` is kept for later fits); when `d` would be under a quarter of `steps_per_execution`, and in
     every other case, `fit` is Keras's own. Batches, their order when `shuffle=False`, weighting and
-    validation are exactly those of the stock `fit`.
+    validation are exactly those of the stock `fit`. With `shuffle=True` each epoch draws a new
+    order; Keras's per-epoch iterators replay one order every epoch once a global seed is set.
     """
 
     def fit(
