@@ -99,6 +99,33 @@ def test_uneven_epochs_run_fewer_steps_per_execution_with_the_same_result(batch_
     assert fast.fit(x, y, **kwargs).history["loss"][-1] > 0  # a recompile drops the cached functions
 
 
+def test_uneven_fit_leaves_predict_whole_and_the_model_collectable():
+    import gc
+    import weakref
+
+    x, y = _data(n=88)
+    model = _twin_models(steps_per_execution=4)[0]
+    # 11 batches of 8: one step per execution; a callback predicts mid-fit
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0,
+              callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: model.predict(x[:8], verbose=0))])
+    assert model.predict(x, batch_size=8, verbose=0)["a"].shape == (88, 1)
+    ref = weakref.ref(model)
+    del model
+    gc.collect()
+    assert ref() is None
+
+
+def test_validation_steps_with_an_uneven_epoch_is_left_to_keras():
+    x, y = _data(n=160)
+    fast, stock = _twin_models(steps_per_execution=4)
+    args = {**_fit_args(), "x": x, "y": y, "batch_size": 16, "validation_steps": 2,
+            "validation_data": (x[:40], {k: v[:40] for k, v in y.items()})}
+    assert fast._in_memory_plan(args) is None  # 10 batches: 2 per execution, but validation_steps is set
+    kwargs = dict(batch_size=16, epochs=2, shuffle=False, verbose=0, validation_steps=2,
+                  validation_data=args["validation_data"])
+    _assert_same_training(fast, stock, fast.fit(x, y, **kwargs), keras.Model.fit(stock, x, y, **kwargs))
+
+
 def test_falls_back_to_stock_fit_when_few_steps_would_fit_an_execution():
     x, y = _data()
     fast, stock = _twin_models(steps_per_execution=32)

@@ -43,8 +43,9 @@ class InMemoryFitMixin:
     of `steps_per_execution`, so such a `fit` runs `d` steps per execution instead, `d` the largest
     divisor of the epoch's batch count not above `steps_per_execution` (the traced step function for
     `d` is kept for later fits); when `d` would be under a quarter of `steps_per_execution`, and in
-    every other case, `fit` is Keras's own. Batches, their order when `shuffle=False`, weighting and
-    validation are exactly those of the stock `fit`. With `shuffle=True` each epoch draws a new
+    every other case (or with `validation_steps` set), `fit` is Keras's own; batch-level callbacks
+    then fire every `d` steps. Batches, their order when `shuffle=False`, weighting and validation
+    are exactly those of the stock `fit`. With `shuffle=True` each epoch draws a new
     order; Keras's per-epoch iterators replay one order every epoch once a global seed is set.
     """
 
@@ -118,10 +119,12 @@ class InMemoryFitMixin:
         usable = largest_divisor_at_most(steps, configured)
         if usable * 4 < configured:
             return None  # e.g. a prime number of batches: Keras's per-epoch iterators are cheaper than 1-step calls
+        if usable != configured and args["validation_steps"]:
+            return None  # Keras's multi-step loop runs past `validation_steps`; fewer steps per call would not
         return _without_autotune(adapter.get_tf_dataset().repeat()), steps, validation_data, usable
 
 
-_FUNCTIONS_BY_STEPS: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+_CACHE_ATTRIBUTE = "_mtmm_functions_by_steps_per_execution"
 
 
 def largest_divisor_at_most(number: int, limit: int) -> int:
@@ -133,26 +136,29 @@ def largest_divisor_at_most(number: int, limit: int) -> int:
 def _steps_per_execution(model: Any, steps: int) -> Iterator[None]:
     """Run a `fit` with `steps` steps per execution, keeping the compiled setting and its functions.
 
-    The train/test functions traced for `steps` are cached per model (outside its tracked attributes,
-    so saving never sees them), tied to the current main train function so that a new `compile`
-    (which drops it) also drops them.
+    The train/test functions traced for `steps` are cached in the model's `__dict__` (a plain dict,
+    not a tracked attribute, so saving never sees it; model and cache are collected together), tied
+    to the current main train function so that a new `compile` (which drops it) also drops them.
+    `predict_function` is not cached: one made during the fit (by a callback) is discarded, because
+    Keras picks its single- or multi-step form from `steps_per_execution` when making it.
     """
     if steps == model.steps_per_execution:
         yield
         return
     model.make_train_function()
-    main = (model.steps_per_execution, model.train_function, model.test_function)
-    cache = _FUNCTIONS_BY_STEPS.get(model)
-    if cache is None or cache.get("owner") is not main[1]:
-        cache = {"owner": main[1]}
-        _FUNCTIONS_BY_STEPS[model] = cache
+    main = (model.steps_per_execution, model.train_function, model.test_function, model.predict_function)
+    cache = model.__dict__.get(_CACHE_ATTRIBUTE)
+    if cache is None or cache["owner"]() is not main[1]:
+        cache = {"owner": weakref.ref(main[1])}
+        model.__dict__[_CACHE_ATTRIBUTE] = cache
     model.steps_per_execution = steps
     model.train_function, model.test_function = cache.get(steps, (None, None))
+    model.predict_function = None
     try:
         yield
     finally:
         cache[steps] = (model.train_function, model.test_function)
-        model.steps_per_execution, model.train_function, model.test_function = main
+        (model.steps_per_execution, model.train_function, model.test_function, model.predict_function) = main
 
 
 def _without_autotune(dataset: Any) -> Any:
