@@ -701,6 +701,9 @@ def print_table(report: dict) -> None:
     print()
     print(f"Training samples/s: median [min–max] of {'/'.join(str(e['setup']['repeats']) for e in report['cases'].values())} "
           f"interleaved runs; fp32 matmul peak {peak / 1e9:.0f} GFLOP/s.")
+    if report.get("quick"):
+        print("--quick: a smoke test. Its short fits (2 epochs of 8 192 samples) are dominated by Keras's per-fit "
+              "set-up, which PyTorch's loop does not have; use the full run for ratios and targets.")
     print("| case | train FLOPs/sample | side | samples/s median [min–max] | mtmm / PyTorch | % of fp32 peak |")
     print("|---|---|---|---|---|---|")
     for case, e in report["cases"].items():
