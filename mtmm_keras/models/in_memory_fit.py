@@ -15,23 +15,33 @@ from typing import Any, Iterator
 
 import keras
 
-def _array_adapter(x: Any, y: Any, sample_weight: Any, class_weight: Any, batch_size: Any, shuffle: Any) -> Any:
-    """Keras's own adapter for in-memory arrays, or None when the inputs are not arrays."""
+# Where `_steps_per_execution` keeps the step functions traced for other step counts.
+_CACHE_ATTRIBUTE = "_mtmm_functions_by_steps_per_execution"
+
+
+def _array_adapter(args: dict) -> tuple[Any, Any] | None:
+    """(Keras's own adapter for the training arrays, validation data), or None when `x`/`y` are not
+    arrays or Keras rejects them (the stock `fit` then raises its own error)."""
     try:
-        from keras.src.trainers.data_adapters import array_data_adapter
-    except ImportError:  # a Keras without this module: use the stock path
+        from keras.src.trainers.data_adapters import array_data_adapter, array_slicing
+    except ImportError:  # a Keras without these modules: use the stock path
         return None
+    x, y, sample_weight = args["x"], args["y"], args["sample_weight"]
+    validation_data = args["validation_data"]
     if not array_data_adapter.can_convert_arrays((x, y, sample_weight)):
         return None
-    return array_data_adapter.ArrayDataAdapter(
-        x, y, sample_weight=sample_weight, class_weight=class_weight, shuffle=shuffle, batch_size=batch_size
-    )
-
-
-def _split_for_validation(x: Any, y: Any, sample_weight: Any, validation_split: float) -> tuple[tuple, tuple]:
-    from keras.src.trainers.data_adapters import array_slicing
-
-    return array_slicing.train_validation_split((x, y, sample_weight), validation_split=validation_split)
+    try:
+        if args["validation_split"] and validation_data is None:
+            (x, y, sample_weight), validation_data = array_slicing.train_validation_split(
+                (x, y, sample_weight), validation_split=args["validation_split"]
+            )
+        adapter = array_data_adapter.ArrayDataAdapter(
+            x, y, sample_weight=sample_weight, class_weight=args["class_weight"], shuffle=args["shuffle"],
+            batch_size=args["batch_size"],
+        )
+    except Exception:  # malformed inputs
+        return None
+    return adapter, validation_data
 
 
 class InMemoryFitMixin:
@@ -101,17 +111,10 @@ class InMemoryFitMixin:
 
         if backend_config.max_steps_per_epoch() or backend_config.max_epochs():
             return None  # Keras's debugging caps: leave them to Keras
-        x, y, sample_weight = args["x"], args["y"], args["sample_weight"]
-        validation_data = args["validation_data"]
-        try:
-            adapter = _array_adapter(x, y, sample_weight, args["class_weight"], args["batch_size"], args["shuffle"])
-        except Exception:  # malformed inputs: let the stock path raise its own error
+        prepared = _array_adapter(args)
+        if prepared is None:
             return None
-        if adapter is None:
-            return None
-        if args["validation_split"] and validation_data is None:
-            (x, y, sample_weight), validation_data = _split_for_validation(x, y, sample_weight, args["validation_split"])
-            adapter = _array_adapter(x, y, sample_weight, args["class_weight"], args["batch_size"], args["shuffle"])
+        adapter, validation_data = prepared
         steps = adapter.num_batches
         configured = int(getattr(self, "steps_per_execution", 1) or 1)
         if not steps:
@@ -122,9 +125,6 @@ class InMemoryFitMixin:
         if usable != configured and args["validation_steps"]:
             return None  # Keras's multi-step loop runs past `validation_steps`; fewer steps per call would not
         return _without_autotune(adapter.get_tf_dataset().repeat()), steps, validation_data, usable
-
-
-_CACHE_ATTRIBUTE = "_mtmm_functions_by_steps_per_execution"
 
 
 def largest_divisor_at_most(number: int, limit: int) -> int:
