@@ -439,13 +439,19 @@ def cli_startup(runs: int = 5) -> dict[str, Any]:
     return results
 
 
-def process_cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds a process (all its threads) has used so far (Linux /proc), else None."""
+def _proc_times(pid: int) -> list[int] | None:
+    """utime, stime, cutime, cstime of a process in clock ticks (Linux /proc/PID/stat), else None."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return [int(v) for v in fields[11:15]]
     except (OSError, IndexError, ValueError):
         return None
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds a process (all its threads) has used so far (Linux /proc), else None."""
+    times = _proc_times(pid)
+    return None if times is None else (times[0] + times[1]) / os.sysconf("SC_CLK_TCK")
 
 
 def timed_run(workers: dict[str, "Worker"], name: str, case: str, settle_s: float) -> tuple[float, float | None]:
@@ -484,14 +490,7 @@ class ForeignLoad:
         return sum(fields) - idle - guest
 
     def _own_jiffies(self) -> int:
-        total = 0
-        for pid in self.pids:
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                total += sum(int(v) for v in fields[11:15])  # utime, stime, cutime, cstime
-            except (OSError, IndexError, ValueError):
-                pass
-        return total
+        return sum(sum(times) for times in map(_proc_times, self.pids) if times is not None)
 
     def _sample(self) -> tuple[int, int]:
         return self._busy_jiffies(), self._own_jiffies()
