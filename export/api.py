@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import importlib.util
 import os
 import shutil
-import tempfile
-import time
 from typing import Any, Sequence
 
 import keras
 import numpy as np
 
 from mtmm_keras import _checks
+from mtmm_keras import _output_folder as _output_folder_mod
 from mtmm_keras.export import _model_io, onnx_writer, runtimes, saved_model_writer, tflite_writer
 from mtmm_keras.export import verify as checks
 from mtmm_keras.export.report import ArtifactReport, ExportReport, ExportVerificationError
@@ -20,81 +21,160 @@ from mtmm_keras.export.report import ArtifactReport, ExportReport, ExportVerific
 FORMATS = ("saved_model", "tflite", "onnx")
 SAMPLE_ROWS = 32
 HOLDOUT_ROWS = 1024
+MANIFEST = "manifest.json"
+# an export's manifest.json from before `written_by` was recorded still proves the folder is an export
+LEGACY_MANIFEST_KEYS = ("model_name", "artifacts", "sample_batch", "tolerance")
 
 
 def export_model(
     model: keras.Model,
-    out_dir: str,
+    out_dir: str | os.PathLike,
     formats: Sequence[str] = FORMATS,
     quantize: Sequence[str] = ("float32",),
-    representative_data: dict[str, np.ndarray] | None = None,
+    representative_data: dict[str, np.ndarray] | np.ndarray | None = None,
     batch_size: int | None = None,
     verify: bool = True,
-    validation_data: tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None = None,
+    validation_data: tuple[Any, Any] | None = None,
     allow_flex: bool = False,
     opset: int = onnx_writer.DEFAULT_OPSET,
     atol: float = checks.FLOAT_ATOL,
     verbose: bool = True,
+    overwrite: bool = False,
+    per_tower: bool = False,
 ) -> ExportReport:
     """Export `model` to every requested format and TFLite flavour, verify, and write `manifest.json`.
 
     Args:
+        out_dir: a new or empty folder, or (with `overwrite=True`) an earlier export of this tool. A
+            folder holding anything else is refused: nothing a user wrote is ever replaced.
         formats: any of "saved_model", "tflite", "onnx".
         quantize: TFLite flavours among "float32", "float16", "dynamic" (dynamic-range int8) and
             "int8" (full integer, calibrated on `representative_data`). SavedModel and ONNX are float32.
-        representative_data: `{input name: array [n, ...]}`, typical inputs; calibrates int8 and
-            supplies the verification batch.
+        representative_data: `{input name: array [n, ...]}` (a bare array for a single-input model),
+            typical inputs; calibrates int8. Without `validation_data`, its last fifth (never used for
+            calibration) judges the quantized artifacts.
         batch_size: fixed batch for every artifact (None: dynamic batch).
-        validation_data: `(x, y)` dicts with labels; quantized classification outputs are then
-            judged by accuracy against the labels (else by agreement with the float model).
+        verify: run every artifact in its runtime and compare with Keras. With False the artifacts are
+            written unchecked and the report and manifest say "unverified".
+        validation_data: `(x, y)` held-out rows (y optional: a dict of labels by output); quantized
+            classification outputs are then judged by accuracy against the labels (else by agreement
+            with the float model) on these rows, which calibration never sees.
         allow_flex: let TFLite use TensorFlow (Flex) ops; off by default, and a model that needs
             them is refused with the op names and the remedies.
-    Artifacts are written to a temporary folder beside `out_dir` and moved into place only after
-    every check passed; otherwise `ExportVerificationError` (or the conversion error) is raised and
-    `out_dir` is left exactly as it was.
+        per_tower: joint-embedding models: also export each modality tower to `out_dir/towers/<modality>/`.
+    Every argument is checked before the disk is touched. Artifacts are written to a hidden folder
+    beside `out_dir` and swapped in with one rename only after every check passed; otherwise
+    `ExportVerificationError` (or the conversion error) is raised and `out_dir` is left as it was.
     """
-    formats, quantize = _check_arguments(model, formats, quantize, representative_data, batch_size)
-    final_dir = os.path.abspath(out_dir)
-    parent = os.path.dirname(final_dir)
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(final_dir)}.tmp-", dir=parent)
-    try:
-        report = _export_into(
-            model, staging, final_dir, formats, quantize, representative_data, batch_size, verify,
-            validation_data, allow_flex, opset, atol, verbose,
-        )
-        if not report.passed:
-            raise ExportVerificationError(report)
-        report.write_manifest(os.path.join(staging, "manifest.json"))
-        _move_into_place(staging, final_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    plan = _plan(model, formats, quantize, representative_data, batch_size, validation_data, verify, per_tower)
+    folder = _output_folder(out_dir, overwrite)
+    with folder.staging() as staging:
+        report = _export_into(model, staging, folder.path, plan, verify, allow_flex, opset, atol, verbose)
+        tower_reports = {}
+        if per_tower:
+            for modality, tower in _towers(model).items():
+                tower_plan = plan.for_tower(modality, tower)
+                tower_dir = os.path.join("towers", modality)
+                os.makedirs(os.path.join(staging, tower_dir))
+                tower_reports[modality] = _export_into(tower, os.path.join(staging, tower_dir), folder.path / tower_dir,
+                                                       tower_plan, verify, allow_flex, opset, atol, verbose)
+        failed = [r for r in [report, *tower_reports.values()] if r.failed]
+        if failed:
+            raise ExportVerificationError(failed[0])
+        for modality, tower_report in tower_reports.items():
+            tower_report.write_manifest(os.path.join(staging, "towers", modality, MANIFEST))
+        report.towers = {m: os.path.join("towers", m, MANIFEST) for m in tower_reports}
+        report.write_manifest(os.path.join(staging, MANIFEST))
+        folder.commit(staging)
     if verbose:
         print(report.table())
+        for modality, tower_report in tower_reports.items():
+            print(tower_report.table())
+    report.tower_reports = tower_reports
     return report
 
 
-def export_towers(model: keras.Model, out_dir: str, **kwargs: Any) -> dict[str, ExportReport]:
-    """Export each modality tower of a joint-embedding model on its own, to `out_dir/<modality>/`.
+def export_towers(model: keras.Model, out_dir: str | os.PathLike, **kwargs: Any) -> dict[str, ExportReport]:
+    """Export each modality tower of a joint-embedding model on its own, to `out_dir/<modality>/`, in one
+    atomic step (`out_dir` follows the same rules as in `export_model`).
 
     `representative_data` / `validation_data` given for the whole model are sliced per modality.
     """
-    towers = [layer for layer in model.layers if isinstance(layer, keras.Model) and layer.name.endswith("_tower")]
-    if not towers:
-        raise ValueError(f"Model {model.name!r} has no '<modality>_tower' sub-models; build it with mk.builders.joint_embedding.")
+    towers = _towers(model)
+    overwrite, verbose = kwargs.pop("overwrite", False), kwargs.pop("verbose", True)
+    verify, allow_flex = kwargs.pop("verify", True), kwargs.pop("allow_flex", False)
+    opset, atol = kwargs.pop("opset", onnx_writer.DEFAULT_OPSET), kwargs.pop("atol", checks.FLOAT_ATOL)
+    plan = _plan(model, verify=verify, per_tower=True, **kwargs)
+    folder = _output_folder(out_dir, overwrite)
     reports = {}
-    for tower in towers:
-        modality = tower.name[: -len("_tower")]
-        tower_kwargs = dict(kwargs)
-        if kwargs.get("representative_data") is not None:
-            tower_kwargs["representative_data"] = {modality: kwargs["representative_data"][modality]}
-        tower_kwargs.pop("validation_data", None)
-        reports[modality] = export_model(tower, os.path.join(out_dir, modality), **tower_kwargs)
+    with folder.staging() as staging:
+        for modality, tower in towers.items():
+            os.makedirs(os.path.join(staging, modality))
+            reports[modality] = _export_into(tower, os.path.join(staging, modality), folder.path / modality,
+                                             plan.for_tower(modality, tower), verify, allow_flex, opset, atol, verbose)
+        failed = [r for r in reports.values() if r.failed]
+        if failed:
+            raise ExportVerificationError(failed[0])
+        for modality, report in reports.items():
+            report.write_manifest(os.path.join(staging, modality, MANIFEST))
+        summary = {"written_by": _output_folder_mod.marker("export"), "model_name": model.name,
+                   "towers": {m: os.path.join(m, MANIFEST) for m in reports},
+                   "verified": all(r.verified for r in reports.values()), "passed": all(r.passed for r in reports.values())}
+        _output_folder_mod.write_json(os.path.join(staging, MANIFEST), summary)
+        folder.commit(staging)
+    if verbose:
+        for report in reports.values():
+            print(report.table())
     return reports
 
 
-def _check_arguments(model, formats, quantize, representative_data, batch_size):
+def check_out_dir(out_dir: str | os.PathLike, overwrite: bool = False) -> None:
+    """Raise `OutputFolderError` unless `out_dir` may receive an export (new, empty, or an earlier export with
+    `overwrite`); reads only. `export_model` runs the same check; the CLI calls it before loading anything."""
+    _output_folder(out_dir, overwrite)
+
+
+def _output_folder(out_dir, overwrite) -> _output_folder_mod.OutputFolder:
+    return _output_folder_mod.OutputFolder(out_dir, kind="export", owner_file=MANIFEST, overwrite=overwrite,
+                                           argument="out_dir", legacy_keys=LEGACY_MANIFEST_KEYS)
+
+
+def _towers(model: keras.Model) -> dict[str, keras.Model]:
+    towers = {layer.name[: -len("_tower")]: layer for layer in model.layers
+              if isinstance(layer, keras.Model) and layer.name.endswith("_tower")}
+    if not towers:
+        raise ValueError(f"Model {model.name!r} has no '<modality>_tower' sub-models, so it cannot be exported per "
+                         "tower; per-tower export is for joint-embedding models (mk.builders.joint_embedding).")
+    return towers
+
+
+@dataclasses.dataclass
+class _Plan:
+    """Everything an export needs, checked before the disk is touched: formats, flavours and the rows used
+    for the float check (`sample`), for int8 calibration, and for judging quantized artifacts (`holdout`)."""
+
+    formats: tuple[str, ...]
+    quantize: tuple[str, ...]
+    batch_size: int | None
+    sample: dict[str, np.ndarray]
+    calibration: dict[str, np.ndarray] | None
+    holdout: dict[str, np.ndarray]
+    labels: dict[str, np.ndarray] | None
+    holdout_source: str
+
+    def for_tower(self, modality: str, tower: keras.Model) -> "_Plan":
+        """The same plan for one modality tower: each data dict sliced to that modality, no labels."""
+        def pick(data):
+            return None if data is None or modality not in data else {modality: data[modality]}
+
+        return dataclasses.replace(
+            self, sample=pick(self.sample) or _model_io.sample_inputs(tower), calibration=pick(self.calibration),
+            holdout=pick(self.holdout) or _model_io.sample_inputs(tower, HOLDOUT_ROWS // 4, seed=1), labels=None)
+
+
+def _plan(model, formats=FORMATS, quantize=("float32",), representative_data=None, batch_size=None, validation_data=None,
+          verify=True, per_tower=False) -> _Plan:
+    """Validate every argument (types, names, shapes, finiteness, installed runtimes) and pick the data rows."""
     if keras.backend.backend() != "tensorflow":
         raise RuntimeError(
             f"Export runs on the TensorFlow backend (this process uses {keras.backend.backend()!r}): save the model "
@@ -110,59 +190,155 @@ def _check_arguments(model, formats, quantize, representative_data, batch_size):
         _checks.one_of(flavour, "quantize", tflite_writer.QUANTIZATIONS)
     if not formats:
         raise ValueError(f"`formats` is empty; choose from {FORMATS}.")
+    if "tflite" in formats and not quantize:
+        raise ValueError(f"`quantize` is empty; choose TFLite flavours from {tflite_writer.QUANTIZATIONS}.")
     if batch_size is not None:
         _checks.positive_int(batch_size, "batch_size")
-    if "int8" in quantize and "tflite" in formats and representative_data is None:
+    if per_tower:
+        _towers(model)
+    _require_extras(formats, verify)
+    infos = _model_io.input_infos(model)
+    representative = _named_inputs(infos, representative_data, "representative_data")
+    holdout, labels, source = None, None, ""
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (1, 2):
+            raise TypeError("`validation_data` must be a tuple (x, y) or (x,): inputs and optional labels by output, "
+                            f"got {type(validation_data).__name__}.")
+        holdout = _named_inputs(infos, validation_data[0], "validation_data[0]")
+        labels = _labels(model, validation_data[1] if len(validation_data) == 2 else None, _rows_of(holdout))
+        source = f"validation_data ({_rows_of(holdout)} rows)"
+    int8 = "int8" in quantize and "tflite" in formats
+    if int8 and representative is None:
         raise ValueError("`quantize` includes 'int8', which needs `representative_data` ({input name: array}) to calibrate.")
-    if representative_data is not None:
-        expected = {info.name for info in _model_io.input_infos(model)}
-        if not isinstance(representative_data, dict) or set(representative_data) != expected:
-            got = sorted(representative_data) if isinstance(representative_data, dict) else type(representative_data).__name__
-            raise ValueError(f"`representative_data` must be a dict keyed by the model's inputs {sorted(expected)}, got {got}.")
-    return formats, quantize
+    calibration = representative if int8 else None
+    if holdout is None and representative is not None:
+        n = _rows_of(representative)
+        if not int8:
+            holdout, source = representative, f"representative_data ({n} rows; none used for calibration)"
+        elif n >= 10:
+            cut = n - max(n // 5, 1)
+            calibration = {k: v[:cut] for k, v in representative.items()}
+            holdout = {k: v[cut:] for k, v in representative.items()}
+            source = f"representative_data rows {cut}..{n - 1}, never used for calibration (rows 0..{cut - 1})"
+    if holdout is None:
+        holdout = _model_io.sample_inputs(model, HOLDOUT_ROWS // 4, seed=1)
+        source = "random inputs (no held-out rows given: pass validation_data for a task-level check)"
+    sample_from = holdout if validation_data is not None else representative
+    if sample_from is None:
+        sample_from = _model_io.sample_inputs(model, max(SAMPLE_ROWS, batch_size or 0))
+    if batch_size is not None:
+        for name, data in (("representative_data", calibration), ("held-out data", holdout), ("sample data", sample_from)):
+            if data is not None and _rows_of(data) < batch_size:
+                raise ValueError(f"Need at least batch_size={batch_size} rows of {name}, got {_rows_of(data)}.")
+    holdout = _first_rows(holdout, HOLDOUT_ROWS, batch_size)
+    labels = None if labels is None else {k: v[: _rows_of(holdout)] for k, v in labels.items()}
+    sample = _first_rows(sample_from, SAMPLE_ROWS, batch_size)
+    return _Plan(formats, quantize, batch_size, sample, calibration, holdout, labels, source)
+
+
+def _require_extras(formats, verify) -> None:
+    """Name the pip extra when a converter or runtime is missing (instead of `No module named 'onnx'`)."""
+    needed = {"tflite": ["ai_edge_litert"] if verify else [], "onnx": ["onnx", "tf2onnx"] + (["onnxruntime"] if verify else [])}
+    missing = sorted({module for fmt in formats for module in needed.get(fmt, []) if importlib.util.find_spec(module) is None})
+    if missing:
+        raise ImportError(f"exporting {', '.join(formats)} needs {', '.join(missing)}, which is not installed: "
+                          'pip install "mtmm-keras[export]"')
+
+
+def _rows_of(data: dict[str, np.ndarray]) -> int:
+    return len(next(iter(data.values())))
+
+
+def _first_rows(data, rows, batch_size):
+    n = min(rows, _rows_of(data))
+    if batch_size is not None:
+        n = max(batch_size, (n // batch_size) * batch_size)
+    return {k: v[:n] for k, v in data.items()}
+
+
+def _named_inputs(infos, data, argument) -> dict[str, np.ndarray] | None:
+    """`data` as {input name: array}, checked against the model's inputs: names, rows, shapes, dtype, finiteness."""
+    if data is None:
+        return None
+    names = [info.name for info in infos]
+    if not isinstance(data, dict):
+        if len(names) != 1:
+            raise ValueError(f"`{argument}` must be a dict keyed by the model's inputs {sorted(names)}, got {type(data).__name__}.")
+        data = {names[0]: data}
+    if set(data) != set(names):
+        raise ValueError(f"`{argument}` must be a dict keyed by the model's inputs {sorted(names)}, got {sorted(map(str, data))}.")
+    out = {}
+    for info in infos:
+        out[info.name] = _input_array(data[info.name], info, f"{argument}[{info.name!r}]")
+    rows = {name: len(array) for name, array in out.items()}
+    if len(set(rows.values())) > 1:
+        raise ValueError(f"`{argument}` inputs have different numbers of rows: {rows}; every input needs one row per example.")
+    return out
+
+
+def _input_array(value, info, argument) -> np.ndarray:
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"`{argument}` is not an array: {err}") from None
+    expected = tuple(info.shape[1:])
+    if array.ndim == 0 or len(array) == 0:
+        raise ValueError(f"`{argument}` is empty; give at least one row of shape {list(expected)}.")
+    if len(array.shape[1:]) != len(expected) or any(e is not None and e != g for e, g in zip(expected, array.shape[1:])):
+        raise ValueError(f"`{argument}` has rows of shape {list(array.shape[1:])}; the model's input {info.name!r} "
+                         f"takes rows of shape {[d if d is not None else 'any' for d in expected]}.")
+    want = np.dtype(info.dtype)
+    if array.dtype != want:
+        whole = array.dtype.kind in "biu" or (array.dtype.kind == "f" and bool(np.all(np.isfinite(array) & (array == np.round(array)))))
+        if array.dtype.kind not in "biuf" or (want.kind in "iu" and not whole):
+            raise TypeError(f"`{argument}` has dtype {array.dtype}; the model's input {info.name!r} takes {want}"
+                            + (" (whole numbers)" if want.kind in "iu" else "") + ".")
+        array = array.astype(want)
+    if want.kind == "f" and not np.all(np.isfinite(array)):
+        bad = int(np.argmin(np.isfinite(array).reshape(len(array), -1).all(axis=1)))
+        raise ValueError(f"`{argument}` holds NaN or infinite values (first in row {bad}); export data must be finite.")
+    return array
+
+
+def _labels(model, y, rows) -> dict[str, np.ndarray] | None:
+    if y is None:
+        return None
+    names = _model_io.output_names(model)
+    if not isinstance(y, dict):
+        if len(names) != 1:
+            raise ValueError(f"`validation_data` labels must be a dict keyed by the model's outputs {names}, got {type(y).__name__}.")
+        y = {names[0]: y}
+    unknown = sorted(set(map(str, y)) - set(names))
+    if unknown:
+        raise ValueError(f"`validation_data` labels name unknown outputs {unknown}; the model's outputs are {names}.")
+    labels = {}
+    for name, value in y.items():
+        value = np.asarray(value)
+        if len(value) != rows:
+            raise ValueError(f"`validation_data` labels {name!r} have {len(value)} rows, the inputs {rows}.")
+        labels[name] = value
+    return labels
 
 
 def _predict(model, inputs):
     return {k: keras.ops.convert_to_numpy(v) for k, v in _model_io.call_with_named_inputs(model, inputs).items()}
 
 
-def _sample_batch(model, representative_data, validation_data, batch_size, rows=SAMPLE_ROWS):
-    rows = rows if batch_size is None else max(batch_size, (rows // batch_size) * batch_size)
-    labels = None
-    if validation_data is not None:
-        x, labels = validation_data
-        source = x
-    elif representative_data is not None:
-        source = representative_data
-    else:
-        return _model_io.sample_inputs(model, rows), None
-    n = len(next(iter(source.values())))
-    rows = min(rows, n) if batch_size is None else (min(rows, n) // batch_size) * batch_size
-    if rows == 0:
-        raise ValueError(f"Need at least batch_size={batch_size} rows of sample data, got {n}.")
-    sample = {k: np.asarray(v[:rows]) for k, v in source.items()}
-    if labels is not None:
-        labels = {k: np.asarray(v[:rows]) for k, v in labels.items()} if isinstance(labels, dict) else None
-    return sample, labels
-
-
-def _export_into(model, staging, final_dir, formats, quantize, representative_data, batch_size, verify,
-                 validation_data, allow_flex, opset, atol, verbose) -> ExportReport:
+def _export_into(model, staging, final_dir, plan: _Plan, verify, allow_flex, opset, atol, verbose) -> ExportReport:
     import tensorflow as tf  # noqa: F401  (loaded once here, not per writer)
 
+    final_dir = str(final_dir)
+    formats, quantize, batch_size = plan.formats, plan.quantize, plan.batch_size
     graph_model = _model_io.export_clone(model)
     inputs = _model_io.input_infos(graph_model, batch_size)
     names = _model_io.output_names(model)
-    sample, _ = _sample_batch(model, representative_data, validation_data, batch_size)
-    reference = _predict(model, sample)
-    # quantized flavours are judged on a larger held-out slice (task metric), float32 on the sample (max |Δ|)
-    holdout, labels = _sample_batch(model, representative_data, validation_data, batch_size, rows=HOLDOUT_ROWS)
-    holdout_reference = _predict(model, holdout) if any(q != "float32" for q in quantize) else None
+    quantized_flavours = "tflite" in formats and any(q != "float32" for q in quantize)
     kinds = checks.output_kinds(model)
     stem = model.name
     artifacts: list[ArtifactReport] = []
 
     def step(label: str):
+        _output_folder_mod.raise_if_interrupted()
         if verbose:
             print(f"  {label} ...", flush=True)
 
@@ -176,50 +352,37 @@ def _export_into(model, staging, final_dir, formats, quantize, representative_da
         for flavour in quantize:
             step(f"converting TFLite {flavour}")
             calibration = None
-            if representative_data is not None:
-                calibration = lambda: _rows(representative_data, batch_size or 1)  # noqa: E731
+            if plan.calibration is not None:
+                calibration = lambda: _rows(plan.calibration, batch_size or 1)  # noqa: E731
             flatbuffer = tflite_writer.convert(saved_model_dir, flavour, calibration, allow_flex)
             path = os.path.join(staging, f"{stem}.{flavour}.tflite")
             with open(path, "wb") as f:
                 f.write(flatbuffer)
             artifacts.append(_artifact(path, "tflite", flavour, inputs, names))
+    onnx_names = {}
     if "onnx" in formats:
         step("converting ONNX")
         path = os.path.join(staging, f"{stem}.onnx")
         onnx_writer.write_onnx(graph_model, path, inputs, opset=opset)
-        onnx_names = {onnx_writer.onnx_output_name(n, [i.name for i in inputs]): n for n in names}
+        input_names = [i.name for i in inputs]
+        onnx_names = {onnx_writer.onnx_output_name(n, input_names): n for n in names}
         artifact = _artifact(path, "onnx", "float32", inputs, names)
-        artifact.outputs = [dict(o, onnx_name=onnx_writer.onnx_output_name(o["name"], [i.name for i in inputs])) for o in artifact.outputs]
+        artifact.outputs = [dict(o, onnx_name=onnx_writer.onnx_output_name(o["name"], input_names)) for o in artifact.outputs]
         artifacts.append(artifact)
     if "saved_model" not in formats and os.path.isdir(saved_model_dir):
         shutil.rmtree(saved_model_dir)
 
-    for artifact in artifacts:
-        if not verify:
-            continue
-        step(f"verifying {artifact.format}/{artifact.quantization}")
-        artifact.verified = True
-        try:
-            run = _runner(artifact, batch_size, onnx_names if artifact.format == "onnx" else None)
+    if verify:
+        reference = _predict(model, plan.sample)
+        holdout_reference = _predict(model, plan.holdout) if quantized_flavours else None
+        for artifact in artifacts:
+            step(f"verifying {artifact.format}/{artifact.quantization}")
             quantized = artifact.quantization != "float32"
-            inputs, expected = (holdout, holdout_reference) if quantized else (sample, reference)
-            got = run(inputs)
-        except Exception as err:  # the deployment runtime itself rejects the artifact
-            artifact.error = f"{type(err).__name__} in the {artifact.format} runtime: {str(err).splitlines()[0][:300]}"
-            artifact.path = os.path.join(final_dir, os.path.relpath(artifact.path, staging))
-            continue
-        artifact.names_match = set(got) == set(names)
-        for name in names:
-            artifact.checks.append(
-                checks.check_output(name, expected[name], got.get(name), artifact.quantization, kinds[name],
-                                    None if labels is None or not quantized else labels.get(name), atol)
-            )
-        one = {k: v[:1] for k, v in sample.items()} if batch_size in (None, 1) else {k: v[:batch_size] for k, v in sample.items()}
-        artifact.latency_ms_batch1 = runtimes.median_latency_ms(lambda: run(one)) if batch_size in (None, 1) else None
-        artifact.path = os.path.join(final_dir, os.path.relpath(artifact.path, staging))
+            rows, expected = (plan.holdout, holdout_reference) if quantized else (plan.sample, reference)
+            _verify(artifact, plan.batch_size, rows, expected, plan.labels if quantized else None, kinds, names,
+                    onnx_names, plan.sample, atol)
     for artifact in artifacts:
-        if not verify:
-            artifact.path = os.path.join(final_dir, os.path.relpath(artifact.path, staging))
+        artifact.path = os.path.join(final_dir, os.path.relpath(artifact.path, staging))
     tolerance = {
         "float32_atol": atol,
         "float32_rtol": checks.FLOAT_RTOL,
@@ -227,7 +390,28 @@ def _export_into(model, staging, final_dir, formats, quantize, representative_da
         "relative_error": checks.RELATIVE_ERROR,
         "min_cosine": checks.MIN_COSINE,
     }
-    return ExportReport(final_dir, model.name, artifacts, len(next(iter(sample.values()))), tolerance)
+    return ExportReport(final_dir, model.name, artifacts, _rows_of(plan.sample), tolerance,
+                        holdout=plan.holdout_source if quantized_flavours and verify else None,
+                        holdout_rows=_rows_of(plan.holdout) if quantized_flavours and verify else None)
+
+
+def _verify(artifact, batch_size, rows, expected, labels, kinds, names, onnx_names, sample, atol) -> None:
+    """Run `artifact` in its own runtime on `rows` and record one check per output against `expected`."""
+    artifact.verified = True
+    try:
+        run = _runner(artifact, batch_size, onnx_names if artifact.format == "onnx" else None)
+        got = run(rows)
+    except Exception as err:  # the deployment runtime itself rejects the artifact
+        artifact.error = f"{type(err).__name__} in the {artifact.format} runtime: {str(err).splitlines()[0][:300]}"
+        return
+    artifact.names_match = set(got) == set(names)
+    for name in names:
+        artifact.checks.append(
+            checks.check_output(name, expected[name], got.get(name), artifact.quantization, kinds[name],
+                                None if labels is None else labels.get(name), atol)
+        )
+    one = {k: v[: batch_size or 1] for k, v in sample.items()}
+    artifact.latency_ms_batch1 = runtimes.median_latency_ms(lambda: run(one)) if batch_size in (None, 1) else None
 
 
 def _rows(data: dict[str, np.ndarray], batch: int):
@@ -282,14 +466,3 @@ def _sha256(path) -> str:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)
     return digest.hexdigest()
-
-
-def _move_into_place(staging: str, final_dir: str) -> None:
-    """Swap the verified folder in; an earlier export at `final_dir` is replaced only now."""
-    backup = None
-    if os.path.exists(final_dir):
-        backup = f"{final_dir}.old-{int(time.time() * 1000)}"
-        os.rename(final_dir, backup)
-    os.rename(staging, final_dir)
-    if backup:
-        shutil.rmtree(backup, ignore_errors=True)

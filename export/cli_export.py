@@ -8,6 +8,8 @@ import warnings
 
 import numpy as np
 
+LABEL_PREFIX = "label:"
+
 
 def load_source(source: str):
     """A .keras file (loaded with safe_mode=True) or a zoo entry given as zoo:NAME."""
@@ -31,38 +33,63 @@ def load_source(source: str):
         raise ValueError(f"could not load {source!r} as a Keras model: {str(err).splitlines()[0]}") from None
 
 
-def load_calibration(path: str | None) -> dict[str, np.ndarray] | None:
+def load_arrays(path: str | None, option: str) -> dict[str, np.ndarray] | None:
+    """The arrays of an .npz file given as `option` (no pickle), or None when the option was not given."""
     if path is None:
         return None
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"--calibration-data {path!r} does not exist.")
+        raise FileNotFoundError(f"{option} {path!r} does not exist.")
     try:
         with np.load(path, allow_pickle=False) as data:
             return {key: data[key] for key in data.files}
-    except (ValueError, OSError) as err:
-        raise ValueError(f"--calibration-data {path!r} is not a readable .npz of arrays: {err}") from None
+    except (ValueError, OSError, EOFError) as err:
+        raise ValueError(f"{option} {path!r} is not a readable .npz of arrays ({err}); write one with "
+                         "numpy.savez(path, **{input_name: array}).") from None
+
+
+def split_validation(arrays: dict[str, np.ndarray] | None) -> tuple | None:
+    """--validation-data: inputs under their names, labels under "label:<output>" (optional)."""
+    if arrays is None:
+        return None
+    x = {k: v for k, v in arrays.items() if not k.startswith(LABEL_PREFIX)}
+    y = {k[len(LABEL_PREFIX):]: v for k, v in arrays.items() if k.startswith(LABEL_PREFIX)}
+    return (x, y) if y else (x,)
+
+
+def zoo_data(source: str, model) -> tuple[dict | None, tuple | None]:
+    """A zoo entry's own rows: calibration from its train split, held-out checks on its test split."""
+    from mtmm_keras.zoo import evaluation, registry
+
+    recipe = registry.recipe(source[len("zoo:"):])
+    x_train, _ = evaluation.split_arrays(recipe, "train", limit=256)
+    x_test, y_test = evaluation.split_arrays(recipe, "test", limit=1024)
+    names = [t.name.split(":")[0] for t in model.inputs]
+    outputs = list(model.output) if isinstance(model.output, dict) else list(model.output_names)
+    labels = {k: v for k, v in y_test.items() if k in outputs}
+    return {k: x_train[k] for k in names}, (({k: x_test[k] for k in names}, labels) if labels else ({k: x_test[k] for k in names},))
 
 
 def run(args: argparse.Namespace) -> int:
     from mtmm_keras import builders
-    from mtmm_keras.export import ExportVerificationError, export_model, export_towers
+    from mtmm_keras.export import ExportVerificationError, api, export_model
 
+    # every argument is read and checked before anything is written
+    api.check_out_dir(args.out, overwrite=args.force)
     model = load_source(args.source)
     if args.with_attention:
         model = builders.with_attention_output(model)
-    kwargs = dict(
-        formats=args.format,
-        quantize=args.quantize,
-        representative_data=load_calibration(args.calibration_data),
-        batch_size=args.batch_size,
-        allow_flex=args.allow_flex,
-    )
+    representative = load_arrays(args.calibration_data, "--calibration-data")
+    validation = split_validation(load_arrays(args.validation_data, "--validation-data"))
+    if args.source.startswith("zoo:") and (representative is None or validation is None):
+        zoo_representative, zoo_validation = zoo_data(args.source, model)
+        representative = zoo_representative if representative is None else representative
+        validation = zoo_validation if validation is None else validation
     try:
-        export_model(model, args.out, **kwargs)
-        if args.per_tower:
-            export_towers(model, os.path.join(args.out, "towers"), **kwargs)
+        export_model(model, args.out, formats=args.format, quantize=args.quantize, representative_data=representative,
+                     validation_data=validation, batch_size=args.batch_size, allow_flex=args.allow_flex,
+                     overwrite=args.force, per_tower=args.per_tower)
     except ExportVerificationError as err:
         print(err.report.table())
-        print(f"nothing was written to {args.out}")
+        print(f"verification failed: nothing was written to {args.out}")
         return 1
     return 0

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import json
+import os
 from typing import Any
+
+from mtmm_keras import _output_folder
 
 
 @dataclasses.dataclass
@@ -39,8 +41,16 @@ class ArtifactReport:
     verified: bool = False
 
     @property
+    def status(self) -> str:
+        """"failed" (runtime error or a check failed), "verified" (every check passed) or "unverified" (not run)."""
+        if self.error is not None or (self.verified and not (self.names_match and all(c.passed for c in self.checks))):
+            return "failed"
+        return "verified" if self.verified else "unverified"
+
+    @property
     def passed(self) -> bool:
-        return self.error is None and (not self.verified or (self.names_match and all(c.passed for c in self.checks)))
+        """True only for an artifact that was run and matched the Keras model (never for unverified ones)."""
+        return self.status == "verified"
 
 
 @dataclasses.dataclass
@@ -50,21 +60,38 @@ class ExportReport:
     artifacts: list[ArtifactReport]
     sample_batch: int
     tolerance: dict[str, Any]
+    holdout: str | None = None  # where the rows that judged quantized artifacts came from
+    holdout_rows: int | None = None
+    towers: dict[str, str] = dataclasses.field(default_factory=dict)  # modality -> its manifest, relative
+    tower_reports: dict[str, "ExportReport"] = dataclasses.field(default_factory=dict, repr=False)
+
+    @property
+    def verified(self) -> bool:
+        return all(a.verified for a in self.artifacts) and all(r.verified for r in self.tower_reports.values())
 
     @property
     def passed(self) -> bool:
-        return all(a.passed for a in self.artifacts)
+        """True only when every artifact (and tower) was verified and matched; False for unverified exports."""
+        return all(a.passed for a in self.artifacts) and all(r.passed for r in self.tower_reports.values())
+
+    @property
+    def failed(self) -> bool:
+        return any(a.status == "failed" for a in self.artifacts) or any(r.failed for r in self.tower_reports.values())
 
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
+        """The manifest: every path relative to the export folder, so it stays true when the folder is copied."""
+        data = {"written_by": _output_folder.marker("export")}
+        data.update({k: v for k, v in dataclasses.asdict(self).items() if k not in ("out_dir", "tower_reports")})
         for artifact, entry in zip(self.artifacts, data["artifacts"]):
-            entry["passed"] = artifact.passed
-        data["passed"] = self.passed
+            entry["path"] = os.path.relpath(artifact.path, self.out_dir)
+            entry["status"] = artifact.status
+            entry["passed"] = artifact.passed if artifact.verified else None
+        data["verified"] = self.verified
+        data["passed"] = self.passed if self.verified else None
         return data
 
     def write_manifest(self, path: str) -> None:
-        with open(path, "w") as f:
-            json.dump(self.to_dict(), f, indent=2, default=float)
+        _output_folder.write_json(path, self.to_dict())
 
     def table(self) -> str:
         """A ✓/✗ line per artifact and output: shape, max |Δ| (float formats) or metric (quantized)."""
@@ -77,6 +104,9 @@ class ExportReport:
             latency = f"{a.latency_ms_batch1:.3f}" if a.latency_ms_batch1 is not None else "-"
             if a.error:
                 lines.append(f"  ✗ {name:<28}{a.error}")
+                continue
+            if not a.verified:
+                lines.append(f"  - {name:<28}{'(not verified)':<40}{size:>10}")
                 continue
             if not a.names_match:
                 lines.append(f"  ✗ {name:<28}output names {[o['name'] for o in a.outputs]} do not match the model's")
@@ -91,7 +121,14 @@ class ExportReport:
                 lines.append(f"  {mark} {name if i == 0 else '':<28}{c.name:<14}{shape:<16}{err:>10}{metric:>28}{tail}")
                 if not c.passed and c.reason:
                     lines.append(f"      {c.reason}")
-        lines.append("all artifacts verified ✓" if self.passed else "VERIFICATION FAILED ✗")
+        if self.holdout:
+            lines.append(f"  quantized artifacts judged on {self.holdout_rows} rows: {self.holdout}")
+        if self.failed:
+            lines.append("VERIFICATION FAILED ✗")
+        elif not self.verified:
+            lines.append("NOT VERIFIED: artifacts were written without being run or compared with the Keras model (verify=False)")
+        else:
+            lines.append("all artifacts verified ✓")
         return "\n".join(lines)
 
 

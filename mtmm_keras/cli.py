@@ -88,10 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
         "in its own runtime. Artifacts are moved into --out only when every check passes; exit status 1 otherwise.",
     )
     export.add_argument("source", help="path to a .keras model, or zoo:NAME")
-    export.add_argument("--out", required=True, help="output folder (replaced only after a verified export)")
+    export.add_argument("--out", required=True, help="a new or empty output folder; artifacts move in only after every check passed")
+    export.add_argument("--force", action="store_true", help="replace --out if it holds an earlier export (never any other folder)")
     export.add_argument("--format", type=_csv, default=["saved_model", "tflite", "onnx"], help="comma list of saved_model,tflite,onnx (default: all)")
     export.add_argument("--quantize", type=_csv, default=["float32"], help="TFLite flavours: comma list of float32,float16,dynamic,int8 (default: float32)")
-    export.add_argument("--calibration-data", help=".npz with one array per model input (calibrates int8, feeds verification)")
+    export.add_argument("--calibration-data", help=".npz with one array per model input (calibrates int8)")
+    export.add_argument("--validation-data", help=".npz of held-out rows (never used for calibration) that judge quantized "
+                        "artifacts: one array per model input, labels as 'label:<output>' (zoo:NAME uses its test split)")
     export.add_argument("--batch-size", type=int, default=None, help="fixed batch size (default: dynamic batch)")
     export.add_argument("--allow-flex", action="store_true", help="allow TensorFlow (Flex) ops in TFLite (most edge runtimes cannot run them)")
     export.add_argument("--per-tower", action="store_true", help="joint-embedding models: also export each modality tower on its own")
@@ -121,11 +124,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "handler", None) is None:
         parser.print_help()
         return 0
+    from mtmm_keras import _output_folder
+
+    _output_folder.install_signal_guards()
     try:
         return int(args.handler(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError) as err:
+    except (ValueError, TypeError, FileNotFoundError, ImportError) as err:
         print(f"mtmm {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # read-only folder, full disk, ...: say which file and why, not a traceback
+        where = f" ({err.filename})" if err.filename else ""
+        print(f"mtmm {args.command}: error: could not write{where}: {err.strerror or err}; nothing was written "
+              "(any partial output was removed).", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"mtmm {args.command}: interrupted; nothing was written (partial output removed).", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -51,9 +51,10 @@ def test_hard_sharing_exports_every_format_and_flavour(tmp_path):
         assert [o["name"] for o in artifact["outputs"]] == ["a", "b", "c"]
         assert artifact["inputs"] == [{"name": "features", "shape": [None, 100], "dtype": "float32"}]
         assert artifact["latency_ms_batch1"] > 0
+        assert not os.path.isabs(artifact["path"])  # relative: the manifest stays true when the folder moves
         if artifact["format"] != "saved_model":
-            assert os.path.getsize(artifact["path"]) == artifact["size_bytes"]
-            assert _sha256(artifact["path"]) == artifact["sha256"]
+            assert os.path.getsize(out / artifact["path"]) == artifact["size_bytes"]
+            assert _sha256(out / artifact["path"]) == artifact["sha256"]
         for check in artifact["checks"]:
             assert check["shape"] == check["expected_shape"]
             if artifact["quantization"] == "float32":
@@ -62,7 +63,8 @@ def test_hard_sharing_exports_every_format_and_flavour(tmp_path):
                 assert check["metric"] == "rel.err" and check["artifact_value"] <= 0.1
         sizes[(artifact["format"], artifact["quantization"])] = artifact["size_bytes"]
     assert sizes[("tflite", "int8")] < 0.4 * sizes[("tflite", "float32")]
-    assert not any(name.startswith(".hard.tmp") for name in os.listdir(tmp_path))  # staging cleaned up
+    assert os.listdir(tmp_path) == ["hard"]  # staging cleaned up
+    assert manifest["holdout"].startswith("representative_data rows") and "never used for calibration" in manifest["holdout"]
 
 
 @pytest.mark.slow
@@ -161,8 +163,9 @@ def test_flex_ops_are_refused_with_names_and_remedy_and_nothing_written(tmp_path
 def test_verification_catches_a_mismatching_artifact_and_keeps_earlier_export(tmp_path, monkeypatch):
     model, _ = _hard_sharing()
     out = tmp_path / "model"
-    out.mkdir()
-    (out / "earlier.txt").write_text("earlier artifacts")
+    mk.export.export_model(model, str(out), formats=("onnx",), verbose=False)  # an earlier export
+    earlier = sorted(os.listdir(out))
+    earlier_manifest = (out / "manifest.json").read_text()
     from mtmm_keras.export import onnx_writer
 
     real_write = onnx_writer.write_onnx
@@ -173,13 +176,14 @@ def test_verification_catches_a_mismatching_artifact_and_keeps_earlier_export(tm
 
     monkeypatch.setattr(onnx_writer, "write_onnx", write_wrong_weights)
     with pytest.raises(mk.export.ExportVerificationError) as caught:
-        mk.export.export_model(model, str(out), formats=("saved_model", "onnx"), verbose=False)
+        mk.export.export_model(model, str(out), formats=("saved_model", "onnx"), verbose=False, overwrite=True)
     report = caught.value.report
     onnx_artifact = next(a for a in report.artifacts if a.format == "onnx")
     assert not onnx_artifact.passed and any("values not close" in c.reason for c in onnx_artifact.checks)
     assert next(a for a in report.artifacts if a.format == "saved_model").passed
     assert "✗ onnx/float32" in report.table()
-    assert sorted(os.listdir(tmp_path)) == ["model"] and os.listdir(out) == ["earlier.txt"]
+    assert sorted(os.listdir(tmp_path)) == ["model"] and sorted(os.listdir(out)) == earlier
+    assert (out / "manifest.json").read_text() == earlier_manifest
 
 
 def test_interrupted_export_leaves_nothing(tmp_path, monkeypatch):
@@ -195,12 +199,14 @@ def test_interrupted_export_leaves_nothing(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == []
 
 
-def test_successful_export_replaces_an_earlier_one(tmp_path):
+def test_successful_export_replaces_an_earlier_export_only_with_overwrite(tmp_path):
     model, _ = _hard_sharing()
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "stale.txt").write_text("old")
-    mk.export.export_model(model, str(out), formats=("onnx",), verbose=False)
+    mk.export.export_model(model, str(out), formats=("saved_model",), verbose=False)
+    with pytest.raises(ValueError, match="already holds an earlier export; pass overwrite=True"):
+        mk.export.export_model(model, str(out), formats=("onnx",), verbose=False)
+    assert "saved_model" in os.listdir(out)
+    mk.export.export_model(model, str(out), formats=("onnx",), verbose=False, overwrite=True)
     assert sorted(os.listdir(out)) == ["hard_sharing.onnx", "manifest.json"]
     assert sorted(os.listdir(tmp_path)) == ["out"]
 

@@ -1,0 +1,286 @@
+"""Write an output folder atomically, and replace only a folder this tool wrote earlier.
+
+One helper for every command that writes a folder (exports, zoo entries, presets): the target is
+validated before anything touches the disk, the new contents are written into a hidden staging folder
+beside it, and the finished folder is swapped in with one rename. A folder that holds files this tool
+did not write is never replaced, an earlier output only with `overwrite=True`, and staging folders left
+by a killed process are removed by the next run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import fcntl
+import json
+import os
+import secrets
+import shutil
+import signal
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+TOOL = "mtmm-keras"
+STAGING_TAG = ".mtmm-staging-"
+_OLD_SUFFIX = "-old"
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+_signals_received: list[int] = []
+
+
+def install_signal_guards() -> None:
+    """Make SIGTERM unwind like Ctrl-C (so staging folders are removed) and remember either signal, so no
+    later step can commit an output after the user asked to stop (even if a library swallowed the exception)."""
+
+    def handler(signum, frame):
+        _signals_received.append(signum)
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        sys.exit(128 + signum)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, handler)
+
+
+def raise_if_interrupted() -> None:
+    """Raise KeyboardInterrupt if SIGINT/SIGTERM arrived since `install_signal_guards()`."""
+    if _signals_received:
+        raise KeyboardInterrupt(f"stopped by signal {_signals_received[0]}; nothing was written.")
+
+
+class OutputFolderError(ValueError):
+    """The output folder cannot be used (not ours, a file, empty path, not writable, busy); nothing was written."""
+
+
+def marker(kind: str) -> dict[str, str]:
+    """The `written_by` entry that an owner file (manifest.json / metadata.json) carries."""
+    from mtmm_keras import __version__
+
+    return {"tool": TOOL, "kind": kind, "version": __version__}
+
+
+def written_by_this_tool(folder: Path, owner_file: str, kind: str, legacy_keys: tuple[str, ...] = ()) -> bool:
+    """True when `folder/owner_file` is JSON that this tool wrote for `kind` (or an older release's layout)."""
+    path = folder / owner_file
+    if not path.is_file() or path.is_symlink():
+        return False
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return False
+    if not isinstance(data, dict):
+        return False
+    written_by = data.get("written_by")
+    if isinstance(written_by, dict):
+        return written_by.get("tool") == TOOL and written_by.get("kind") == kind
+    return bool(legacy_keys) and all(key in data for key in legacy_keys)
+
+
+class OutputFolder:
+    """A validated output folder: `with folder.staging() as tmp: ...write...; folder.commit(tmp)`.
+
+    Args:
+        target: where the folder goes. Must be a new path, an empty folder, or (with `overwrite=True`)
+            a folder whose `owner_file` says this tool wrote it as `kind`.
+        kind: what is written ("export", "zoo entry"): earlier outputs of another kind are not replaced.
+        owner_file: the JSON file (with `written_by: marker(kind)`) that proves ownership.
+        argument: the name users know the target by in errors (`out_dir`, `--out`).
+        legacy_keys: keys that identify an owner file written before `written_by` existed.
+    """
+
+    def __init__(self, target: str | os.PathLike, *, kind: str, owner_file: str, overwrite: bool = False,
+                 argument: str = "out_dir", legacy_keys: tuple[str, ...] = ()):
+        self.kind, self.owner_file, self.overwrite, self.argument = kind, owner_file, bool(overwrite), argument
+        self.legacy_keys = legacy_keys
+        self.path = self._validated(target)
+
+    # -- validation (reads only) -------------------------------------------------------------------
+    def _validated(self, target: Any) -> Path:
+        if not isinstance(target, (str, os.PathLike)):
+            raise TypeError(f"`{self.argument}` must be a folder path (str or os.PathLike), got {type(target).__name__}.")
+        text = os.fspath(target)
+        if not isinstance(text, str) or not text.strip():
+            raise OutputFolderError(f"`{self.argument}` is empty; give the folder to write the {self.kind} into "
+                                    "(an unset shell variable gives an empty path).")
+        path = Path(os.path.abspath(text))
+        if path.parent == path:
+            raise OutputFolderError(f"`{self.argument}` {text!r} is the file-system root; choose a new or empty folder.")
+        self.check_replaceable(path, text)
+        self._check_writable(path, text)
+        return path
+
+    def check_replaceable(self, path: Path, shown: str | None = None) -> None:
+        """Raise unless `path` is missing, an empty folder, or an earlier output we may replace."""
+        shown = shown or str(path)
+        if path.is_symlink():
+            raise OutputFolderError(f"`{self.argument}` {shown!r} is a symbolic link; give the real folder path.")
+        if not path.exists():
+            return
+        if not path.is_dir():
+            raise OutputFolderError(f"`{self.argument}` {shown!r} is an existing file, not a folder; nothing was "
+                                    "changed. Choose a new or empty folder.")
+        entries = sorted(os.listdir(path))
+        if not entries:
+            return
+        if written_by_this_tool(path, self.owner_file, self.kind, self.legacy_keys):
+            if self.overwrite:
+                return
+            raise OutputFolderError(
+                f"`{self.argument}` {shown!r} already holds an earlier {self.kind}; pass overwrite=True (CLI: --force) "
+                "to replace it, or choose a new folder. Nothing was changed.")
+        listed = ", ".join(e + ("/" if (path / e).is_dir() else "") for e in entries[:5])
+        more = f" and {len(entries) - 5} more" if len(entries) > 5 else ""
+        raise OutputFolderError(
+            f"`{self.argument}` {shown!r} is a folder that holds files this tool did not write ({listed}{more}); "
+            f"refusing to replace it, even with overwrite/--force (only an earlier {self.kind} with its "
+            f"{self.owner_file} may be replaced). Choose a new or empty folder. Nothing was changed.")
+
+    def _check_writable(self, path: Path, shown: str) -> None:
+        ancestor = path.parent
+        while not ancestor.exists():
+            ancestor = ancestor.parent
+        if not ancestor.is_dir():
+            raise OutputFolderError(f"`{self.argument}` {shown!r}: {ancestor} is a file, so no folder can be made there.")
+        if not os.access(ancestor, os.W_OK | os.X_OK):
+            raise OutputFolderError(f"`{self.argument}` {shown!r}: no permission to write in {ancestor}; choose a "
+                                    "folder you can write to.")
+
+    def probe_writable(self) -> None:
+        """Create and remove a hidden folder where the staging folder will go (catches read-only file systems
+        before a long job); parent folders made for the probe are removed again."""
+        made = []
+        parent = self.path.parent
+        while not parent.exists():
+            made.append(parent)
+            parent = parent.parent
+        probe = None
+        try:
+            for folder in reversed(made):
+                folder.mkdir()
+            probe = self.path.parent / f"{STAGING_TAG}probe-{os.getpid()}-{secrets.token_hex(4)}"
+            probe.mkdir()
+        except OSError as err:
+            raise OutputFolderError(f"`{self.argument}` {str(self.path)!r} is not writable: {err.strerror or err} "
+                                    f"({err.filename or self.path.parent}). Nothing was written.") from None
+        finally:
+            if probe is not None and probe.exists():
+                probe.rmdir()
+            for folder in made:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+
+    # -- staging and the swap -----------------------------------------------------------------------
+    def _staging_prefix(self) -> str:
+        return f".{self.path.name}{STAGING_TAG}"
+
+    @contextlib.contextmanager
+    def _parent_lock(self) -> Iterator[None]:
+        fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def _other_writers_and_stale(self) -> tuple[list[int], list[Path]]:
+        live, stale = [], []
+        prefix = self._staging_prefix()
+        for entry in self.path.parent.iterdir():
+            if not entry.name.startswith(prefix):
+                continue
+            pid_text = entry.name[len(prefix):].split("-", 1)[0]
+            pid = int(pid_text) if pid_text.isdigit() else -1
+            if pid > 0 and pid != os.getpid() and _alive(pid):
+                live.append(pid)
+            elif pid != os.getpid():
+                stale.append(entry)
+        return live, stale
+
+    def _clean_stale(self, stale: list[Path]) -> None:
+        for entry in stale:
+            if entry.name.endswith(_OLD_SUFFIX) and not self.path.exists():
+                os.rename(entry, self.path)  # a swap was killed half-way: the earlier output comes back
+            else:
+                shutil.rmtree(entry, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def staging(self) -> Iterator[Path]:
+        """A fresh hidden folder beside the target (mode as for any new folder); removed on any error."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._parent_lock():
+            live, stale = self._other_writers_and_stale()
+            if live:
+                raise OutputFolderError(
+                    f"`{self.argument}` {str(self.path)!r} is being written by another mtmm process (pid "
+                    f"{', '.join(map(str, live))}); wait for it to finish or choose another folder.")
+            self._clean_stale(stale)
+            tmp = self.path.parent / f"{self._staging_prefix()}{os.getpid()}-{secrets.token_hex(4)}"
+            tmp.mkdir()
+        try:
+            yield tmp
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    def commit(self, staged: Path) -> None:
+        """Swap `staged` in as the target in one rename; an earlier output is removed only afterwards."""
+        if not written_by_this_tool(staged, self.owner_file, self.kind):
+            raise RuntimeError(f"internal error: {staged} has no {self.owner_file} marking it as this tool's {self.kind}.")
+        raise_if_interrupted()
+        with self._parent_lock():
+            self.check_replaceable(self.path)  # it may have changed during a long job
+            if self.path.is_dir() and os.listdir(self.path):
+                if not exchange(staged, self.path):
+                    old = staged.with_name(staged.name + _OLD_SUFFIX)
+                    os.rename(self.path, old)
+                    os.rename(staged, self.path)
+                    staged = old
+                shutil.rmtree(staged, ignore_errors=True)  # now holds the earlier output
+            else:
+                os.rename(staged, self.path)  # new path, or an empty folder (rename replaces it)
+
+
+def exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths with Linux renameat2(RENAME_EXCHANGE); False where unsupported (then the
+    caller renames the old folder aside first)."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    result = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    if result == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def write_json(path: Path | str, data: Any) -> None:
+    """JSON with finite numbers only (a NaN would make the file invalid JSON): raises ValueError otherwise."""
+    text = json.dumps(data, indent=2, allow_nan=False, default=_json_default)
+    Path(path).write_text(text + "\n")
+
+
+def _json_default(value: Any) -> Any:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{type(value).__name__} is not JSON serializable") from None
