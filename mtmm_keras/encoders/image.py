@@ -8,6 +8,8 @@ import keras
 
 from mtmm_keras import _checks
 
+INPUT_DTYPES = ("float32", "uint8", "int32")
+
 
 def image(
     input_shape: Sequence[int],
@@ -17,11 +19,15 @@ def image(
     pooling: str = "avg",
     input_name: str = "image",
     name: str = "image_encoder",
+    input_dtype: str = "float32",
 ) -> keras.Model:
     """Conv2D(3×3, ReLU) blocks (2×2 max-pool between them) → global pool → optional Dense.
 
     This is the spec's image encoder (Conv 64 → Conv 128 → mean pool → Dense 64) with the widths as
-    arguments. `rescale` multiplies the input first (e.g. 1/255 for uint8 pixels). `pooling` is
+    arguments. `rescale` multiplies the input first (e.g. 1/255 for uint8 pixels). `input_dtype` is the
+    dtype of the model's Input: "uint8" (or another integer dtype) takes raw pixels as a camera gives
+    them, cast to float32 inside the model (then scaled by `rescale`), so exported artifacts take
+    them too. `pooling` is
     "avg" or "max" (global pooling: position-free features) or "flatten" (a 2×2 max-pool after every
     block, then flatten: keeps *where* things are, e.g. for left/right items in one image).
     """
@@ -31,12 +37,15 @@ def image(
     shape = tuple(_checks.positive_int(d, f"input_shape[{i}]") for i, d in enumerate(shape))
     filters = _checks.units_tuple(filters, "filters", allow_empty=False)
     _checks.one_of(pooling, "pooling", ("avg", "max", "flatten"))
-    pixels = keras.Input(shape=shape, name=input_name)
+    _checks.one_of(input_dtype, "input_dtype", INPUT_DTYPES)
+    pixels = keras.Input(shape=shape, name=input_name, dtype=input_dtype)
     x = pixels
     if len(shape) == 2:
         x = keras.layers.Reshape(shape + (1,), name="add_channel")(x)
-    if rescale is not None:
+    if rescale is not None:  # Rescaling casts its input to float32 first, so it also converts integer pixels
         x = keras.layers.Rescaling(rescale, name="rescale")(x)
+    elif input_dtype != "float32":
+        x = keras.layers.Rescaling(1.0, name="cast")(x)
     for i, width in enumerate(filters):
         if i > 0 and pooling != "flatten" and min(x.shape[1], x.shape[2]) >= 4:
             x = keras.layers.MaxPooling2D(2, name=f"pool{i}")(x)
