@@ -101,8 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--with-attention", action="store_true", help="attention-fusion models: add the attention weights as an output")
     export.set_defaults(handler=_cmd_export)
 
-    zoo = commands.add_parser("zoo", help="pretrained entries: list, info, train, evaluate",
-                              description="Pretrained model zoo: list entries, show a card, retrain or evaluate an entry.")
+    zoo = commands.add_parser("zoo", help="pretrained entries: list, info, train, evaluate, verify",
+                              description="Pretrained model zoo: list entries, show a card, retrain, evaluate or verify an entry.")
     zoo_commands = zoo.add_subparsers(dest="zoo_command", metavar="ZOO_COMMAND", required=True)
     zoo_commands.add_parser("list", help="the entries with their builder, data and headline metric")
     info = zoo_commands.add_parser("info", help="an entry's card: tasks, data, test metrics, size, sha256")
@@ -110,7 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     train = zoo_commands.add_parser("train", help="retrain an entry from scratch with its recipe (shows Keras progress)")
     train.add_argument("name")
     train.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
-    train.add_argument("--out", default=None, help="where weights, metadata, card and curves go (default: runs/zoo/NAME)")
+    train.add_argument("--out", default=None, help="a new or empty folder for the preset (default: runs/zoo/NAME)")
+    train.add_argument("--force", action="store_true", help="replace --out if it holds an earlier zoo entry (never any other folder)")
+    verify = zoo_commands.add_parser("verify", help="re-check the sha256 of every file of an entry or preset folder")
+    verify.add_argument("name", help="entry name or preset folder")
     evaluate = zoo_commands.add_parser("evaluate", help="measure an entry on its test split, beside the card's numbers")
     evaluate.add_argument("name")
     evaluate.add_argument("--weights-dir", default=None, help="evaluate weights retrained into this folder instead")

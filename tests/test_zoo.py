@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import mtmm_keras as mk
-from mtmm_keras.zoo import integrity, recipes, registry
+from mtmm_keras.zoo import integrity, presets, recipes, registry
 
 SHIPPED = registry.list()
 
@@ -22,12 +22,11 @@ def temp_zoo(tmp_path, monkeypatch):
     entries = tmp_path / "entries"
     folder = entries / "tiny"
     folder.mkdir(parents=True)
-    shutil.copy(registry.ENTRIES_DIR / "penguins_hard" / registry.RECIPE_FILE, folder / registry.RECIPE_FILE)
-    model = recipes.build(registry.read_json(folder / registry.RECIPE_FILE))
+    recipe_path = registry.ENTRIES_DIR / "penguins_hard" / registry.RECIPE_FILE
+    model = recipes.build(registry.read_json(recipe_path))
     model.set_weights([w + 0.5 for w in model.get_weights()])  # "trained": unlike a fresh initialisation
-    model.save_weights(str(folder / registry.WEIGHTS_FILE))
-    meta = {"metrics": {"species_accuracy": 0.5}, "sha256": {registry.WEIGHTS_FILE: integrity.sha256(folder / registry.WEIGHTS_FILE)}}
-    (folder / registry.METADATA_FILE).write_text(json.dumps(meta))
+    presets.write_preset(folder, model, {"name": "tiny", "metrics": {"species_accuracy": 0.5}}, "# tiny\n",
+                         {registry.RECIPE_FILE: lambda path: shutil.copy(recipe_path, path)})
     monkeypatch.setattr(registry, "ENTRIES_DIR", entries)
     return folder, model
 
@@ -63,14 +62,15 @@ def test_corrupt_weights_are_refused_before_anything_is_built(temp_zoo, monkeypa
         raise AssertionError("a model was built from unverified weights")
 
     monkeypatch.setattr(recipes, "build", must_not_build)
-    with pytest.raises(ValueError, match="sha256 mismatch.*nothing was loaded"):
+    monkeypatch.setattr(keras.saving, "deserialize_keras_object", must_not_build)
+    with pytest.raises(ValueError, match="nothing was loaded: model.weights.h5: sha256 mismatch"):
         mk.zoo.load("tiny")
 
 
 def test_missing_checksum_is_refused(temp_zoo):
     folder, _ = temp_zoo
     (folder / registry.METADATA_FILE).write_text(json.dumps({"metrics": {}}))
-    with pytest.raises(ValueError, match="no sha256 is recorded"):
+    with pytest.raises(ValueError, match="no metadata.json with a sha256 per file"):
         mk.zoo.load("tiny")
 
 
@@ -85,7 +85,9 @@ def test_shipped_entry_is_complete(name):
     folder = registry.entry_dir(name)
     info = mk.zoo.info(name)
     assert info["pretrained"], f"{name} has no weights or sha256"
-    assert integrity.sha256(folder / registry.WEIGHTS_FILE) == info["sha256"][registry.WEIGHTS_FILE]
+    assert mk.zoo.verify(name) == {f: "ok" for f in sorted(os.listdir(folder)) if f != registry.METADATA_FILE}
+    assert sorted(info["sha256"]) == sorted([registry.CONFIG_FILE, registry.WEIGHTS_FILE, registry.CARD_FILE,
+                                             registry.CURVES_FILE, registry.RECIPE_FILE])
     assert info["size_bytes"] < 5 * 2**20
     card = (folder / registry.CARD_FILE).read_text()
     for key, value in info["metrics"].items():
@@ -98,9 +100,10 @@ def test_shipped_entry_is_complete(name):
 def test_train_writes_a_loadable_entry_and_evaluate_reproduces_it(tmp_path):
     out = tmp_path / "penguins"
     result = mk.zoo.train("penguins_hard", epochs=3, out_dir=str(out), verbose=0)
-    for name in (registry.WEIGHTS_FILE, registry.METADATA_FILE, registry.CARD_FILE, registry.CURVES_FILE, registry.RECIPE_FILE):
-        assert (out / name).is_file()
-    assert result["sha256"][registry.WEIGHTS_FILE] == integrity.sha256(out / registry.WEIGHTS_FILE)
+    files = (registry.CONFIG_FILE, registry.WEIGHTS_FILE, registry.CARD_FILE, registry.CURVES_FILE, registry.RECIPE_FILE)
+    assert sorted(os.listdir(out)) == sorted(files + (registry.METADATA_FILE,))
+    for name in files:
+        assert result["sha256"][name] == integrity.sha256(out / name)
     evaluated = mk.zoo.evaluate("penguins_hard", weights_dir=str(out))
     for key, value in result["metrics"].items():
         assert evaluated["measured"][key] == pytest.approx(value, abs=1e-5)

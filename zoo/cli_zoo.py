@@ -28,7 +28,20 @@ def run(args: argparse.Namespace) -> int:
     if command == "train":
         from mtmm_keras.zoo.training import train
 
-        train(args.name, epochs=args.epochs, out_dir=args.out)
+        train(args.name, epochs=args.epochs, out_dir=args.out, overwrite=args.force)
+        return 0
+    if command == "verify":
+        from mtmm_keras.zoo import loading, presets
+
+        _, folder = loading.resolve(args.name)
+        try:
+            status = presets.verify(folder)
+        except ValueError as err:
+            print(f"✗ {err}")
+            return 1
+        for filename in status:
+            print(f"  ✓ {filename}")
+        print(f"{args.name}: all {len(status)} files match metadata.json ✓")
         return 0
     from mtmm_keras.zoo.evaluation import evaluate
 

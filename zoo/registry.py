@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 ENTRIES_DIR = Path(__file__).resolve().parent / "entries"
+CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.weights.h5"
 RECIPE_FILE = "recipe.json"
 METADATA_FILE = "metadata.json"

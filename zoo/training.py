@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import os
 import platform
-import shutil
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import keras
 
+from mtmm_keras import _output_folder
 from mtmm_keras.layers import Standardization
-from mtmm_keras.zoo import card, evaluation, integrity, plotting, recipes, registry
+from mtmm_keras.zoo import card, evaluation, plotting, presets, recipes, registry
 
 
 def hardware() -> str:
@@ -50,14 +47,23 @@ def _fit(model: keras.Model, recipe: dict, x: dict, y: dict, epochs: int, verbos
     return history.history
 
 
-def train(name: str, epochs: int | None = None, out_dir: str | None = None, verbose: int = 2) -> dict[str, Any]:
-    """Fit the entry's model (and its single-modality baselines) and write weights, metadata, card and curves."""
+def train(name: str, epochs: int | None = None, out_dir: str | None = None, verbose: int = 2,
+          overwrite: bool = False) -> dict[str, Any]:
+    """Fit the entry's model (and its single-modality baselines) and write it as a preset folder.
+
+    `out_dir` (default runs/zoo/NAME) is checked before any data is loaded: it must be new, empty, or an
+    earlier zoo entry (`overwrite=True`). The entry is written to a staging folder beside it and swapped
+    in with one rename, so a crash leaves either the old entry or the new one, whole. Non-finite weights
+    or metrics are refused.
+    """
     recipe = registry.recipe(name)
     fit = recipe["fit"]
-    epochs = fit["epochs"] if epochs is None else int(epochs)
-    if epochs < 1:
-        raise ValueError(f"`epochs` must be >= 1, got {epochs}.")
-    out = Path(out_dir or os.path.join("runs", "zoo", name)).resolve()
+    epochs = fit["epochs"] if epochs is None else epochs
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"`epochs` must be a positive integer, got {epochs!r}.")
+    target = presets.output_folder(out_dir if out_dir is not None else os.path.join("runs", "zoo", name), overwrite,
+                                   argument="out_dir")
+    target.probe_writable()
     x_train, y_train = evaluation.split_arrays(recipe, "train")
     x_test, y_test = evaluation.split_arrays(recipe, "test")
     print(f"training {name}: {recipe['builder']} on {recipe['data']} "
@@ -67,6 +73,7 @@ def train(name: str, epochs: int | None = None, out_dir: str | None = None, verb
     start = time.perf_counter()
     history = _fit(model, recipe, x_train, y_train, epochs, verbose)
     seconds = time.perf_counter() - start
+    presets.check_finite_weights(model, f"zoo entry {name!r}")
     metrics = evaluation.evaluate_model(model, recipe, x_test, y_test)
     print("test metrics: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
     baselines = {}
@@ -77,41 +84,28 @@ def train(name: str, epochs: int | None = None, out_dir: str | None = None, verb
         _fit(baseline, recipe, {m: x_train[m] for m in subset}, y_train, epochs, verbose=0)
         baselines["+".join(subset) + " only"] = evaluation.evaluate_model(baseline, recipe, {m: x_test[m] for m in subset}, y_test)
         print("  " + ", ".join(f"{k} {v:.4f}" for k, v in baselines["+".join(subset) + " only"].items()))
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        weights = staging / registry.WEIGHTS_FILE
-        bare = recipes.build(recipe, compile=False)  # same architecture, no optimizer state in the file
-        bare.set_weights(model.get_weights())
-        bare.save_weights(str(weights))
-        meta = {
-            "name": name,
-            "metrics": metrics,
-            "baselines": baselines,
-            "params": int(model.count_params()),
-            "weights_file": registry.WEIGHTS_FILE,
-            "weights_bytes": weights.stat().st_size,
-            "sha256": {registry.WEIGHTS_FILE: integrity.sha256(weights)},
-            "training": {
-                "epochs": epochs, "batch_size": fit.get("batch_size", 128), "learning_rate": fit.get("learning_rate", 1e-3),
-                "seed": fit.get("seed", 0), "seconds": round(seconds, 1), "hardware": hardware(),
-                "keras": keras.__version__, "backend": keras.backend.backend(), "backend_version": _backend_version(),
-                "final_train_loss": float(history["loss"][-1]),
-            },
+    meta = {
+        "name": name,
+        "description": recipe.get("description", ""),
+        "metrics": metrics,
+        "baselines": baselines,
+        "training": {
+            "epochs": epochs, "batch_size": fit.get("batch_size", 128), "learning_rate": fit.get("learning_rate", 1e-3),
+            "seed": fit.get("seed", 0), "seconds": round(seconds, 1), "hardware": hardware(),
+            "keras": keras.__version__, "backend": keras.backend.backend(), "backend_version": _backend_version(),
+            "final_train_loss": float(history["loss"][-1]),
+        },
+    }
+    presets.check_finite_metrics(meta, f"zoo entry {name!r}")
+    with target.staging() as staging:
+        extra = {
+            registry.RECIPE_FILE: lambda path: _output_folder.write_json(path, recipe),
+            registry.CURVES_FILE: lambda path: plotting.plot_history(history, str(path), f"{name}: per-task training curves"),
         }
-        with open(staging / registry.METADATA_FILE, "w") as f:
-            json.dump(meta, f, indent=2)
-        with open(staging / registry.RECIPE_FILE, "w") as f:
-            json.dump(recipe, f, indent=2)
-        (staging / registry.CARD_FILE).write_text(card.render(name, recipe, meta))
-        plotting.plot_history(history, str(staging / registry.CURVES_FILE), f"{name}: per-task training curves")
-        _replace_dir(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    print(f"wrote {out}/{{{registry.WEIGHTS_FILE}, {registry.METADATA_FILE}, {registry.CARD_FILE}, {registry.CURVES_FILE}}}")
-    return {"out_dir": str(out), **meta}
+        written = presets.write_preset(staging, model, meta, lambda m: card.render(name, recipe, m), extra)
+        target.commit(staging)
+    print(f"wrote {target.path}/{{{', '.join(sorted(written['sha256']))}, {registry.METADATA_FILE}}}")
+    return {"out_dir": str(target.path), **written}
 
 
 def _backend_version() -> str:
@@ -121,13 +115,3 @@ def _backend_version() -> str:
         return getattr(module, "__version__", "?")
     except ImportError:
         return "?"
-
-
-def _replace_dir(staging: Path, out: Path) -> None:
-    """Move the finished files in; files of `out` not written by training (none, normally) are kept."""
-    out.mkdir(parents=True, exist_ok=True)
-    for item in staging.iterdir():
-        os.replace(item, out / item.name)
-    staging.rmdir()
-
-
