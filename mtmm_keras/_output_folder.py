@@ -220,6 +220,7 @@ class OutputFolder:
                     f"`{self.argument}` {str(self.path)!r} is being written by another mtmm process (pid "
                     f"{', '.join(map(str, live))}); wait for it to finish or choose another folder.")
             self._clean_stale(stale)
+            self.check_replaceable(self.path)  # a restored earlier output needs overwrite like any other
             tmp = self.path.parent / f"{self._staging_prefix()}{os.getpid()}-{secrets.token_hex(4)}"
             tmp.mkdir()
         try:
