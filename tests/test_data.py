@@ -14,8 +14,8 @@ from mtmm_keras.data import registry, sources
 
 NAMES = ["multi_fashion", "av_digits", "mfeat", "penguins"]
 EXPECTED = {  # name: (inputs {key: (shape, dtype)}, labels {key: number of classes, or None for regression}, sizes)
-    "multi_fashion": ({"image": ((28, 28, 1), np.float32)}, {"left": 10, "right": 10}, (1000, 200)),
-    "av_digits": ({"image": ((28, 28, 1), np.float32), "audio": ((32, 32), np.float32)}, {"digit": 10}, (200, 100)),
+    "multi_fashion": ({"image": ((28, 28, 1), np.uint8)}, {"left": 10, "right": 10}, (1000, 200)),
+    "av_digits": ({"image": ((28, 28, 1), np.uint8), "audio": ((11052,), np.float32)}, {"digit": 10}, (200, 100)),
     "mfeat": ({"fou": ((76,), np.float32), "fac": ((216,), np.float32), "kar": ((64,), np.float32),
                "pix": ((240,), np.float32), "zer": ((47,), np.float32), "mor": ((6,), np.float32)}, {"digit": 10}, (300, 100)),
     "penguins": ({"features": ((7,), np.float32)}, {"species": 3, "sex": 2, "body_mass": None}, (120, 40)),
@@ -74,8 +74,8 @@ def test_prepare_and_load_small(name, data_dir):
             else:
                 assert y[key].dtype == np.int64 and y[key].min() >= 0 and y[key].max() < classes
                 assert len(np.unique(y[key])) == classes  # every class occurs
-        if "image" in x:
-            assert 0.0 <= x["image"].min() and x["image"].max() <= 1.0 and x["image"].max() > 0.5
+        if "image" in x:  # raw pixels: the models rescale them
+            assert x["image"].max() > 200
 
     batch_x, batch_y = next(iter(mk.data.load(name, "train", data_dir, batch_size=16, shuffle=True, config="small")))
     assert all(batch_x[k].shape[0] == 16 for k in inputs) and all(batch_y[k].shape == (16,) for k in labels)
@@ -119,7 +119,7 @@ def test_av_digits_test_voices_are_unseen(data_dir):
     assert cache and all(n.endswith(".npz") for n in cache)  # no temporary file left behind
 
 
-def test_penguins_standardised_with_train_statistics(data_dir):
+def test_penguins_raw_features_and_train_statistics(data_dir):
     _prepared("penguins", data_dir)
     stats = mk.data.info("penguins", data_dir, config="small")["metadata"]["standardization"]
     from mtmm_keras.data import penguins
@@ -130,6 +130,8 @@ def test_penguins_standardised_with_train_statistics(data_dir):
     assert (len(train), len(test)) == (266, 67) and not set(train) & set(test)
     np.testing.assert_allclose(stats["mean"], data["features"][train, 3:].mean(axis=0))
     x, y = mk.data.load_numpy("penguins", "train", data_dir, config="small")
+    assert 150 < x["features"][:, 5].min() and x["features"][:, 6].min() >= 2007  # raw: mm and years, not z-scores
+    assert mk.data.info("penguins", data_dir, config="small")["version"] == "1.1.0"
     assert set(np.unique(x["features"][:, :3])) == {0.0, 1.0} and (x["features"][:, :3].sum(axis=1) == 1).all()
     assert 2.5 < y["body_mass"].min() and y["body_mass"].max() < 6.5  # kg
 

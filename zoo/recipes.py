@@ -21,6 +21,7 @@ import keras
 import numpy as np
 
 import mtmm_keras as mk
+from mtmm_keras.encoders import audio as _audio  # noqa: F401  registers LogMelSpectrogram before any entry loads
 
 ENCODER_KINDS = ("image", "audio", "tabular", "text")
 
