@@ -71,9 +71,10 @@ def load(name: str, split: str = "train", data_dir: str | os.PathLike | None = N
          shuffle: bool = False, prepare: bool = True, *, config: str | None = None) -> Any:
     """A tf.data.Dataset of (x_dict, y_dict) pairs for `split` ("train", "test" or a TFDS slice like "train[:10%]").
 
-    Every input comes raw, as a device would give it: images as uint8 pixels in 0..255 ([28, 28, 1]),
-    audio as the float32 waveform, tabular features unscaled (float32); the zoo models scale them
-    themselves (`rescale=1/255` in the image encoder, the log-mel front end, `Standardization`). Class labels
+    Images and audio come raw, as a device gives them: images as uint8 pixels in 0..255 ([28, 28, 1]),
+    audio as the float32 waveform; the zoo models scale them themselves (`rescale=1/255` in the image
+    encoder, the log-mel front end in the audio encoder). Tabular features come as stored (float32,
+    standardised with the train split's statistics, which `info(name)["metadata"]` holds). Class labels
     are int64 scalars, regression targets float32 scalars. `batch_size=None` yields single examples;
     `shuffle=True` shuffles files and examples (buffer up to 10,000). The pipeline ends with prefetch.
     With `prepare=True` (default) a missing dataset is built first; with False it raises FileNotFoundError.

@@ -3,10 +3,8 @@
 Views (float32 vectors): `fou` 76 Fourier coefficients, `fac` 216 profile correlations, `kar` 64
 Karhunen-Loève coefficients, `pix` 240 pixel averages, `zer` 47 Zernike moments, `mor` 6 morphological
 features. Label: `digit` (10 classes, 200 each). Split 150 / 50 per digit (1,500 train / 500 test) with
-a fixed seed. Every view is stored raw (the values of the UCI files), the input a feature extractor
-gives; models standardise it themselves (`mk.encoders.tabular(..., normalize=True)`). The train split's
-mean and standard deviation of every view are in the dataset's metadata as `standardization` (a
-constant column keeps std 1). (Version 1.0.0 stored the views already standardised with them.)
+a fixed seed. Every view is standardised with the train split's mean and standard deviation (stored in
+the dataset's metadata as `standardization`; a constant column keeps std 1).
 """
 
 from __future__ import annotations
@@ -63,10 +61,6 @@ class Mfeat(OfflineBuilder, skip_registration=True):
     def check_sources(cls) -> None:
         sources.mfeat_files()
 
-    VERSION = tfds.core.Version("1.1.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release: views standardised with the train statistics.",
-                     "1.1.0": "Views stored raw; the statistics stay in the metadata."}
-
     def _features(self) -> tfds.features.FeaturesDict:
         views = {view: tfds.features.Tensor(shape=(dim,), dtype=np.float32) for view, dim in VIEWS.items()}
         return tfds.features.FeaturesDict({**views, "digit": tfds.features.ClassLabel(num_classes=10)})
@@ -84,11 +78,11 @@ class Mfeat(OfflineBuilder, skip_registration=True):
         stats = {view: standardization(x[train]) for view, (x, _) in views.items()}
         self.info.metadata["standardization"] = {
             view: {"mean": mean.tolist(), "std": std.tolist()} for view, (mean, std) in stats.items()}
-        raw = {view: x.astype(np.float32) for view, (x, _) in views.items()}
+        scaled = {view: ((x - stats[view][0]) / stats[view][1]).astype(np.float32) for view, (x, _) in views.items()}
         config = self.sized_config
         return {
-            "train": self._generate_examples(raw, labels, train[:config.train_size]),
-            "test": self._generate_examples(raw, labels, test[:config.test_size]),
+            "train": self._generate_examples(scaled, labels, train[:config.train_size]),
+            "test": self._generate_examples(scaled, labels, test[:config.test_size]),
         }
 
     def _generate_examples(self, views: dict[str, np.ndarray], labels: np.ndarray,

@@ -3,10 +3,8 @@
 Input `features`, float32 [7], in this order:
   0-2 island one-hot (Biscoe, Dream, Torgersen), 3 bill length (mm), 4 bill depth (mm),
   5 flipper length (mm), 6 year.
-Every column is stored raw (mm, year; the island one-hot 0/1), the input a device has; models
-standardise it themselves (`mk.encoders.tabular(..., normalize=True)`). The train split's mean and
-standard deviation of columns 3-6 are in the dataset's metadata as `standardization`. (Version
-1.0.0 stored columns 3-6 already standardised with them.)
+Columns 3-6 are standardised with the train split's mean and standard deviation (stored in the
+dataset's metadata as `standardization`); the one-hot columns stay 0/1.
 Tasks: `species` (Adelie, Chinstrap, Gentoo), `sex` (female, male), `body_mass` (float32, kg).
 Split: 80 / 20 stratified by species with a fixed seed (266 train / 67 test).
 """
@@ -70,9 +68,6 @@ class Penguins(OfflineBuilder, skip_registration=True):
         SizedConfig(name="small", description="A quick 120 / 40 slice.", train_size=120, test_size=40),
     ]
     DEFAULT_CONFIG_NAME = "full"
-    VERSION = tfds.core.Version("1.1.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release: columns 3-6 standardised with the train statistics.",
-                     "1.1.0": "Features stored raw; the statistics stay in the metadata."}
     INPUTS = ("features",)
     LABELS = ("species", "sex", "body_mass")
     DESCRIPTION = _DESCRIPTION
@@ -95,7 +90,8 @@ class Penguins(OfflineBuilder, skip_registration=True):
         })
 
     def _static_metadata(self) -> dict[str, Any]:
-        return {"feature_names": list(FEATURE_NAMES), "raw": True, "seed": SEED, "body_mass_unit": "kg"}
+        return {"feature_names": list(FEATURE_NAMES), "standardized_columns": list(NUMERIC), "seed": SEED,
+                "body_mass_unit": "kg"}
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager) -> dict[str, Iterator]:
         data = encode(read_complete_rows(sources.penguins_csv()))
@@ -103,6 +99,7 @@ class Penguins(OfflineBuilder, skip_registration=True):
         numeric = slice(len(ISLANDS), len(FEATURE_NAMES))
         mean, std = data["features"][train, numeric].mean(axis=0), data["features"][train, numeric].std(axis=0)
         self.info.metadata["standardization"] = {"columns": list(NUMERIC), "mean": mean.tolist(), "std": std.tolist()}
+        data["features"][:, numeric] = (data["features"][:, numeric] - mean) / std
         config = self.sized_config
         return {
             "train": self._generate_examples(data, train[:config.train_size]),
