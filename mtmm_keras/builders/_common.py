@@ -70,6 +70,8 @@ def dense_stack(x: Any, units: Sequence[int], activation: str, dropout: float, p
 
 
 def make_optimizer(optimizer: Any, learning_rate: float | None) -> Any:
+    if learning_rate is not None:
+        learning_rate = _checks.positive_float(learning_rate, "learning_rate")
     if isinstance(optimizer, str):
         try:
             opt = keras.optimizers.get(optimizer)
@@ -79,6 +81,8 @@ def make_optimizer(optimizer: Any, learning_rate: float | None) -> Any:
             opt.learning_rate = learning_rate
         return opt
     if isinstance(optimizer, keras.optimizers.Optimizer):
+        if learning_rate is not None:
+            optimizer.learning_rate = learning_rate
         return optimizer
     raise TypeError(f"`optimizer` must be a name or a keras.optimizers.Optimizer, got {optimizer!r}.")
 

@@ -42,7 +42,8 @@ def attention_fusion(
     tasks = validate_tasks(tasks)
     fusion_dim = _checks.positive_int(fusion_dim, "fusion_dim")
     hidden_units = _checks.units_tuple(hidden_units, "hidden_units")
-    dropout = _checks.non_negative_float(dropout, "dropout")
+    dropout = _checks.dropout_rate(dropout, "dropout")
+    _checks.activation(projection_activation, "projection_activation")
     reserved = set(encoders) if isinstance(encoders, dict) else set()
     _common.check_reserved_names(tasks, reserved | {ATTENTION_OUTPUT}, "modality/output names")
     # 1. per-modality encoders, projected to a common size

@@ -32,7 +32,8 @@ def hard_sharing(
     """
     tasks = validate_tasks(tasks)
     trunk_units = _checks.units_tuple(trunk_units, "trunk_units")
-    dropout = _checks.non_negative_float(dropout, "dropout")
+    dropout = _checks.dropout_rate(dropout, "dropout")
+    _checks.activation(activation, "activation")
     # 1. the shared trunk
     model_inputs, features = _common.resolve_inputs(inputs)
     shared = _common.dense_stack(features, trunk_units, activation, dropout, prefix="trunk")

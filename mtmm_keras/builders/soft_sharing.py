@@ -36,6 +36,7 @@ def soft_sharing(
     tasks = validate_tasks(tasks)
     tower_units = _checks.units_tuple(tower_units, "tower_units", allow_empty=False)
     alpha = _checks.non_negative_float(alpha, "alpha")
+    _checks.activation(activation, "activation")
     model_inputs, features = _common.resolve_inputs(inputs)
     # 1. one tower per task (stacked on a tower axis) ...
     # 2. ... whose matching weights are tied by Ω

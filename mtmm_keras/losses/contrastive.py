@@ -7,6 +7,8 @@ from typing import Any
 import keras
 from keras import ops
 
+from mtmm_keras import _checks
+
 from mtmm_keras.losses._similarity import check_square, negative_mask
 
 
@@ -40,9 +42,7 @@ class ContrastiveLoss(keras.losses.Loss):
         dtype: Any = None,
     ):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
-            raise ValueError(f"`temperature` must be a number > 0, got {temperature!r}.")
-        self.temperature = float(temperature)
+        self.temperature = _checks.positive_float(temperature, "temperature")
         self.bidirectional = bool(bidirectional)
 
     def call(self, y_true: Any, y_pred: Any) -> Any:

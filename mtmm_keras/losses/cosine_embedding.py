@@ -18,16 +18,27 @@ def pair_cosine(pairs: Any, epsilon: float = 1e-8) -> Any:
 
 
 def cosine_embedding(labels: Any, cosine: Any, margin: float = 0.0) -> Any:
-    """Per-pair loss: 1 − cos where label is 1, max(0, cos − margin) where label is −1."""
-    labels = ops.reshape(labels, (-1,))
+    """Per-pair loss: 1 − cos where label is 1, max(0, cos − margin) where label is −1.
+
+    Exactly PyTorch's `CosineEmbeddingLoss`: any other label (0 included) contributes 0 — it is *not*
+    a negative. 0/1 labels must be converted (`2 * y - 1`); the models' `fit` refuses them up front.
+    """
     cosine = ops.reshape(cosine, (-1,))
-    return ops.where(labels > 0, 1.0 - cosine, ops.relu(cosine - margin))
+    labels = ops.cast(ops.reshape(labels, (-1,)), cosine.dtype)
+    zeros = ops.zeros_like(cosine)
+    positive = ops.where(ops.equal(labels, 1.0), 1.0 - cosine, zeros)
+    negative = ops.where(ops.equal(labels, -1.0), ops.relu(cosine - margin), zeros)
+    return positive + negative
 
 
 @keras.saving.register_keras_serializable(package="mtmm")
 class CosineEmbeddingLoss(keras.losses.Loss):
     """`torch.nn.CosineEmbeddingLoss` for Keras: `y_true` ∈ {1, −1}; `y_pred` is either the pairs'
     cosine similarities `[B]` or the pairs themselves stacked as `[B, 2, D]`.
+
+    Labels follow PyTorch: 1 = matching pair, −1 = non-matching pair. A label of 0 (or anything else)
+    adds nothing to the sum but still counts in the mean, as in PyTorch; it is never read as −1.
+    `JointEmbeddingModel.fit`/`evaluate` refuse labels other than ±1 with an error suggesting `2 * y - 1`.
 
     The joint-embedding builder uses it in *pair mode*: each batch row is a (modality A, modality B)
     pair with a ±1 label, instead of in-batch negatives.

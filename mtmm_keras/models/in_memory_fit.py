@@ -15,16 +15,31 @@ from typing import Any, Iterator
 
 import keras
 
+from mtmm_keras.models import _data_checks
+
+# Model attributes `_steps_per_execution` reads and swaps.
+_STEP_FUNCTION_ATTRIBUTES = ("steps_per_execution", "make_train_function", "train_function", "test_function",
+                             "predict_function")
 # Where `_steps_per_execution` keeps the step functions traced for other step counts.
 _CACHE_ATTRIBUTE = "_mtmm_functions_by_steps_per_execution"
+
+
+def _keras_debug_caps() -> bool:
+    """True when Keras's debugging caps `keras.config.max_epochs()`/`max_steps_per_epoch()` are set
+    (public API since Keras 3.9; a Keras without them has no caps)."""
+    caps = (getattr(keras.config, "max_epochs", None), getattr(keras.config, "max_steps_per_epoch", None))
+    return any(cap is not None and cap() for cap in caps)
 
 
 def _array_adapter(args: dict) -> tuple[Any, Any] | None:
     """(Keras's own adapter for the training arrays, validation data), or None when `x`/`y` are not
     arrays or Keras rejects them (the stock `fit` then raises its own error)."""
-    try:
+    try:  # Keras internals: a Keras that moved or changed them gets the stock `fit`
         from keras.src.trainers.data_adapters import array_data_adapter, array_slicing
-    except ImportError:  # a Keras without these modules: use the stock path
+
+        array_data_adapter.can_convert_arrays, array_data_adapter.ArrayDataAdapter  # noqa: B018
+        array_slicing.train_validation_split  # noqa: B018
+    except (ImportError, AttributeError):
         return None
     x, y, sample_weight = args["x"], args["y"], args["sample_weight"]
     validation_data = args["validation_data"]
@@ -40,6 +55,8 @@ def _array_adapter(args: dict) -> tuple[Any, Any] | None:
             batch_size=args["batch_size"],
         )
     except Exception:  # malformed inputs
+        return None
+    if not hasattr(adapter, "num_batches") or not hasattr(adapter, "get_tf_dataset"):
         return None
     return adapter, validation_data
 
@@ -85,6 +102,12 @@ class InMemoryFitMixin:
             steps_per_epoch=steps_per_epoch, validation_steps=validation_steps,
             validation_batch_size=validation_batch_size, validation_freq=validation_freq,
         )
+        x = stock["x"] = _data_checks.unwrap_single_input(self, x)
+        _data_checks.check(self, x, y, sample_weight, call="fit", labelled=True, finite=True)
+        if isinstance(validation_data, (tuple, list)) and len(validation_data) in (2, 3):
+            val_x = _data_checks.unwrap_single_input(self, validation_data[0])
+            _data_checks.check(self, val_x, *validation_data[1:], call="validation", labelled=True)
+            stock["validation_data"] = validation_data = (val_x, *validation_data[1:])
         plan = self._in_memory_plan(stock)
         if plan is None:
             return super().fit(**stock)
@@ -96,10 +119,24 @@ class InMemoryFitMixin:
         with _steps_per_execution(self, steps_per_execution):
             return super().fit(**stock)
 
+    def evaluate(self, x: Any = None, y: Any = None, *args: Any, **kwargs: Any) -> Any:
+        x = _data_checks.unwrap_single_input(self, x)
+        _data_checks.check(self, x, y, kwargs.get("sample_weight"), call="evaluate", labelled=True)
+        return super().evaluate(x, y, *args, **kwargs)
+
+    def predict(self, x: Any, *args: Any, **kwargs: Any) -> Any:
+        x = _data_checks.unwrap_single_input(self, x)
+        _data_checks.check(self, x, call="predict", labelled=False)
+        return super().predict(x, *args, **kwargs)
+
     def _in_memory_plan(self, args: dict) -> tuple[Any, int, Any, int] | None:
         """(repeated dataset, batches per epoch, validation data, steps per execution to use),
         or None to use Keras's stock `fit`."""
         if keras.backend.backend() != "tensorflow" or getattr(self, "run_eagerly", False):
+            return None
+        # The fast path swaps Keras's step functions (`_steps_per_execution`): without these
+        # attributes (a Keras that renamed them) the stock `fit` is used.
+        if not all(hasattr(self, name) for name in _STEP_FUNCTION_ATTRIBUTES):
             return None
         if args["steps_per_epoch"] is not None or args["x"] is None:
             return None
@@ -107,9 +144,7 @@ class InMemoryFitMixin:
 
         if tf.distribute.has_strategy():
             return None
-        from keras.src.backend import config as backend_config
-
-        if backend_config.max_steps_per_epoch() or backend_config.max_epochs():
+        if _keras_debug_caps():
             return None  # Keras's debugging caps: leave them to Keras
         prepared = _array_adapter(args)
         if prepared is None:

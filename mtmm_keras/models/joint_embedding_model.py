@@ -22,6 +22,8 @@ class JointEmbeddingModel(InMemoryFitMixin, keras.Model):
     - a pairwise loss (`CosineEmbeddingLoss`, two modalities): row i is a pair with label `y[i]` ∈ {1, −1}.
     """
 
+    _is_joint_embedding = True  # `y` holds group ids or pair labels, not one array per output
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         loss_fn = self.loss
         if loss_fn is None:

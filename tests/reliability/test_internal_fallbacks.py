@@ -1,0 +1,148 @@
+"""The fast `fit` uses Keras internals (`keras.src...`); when they are missing or changed, `fit` must
+fall back to Keras's stock `fit` and still train — never fail with an ImportError/AttributeError.
+
+Each case breaks one internal the way a future Keras might (a module that no longer imports, a class
+that was renamed) and checks that `fit` trains exactly like Keras's stock `fit` on the same model.
+"""
+
+from __future__ import annotations
+
+import builtins
+
+import keras
+import numpy as np
+import pytest
+
+import mtmm_keras as mk
+from mtmm_keras.models import in_memory_fit
+
+pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the fast path is TensorFlow-only")
+
+TASKS = [mk.Task("a", 1), mk.Task("b", 2)]
+
+
+def _data(n=64):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, 6)).astype("float32")
+    return x, {"a": x[:, :1] * 2.0, "b": x[:, 1:3] - x[:, 3:5]}
+
+
+def _model():
+    keras.utils.set_random_seed(0)
+    return mk.builders.hard_sharing((6,), TASKS, trunk_units=(8,), steps_per_execution=2)
+
+
+def _stock_result():
+    model = _model()
+    x, y = _data()
+    history = keras.Model.fit(model, x, y, epochs=2, batch_size=16, shuffle=False, verbose=0)
+    return history.history["loss"], model.get_weights()
+
+
+def _assert_trains_like_stock(model, history):
+    want_loss, want_weights = _stock_result()
+    assert len(history.history["loss"]) == 2
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    np.testing.assert_allclose(history.history["loss"], want_loss, rtol=1e-6)
+    for got, want in zip(model.get_weights(), want_weights):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+
+
+def _fit(model):
+    x, y = _data()
+    return model.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0)
+
+
+@pytest.fixture
+def no_keras_internals(monkeypatch):
+    """Every `keras.src...` import made from mtmm_keras raises ImportError (as if Keras had moved them)."""
+    real_import = builtins.__import__
+    blocked = []
+
+    def fake_import(name, globals=None, locals=None, fromlist=(), level=0):
+        importer = (globals or {}).get("__name__", "")
+        if importer.startswith("mtmm_keras") and name.startswith("keras.src"):
+            blocked.append(name)
+            raise ImportError(f"No module named {name!r} (simulated)")
+        return real_import(name, globals, locals, fromlist, level)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    return blocked
+
+
+def test_fit_trains_when_keras_internals_cannot_be_imported(no_keras_internals):
+    model = _model()
+    history = _fit(model)
+    assert no_keras_internals, "the fast path should have tried a keras.src import"
+    _assert_trains_like_stock(model, history)
+
+
+def test_plan_falls_back_to_stock_fit_without_keras_internals(no_keras_internals):
+    model = _model()
+    x, y = _data()
+    args = dict(x=x, y=y, batch_size=16, epochs=1, sample_weight=None, class_weight=None, shuffle=False,
+                validation_split=0.0, validation_data=None, steps_per_epoch=None, validation_steps=None)
+    assert model._in_memory_plan(args) is None
+
+
+def test_fit_trains_when_the_array_adapter_class_is_gone(monkeypatch):
+    from keras.src.trainers.data_adapters import array_data_adapter
+
+    monkeypatch.delattr(array_data_adapter, "ArrayDataAdapter")
+    model = _model()
+    _assert_trains_like_stock(model, _fit(model))
+
+
+def test_fit_trains_when_the_adapter_lacks_num_batches(monkeypatch):
+    from keras.src.trainers.data_adapters import array_data_adapter
+
+    class Renamed(array_data_adapter.ArrayDataAdapter):
+        num_batches = property(lambda self: (_ for _ in ()).throw(AttributeError("renamed")))
+
+    monkeypatch.setattr(array_data_adapter, "ArrayDataAdapter", Renamed)
+    model = _model()
+    _assert_trains_like_stock(model, _fit(model))
+
+
+def test_fit_trains_when_step_function_attributes_are_renamed(monkeypatch):
+    monkeypatch.setattr(in_memory_fit, "_STEP_FUNCTION_ATTRIBUTES", ("steps_per_execution", "a_renamed_train_function"))
+    model = _model()
+    _assert_trains_like_stock(model, _fit(model))
+
+
+def test_the_debug_caps_are_read_from_the_public_keras_config():
+    """`keras.config.max_epochs()` (public) replaces the unguarded `keras.src.backend.config` import."""
+    import inspect
+
+    source = inspect.getsource(in_memory_fit)
+    assert "from keras.src.backend import config" not in source
+    keras.config.set_max_epochs(1)
+    try:
+        model = _model()
+        history = _fit(model)  # epochs=2, capped to 1 by Keras itself
+        assert len(history.history["loss"]) == 1
+    finally:
+        keras.config.set_max_epochs(None)
+
+
+def test_fit_works_when_keras_config_has_no_debug_caps(monkeypatch):
+    monkeypatch.delattr(keras.config, "max_epochs")
+    monkeypatch.delattr(keras.config, "max_steps_per_epoch")
+    model = _model()
+    _assert_trains_like_stock(model, _fit(model))
+
+
+def test_token_id_checks_survive_an_unwalkable_graph(monkeypatch):
+    """The vocabulary lookup walks Keras's node graph (internal); if that fails, the range check is
+    skipped but fractional ids are still refused and good data still trains."""
+    model = mk.builders.joint_embedding(
+        {"text": mk.encoders.text(10, 5, embedding_dim=4, hidden_dim=4, kind="conv"),
+         "tabular": mk.encoders.tabular(3, hidden_units=(4,))}, embed_dim=4)
+    for operation in model.operations:  # as if Keras had renamed the attribute
+        monkeypatch.delattr(operation, "_inbound_nodes")
+    rng = np.random.default_rng(0)
+    x = {"text": rng.integers(0, 10, size=(8, 5)).astype("int32"), "tabular": rng.normal(size=(8, 3)).astype("float32")}
+    model.fit(x, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="whole numbers"):
+        model.fit({**x, "text": x["text"] + 0.5}, epochs=1, verbose=0)
+    assert model.predict(x, verbose=0)["text"].shape == (8, 4)
