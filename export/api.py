@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import importlib.util
@@ -68,7 +69,7 @@ def export_model(
     """
     plan = _plan(model, formats, quantize, representative_data, batch_size, validation_data, verify, per_tower)
     folder = _output_folder(out_dir, overwrite)
-    with folder.staging() as staging:
+    with folder.staging() as staging, _write_errors_as_os_errors(staging):
         report = _export_into(model, staging, folder.path, plan, verify, allow_flex, opset, atol, verbose)
         tower_reports = {}
         if per_tower:
@@ -107,7 +108,7 @@ def export_towers(model: keras.Model, out_dir: str | os.PathLike, **kwargs: Any)
     plan = _plan(model, verify=verify, per_tower=True, **kwargs)
     folder = _output_folder(out_dir, overwrite)
     reports = {}
-    with folder.staging() as staging:
+    with folder.staging() as staging, _write_errors_as_os_errors(staging):
         for modality, tower in towers.items():
             os.makedirs(os.path.join(staging, modality))
             reports[modality] = _export_into(tower, os.path.join(staging, modality), folder.path / modality,
@@ -128,15 +129,30 @@ def export_towers(model: keras.Model, out_dir: str | os.PathLike, **kwargs: Any)
     return reports
 
 
-def check_out_dir(out_dir: str | os.PathLike, overwrite: bool = False) -> None:
+def check_out_dir(out_dir: str | os.PathLike, overwrite: bool = False, argument: str = "out_dir") -> None:
     """Raise `OutputFolderError` unless `out_dir` may receive an export (new, empty, or an earlier export with
     `overwrite`); reads only. `export_model` runs the same check; the CLI calls it before loading anything."""
-    _output_folder(out_dir, overwrite)
+    _output_folder(out_dir, overwrite, argument)
 
 
-def _output_folder(out_dir, overwrite) -> _output_folder_mod.OutputFolder:
+def _output_folder(out_dir, overwrite, argument="out_dir") -> _output_folder_mod.OutputFolder:
     return _output_folder_mod.OutputFolder(out_dir, kind="export", owner_file=MANIFEST, overwrite=overwrite,
-                                           argument="out_dir", legacy_keys=LEGACY_MANIFEST_KEYS)
+                                           argument=argument, legacy_keys=LEGACY_MANIFEST_KEYS)
+
+
+@contextlib.contextmanager
+def _write_errors_as_os_errors(staging: os.PathLike):
+    """TensorFlow reports a full disk or a file-size limit while writing the SavedModel as its own OpError;
+    turn the ones about files in the staging folder into OSError, which callers (and the CLI) handle."""
+    import tensorflow as tf
+
+    try:
+        yield
+    except tf.errors.OpError as err:
+        if str(staging) not in str(err):
+            raise
+        reason = str(err).rsplit(";", 1)[-1].strip()
+        raise OSError(f"writing the export failed: {reason}") from err
 
 
 def _towers(model: keras.Model) -> dict[str, keras.Model]:

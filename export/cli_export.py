@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import warnings
+import zipfile
 
 import numpy as np
 
@@ -42,7 +43,7 @@ def load_arrays(path: str | None, option: str) -> dict[str, np.ndarray] | None:
     try:
         with np.load(path, allow_pickle=False) as data:
             return {key: data[key] for key in data.files}
-    except (ValueError, OSError, EOFError) as err:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
         raise ValueError(f"{option} {path!r} is not a readable .npz of arrays ({err}); write one with "
                          "numpy.savez(path, **{input_name: array}).") from None
 
@@ -74,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     from mtmm_keras.export import ExportVerificationError, api, export_model
 
     # every argument is read and checked before anything is written
-    api.check_out_dir(args.out, overwrite=args.force)
+    api.check_out_dir(args.out, overwrite=args.force, argument="--out")
     model = load_source(args.source)
     if args.with_attention:
         model = builders.with_attention_output(model)

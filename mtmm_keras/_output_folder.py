@@ -32,9 +32,11 @@ _RENAME_EXCHANGE = 2
 _signals_received: list[int] = []
 
 
-def install_signal_guards() -> None:
-    """Make SIGTERM unwind like Ctrl-C (so staging folders are removed) and remember either signal, so no
-    later step can commit an output after the user asked to stop (even if a library swallowed the exception)."""
+@contextlib.contextmanager
+def signal_guards() -> Iterator[None]:
+    """Within the block, SIGTERM unwinds like Ctrl-C (so staging folders are removed) and either signal is
+    remembered, so no later step can commit an output after the user asked to stop (even if a library
+    swallowed the exception). The previous handlers come back afterwards."""
 
     def handler(signum, frame):
         _signals_received.append(signum)
@@ -42,12 +44,23 @@ def install_signal_guards() -> None:
             raise KeyboardInterrupt
         sys.exit(128 + signum)
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, handler)
+    def unraisable(info):  # our exception landed in a __del__ and was ignored: the next step re-raises it
+        if not (_signals_received and issubclass(info.exc_type, (KeyboardInterrupt, SystemExit))):
+            previous_hook(info)
+
+    previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
+    previous_hook, sys.unraisablehook = sys.unraisablehook, unraisable
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+        sys.unraisablehook = previous_hook
+        _signals_received.clear()
 
 
 def raise_if_interrupted() -> None:
-    """Raise KeyboardInterrupt if SIGINT/SIGTERM arrived since `install_signal_guards()`."""
+    """Raise KeyboardInterrupt if SIGINT/SIGTERM arrived inside `signal_guards()`."""
     if _signals_received:
         raise KeyboardInterrupt(f"stopped by signal {_signals_received[0]}; nothing was written.")
 

@@ -129,14 +129,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     from mtmm_keras import _output_folder
 
-    _output_folder.install_signal_guards()
     try:
-        return int(args.handler(args) or 0)
+        with _output_folder.signal_guards():
+            return int(args.handler(args) or 0)
     except (ValueError, TypeError, FileNotFoundError, ImportError) as err:
         print(f"mtmm {args.command}: error: {err}", file=sys.stderr)
         return 2
     except OSError as err:  # read-only folder, full disk, ...: say which file and why, not a traceback
-        where = f" ({err.filename})" if err.filename else ""
+        where = f" {err.filename}" if err.filename else ""
         print(f"mtmm {args.command}: error: could not write{where}: {err.strerror or err}; nothing was written "
               "(any partial output was removed).", file=sys.stderr)
         return 1
