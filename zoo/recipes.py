@@ -5,16 +5,16 @@ rescales inside), the float32 waveform (the audio encoder's log-mel front end), 
 features (the tabular encoder's `Standardization`).
 
 `build` draws its initial weights from the recipe's seed without touching the caller's random state
-(Python `random`, NumPy's global RNG, TensorFlow's global seed, Keras's global SeedGenerator), and
-the compiled model's `fit` runs under that seed too (then restores the caller's state), so loading an
-entry never resets a user's seeds and retraining stays deterministic.
+(Python `random`, NumPy's global RNG, TensorFlow's global seed, Keras's global SeedGenerator), so
+building or loading an entry never resets a user's seeds; `mtmm zoo train` fits under the same
+`seeded` block, so retraining stays deterministic.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import random
+import warnings
 from typing import Any, Iterator, Sequence
 
 import keras
@@ -39,13 +39,15 @@ def tasks(recipe: dict[str, Any]) -> list[mk.Task]:
 
 
 def _tf_seed_state() -> Any:
-    """TensorFlow's global seed and its eager op-seed generator state (None without TensorFlow)."""
+    """TensorFlow's global seed and its eager op-seed generator state (None without TensorFlow or its internals)."""
     try:
         import tensorflow as tf
         from tensorflow.python.eager import context
     except ImportError:
         return None
     ctx = context.context()
+    if not (hasattr(ctx, "_seed") and hasattr(ctx, "_set_global_seed")):
+        return None
     rng = getattr(ctx, "_rng", None)
     return (getattr(ctx, "_seed", None), rng.getstate() if rng is not None else None,
             tf.compat.v1.get_default_graph().seed)
@@ -68,31 +70,42 @@ def _restore_tf_seed_state(state: Any) -> None:
     tf.compat.v1.get_default_graph().seed = graph_seed
 
 
+def _keras_seed_state() -> Any:
+    """Keras's global seed and SeedGenerator (internal API: None, with a warning, where it is not there)."""
+    try:
+        from keras.src.backend.common import global_state
+        from keras.src.random import seed_generator
+        from keras.src.utils import rng_utils
+    except ImportError:
+        warnings.warn("Keras internals for its global seed are missing: building a zoo model sets Keras's and "
+                      "TensorFlow's global seeds (Python's and NumPy's are still restored).", RuntimeWarning, stacklevel=3)
+        return None
+    return (global_state, (rng_utils.GLOBAL_RANDOM_SEED, global_state.get_global_attribute(rng_utils.GLOBAL_RANDOM_SEED)),
+            (seed_generator.GLOBAL_SEED_GENERATOR, global_state.get_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR)))
+
+
+def _restore_keras_seed_state(state: Any) -> None:
+    if state is None:
+        return
+    global_state, *attributes = state
+    for name, value in attributes:
+        global_state.set_global_attribute(name, value)
+
+
 @contextlib.contextmanager
 def seeded(seed: int) -> Iterator[None]:
-    """Run the block as after `keras.utils.set_random_seed(seed)`, then put every global RNG back as it was."""
-    from keras.src.backend.common import global_state
-    from keras.src.random import seed_generator
-    from keras.src.utils import rng_utils
-
-    saved = (random.getstate(), np.random.get_state(), _tf_seed_state(),
-             global_state.get_global_attribute(rng_utils.GLOBAL_RANDOM_SEED),
-             global_state.get_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR))
+    """Run the block as after `keras.utils.set_random_seed(seed)`, then put every global RNG back as it was
+    (Python and NumPy through public APIs; Keras and TensorFlow through internals, guarded)."""
+    saved = (random.getstate(), np.random.get_state(), _tf_seed_state(), _keras_seed_state())
     keras.utils.set_random_seed(int(seed))
     try:
         yield
     finally:
-        python_state, numpy_state, tf_state, keras_seed, keras_generator = saved
+        python_state, numpy_state, tf_state, keras_state = saved
         random.setstate(python_state)
         np.random.set_state(numpy_state)
         _restore_tf_seed_state(tf_state)
-        global_state.set_global_attribute(rng_utils.GLOBAL_RANDOM_SEED, keras_seed)
-        global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, keras_generator)
-
-
-def _seeded_fit(fit: Any, seed: int, *args: Any, **kwargs: Any) -> Any:
-    with seeded(seed):
-        return fit(*args, **kwargs)
+        _restore_keras_seed_state(keras_state)
 
 
 def build(recipe: dict[str, Any], modalities: Sequence[str] | None = None, compile: bool = True) -> keras.Model:
@@ -100,14 +113,13 @@ def build(recipe: dict[str, Any], modalities: Sequence[str] | None = None, compi
 
     `compile=False` gives the bare architecture (used to save weights without optimizer state).
     The initial weights come from the recipe's seed; the caller's global random state is left as it
-    was. The compiled model's `fit` shuffles and drops out from that seed as well (a deterministic
-    retraining) and also leaves the caller's random state unchanged."""
-    seed = int(recipe.get("fit", {}).get("seed", 0))
-    with seeded(seed):
-        model = _build(recipe, modalities, compile)
-    if compile:
-        model.fit = functools.partial(_seeded_fit, model.fit, seed)
-    return model
+    was (training runs its `fit` under `seeded(seed_of(recipe))` too)."""
+    with seeded(seed_of(recipe)):
+        return _build(recipe, modalities, compile)
+
+
+def seed_of(recipe: dict[str, Any]) -> int:
+    return int(recipe.get("fit", {}).get("seed", 0))
 
 
 def _build(recipe: dict[str, Any], modalities: Sequence[str] | None, compile: bool) -> keras.Model:

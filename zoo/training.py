@@ -40,10 +40,11 @@ def _fit(model: keras.Model, recipe: dict, x: dict, y: dict, epochs: int, verbos
     fit = recipe["fit"]
     inputs = evaluation._model_inputs(model, x)
     labels = y["group"] if recipe["builder"] == "joint_embedding" else y
-    history = model.fit(
-        inputs, labels, epochs=epochs, batch_size=fit.get("batch_size", 128), validation_split=fit.get("validation_split", 0.1),
-        shuffle=True, verbose=verbose,
-    )
+    with recipes.seeded(recipes.seed_of(recipe)):  # deterministic retraining; the caller's RNGs come back after
+        history = model.fit(
+            inputs, labels, epochs=epochs, batch_size=fit.get("batch_size", 128),
+            validation_split=fit.get("validation_split", 0.1), shuffle=True, verbose=verbose,
+        )
     return history.history
 
 
