@@ -6,6 +6,7 @@ TensorFlow and TensorFlow Datasets are imported inside the functions, so importi
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from typing import Any
@@ -18,12 +19,70 @@ from mtmm_keras.data import registry
 _SHUFFLE_BUFFER = 10_000
 
 
+def _check_data_dir(data_dir: Any) -> None:
+    """Refuse a `data_dir` that is not a usable folder path (None means the default folder)."""
+    if data_dir is None:
+        return
+    if not isinstance(data_dir, (str, os.PathLike)):
+        raise TypeError(f"`data_dir` must be a folder path (str or os.PathLike) or None, got {type(data_dir).__name__} {data_dir!r}.")
+    text = os.fsdecode(data_dir)
+    if not text.strip():
+        raise ValueError(
+            f"`data_dir` is empty ({data_dir!r}); it would put the dataset in the current folder. Pass a folder "
+            f"path, or None for ${registry.DATA_DIR_ENV} (else {registry.DEFAULT_DATA_DIR})."
+        )
+    if os.path.exists(text) and not os.path.isdir(text):
+        raise ValueError(f"`data_dir` {text!r} is a file, not a folder; pass the folder that holds (or will hold) the datasets.")
+
+
+def _rebuild_hint(name: str, folder: str, config: str | None) -> str:
+    return (f"Delete the folder {folder!r} and run mk.data.prepare({name!r}"
+            + (f", config={config!r}" if config else "") + ") again to rebuild it.")
+
+
 def _builder(name: str, data_dir: str | os.PathLike | None, config: str | None) -> Any:
+    _check_data_dir(data_dir)
     cls = registry.builder_class(name)
     config = cls.DEFAULT_CONFIG_NAME if config is None else config
     if config not in cls.builder_configs:
         raise ValueError(f"Unknown config {config!r} for dataset {name!r}. Valid configs: {sorted(cls.builder_configs)}.")
-    return cls(data_dir=registry.resolve_data_dir(data_dir), config=config)
+    root = registry.resolve_data_dir(data_dir)
+    try:
+        return cls(data_dir=root, config=config)
+    except Exception as err:  # noqa: BLE001 - a damaged dataset_info.json / features.json of a prepared folder
+        folder = os.path.join(root, name, config, str(cls.VERSION))
+        if not os.path.isdir(folder):
+            raise
+        raise ValueError(
+            f"The prepared dataset {name}/{config} in {folder!r} is damaged: its metadata "
+            f"(dataset_info.json / features.json) cannot be read ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}). "
+            + _rebuild_hint(name, folder, config)
+        ) from err
+
+
+def _check_prepared_files(builder: Any, name: str, split: str) -> None:
+    """Refuse a prepared split whose record files are missing or shorter than the bytes TFDS recorded."""
+    try:
+        split_info = builder.info.splits[split]
+        paths = [str(p) for p in split_info.filepaths]
+    except Exception:  # noqa: BLE001 - unknown split names etc.: TFDS reports them itself
+        return
+    folder, config = str(builder.data_dir), builder.builder_config.name
+    missing = [os.path.basename(p) for p in paths if not os.path.isfile(p)]
+    if missing:
+        raise ValueError(
+            f"The prepared dataset {name}/{config} in {folder!r} is incomplete: {missing} missing. "
+            + _rebuild_hint(name, folder, config)
+        )
+    if split in builder.info.splits.keys():  # a whole split: its files hold at least `num_bytes` of records
+        recorded = int(getattr(split_info, "num_bytes", 0) or 0)
+        present = sum(os.path.getsize(p) for p in paths)
+        if present < recorded:
+            raise ValueError(
+                f"The prepared dataset {name}/{config} in {folder!r} is truncated: the {split!r} files "
+                f"{[os.path.basename(p) for p in paths]} hold {present} bytes, {recorded} were written. "
+                + _rebuild_hint(name, folder, config)
+            )
 
 
 def prepare(name: str, data_dir: str | os.PathLike | None = None, *, config: str | None = None) -> str:
@@ -89,6 +148,7 @@ def load(name: str, split: str = "train", data_dir: str | os.PathLike | None = N
     def to_xy(example):
         return {key: example[key] for key in cls.INPUTS}, {key: example[key] for key in cls.LABELS}
 
+    _check_prepared_files(builder, name, split)
     ds = builder.as_dataset(split=split, shuffle_files=shuffle)
     ds = ds.map(to_xy, num_parallel_calls=tf.data.AUTOTUNE)
     if shuffle:
@@ -111,11 +171,22 @@ def load_numpy(name: str, split: str = "train", data_dir: str | os.PathLike | No
     ds = load(name, split=split, data_dir=data_dir, config=config)
     if limit is not None:
         ds = ds.take(_checks.positive_int(limit, "limit"))
+    import tensorflow as tf
+
     parts: tuple[dict[str, list], dict[str, list]] = ({}, {})
-    for batch in ds.batch(4096).as_numpy_iterator():
-        for out, arrays in zip(parts, batch):
-            for key, value in arrays.items():
-                out.setdefault(key, []).append(value)
+    try:
+        for batch in ds.batch(4096).as_numpy_iterator():
+            for out, arrays in zip(parts, batch):
+                for key, value in arrays.items():
+                    out.setdefault(key, []).append(value)
+    except tf.errors.OpError as err:  # a damaged record file: corrupted record, wrong length, gone
+        builder = _builder(name, data_dir, config)
+        folder = str(builder.data_dir)
+        detail = re.sub(r"\{\{function_node [^}]*\}\}|\[Op:\w+\].*", "", err.message or str(err)).strip() or type(err).__name__
+        raise ValueError(
+            f"The prepared dataset {name}/{builder.builder_config.name} in {folder!r} is damaged: reading split "
+            f"{split!r} failed ({type(err).__name__}: {detail}). " + _rebuild_hint(name, folder, builder.builder_config.name)
+        ) from None
     if not parts[1]:  # empty split: zero-length arrays of the right shape and dtype
         x_spec, y_spec = ds.element_spec
         return tuple({k: np.zeros((0, *s.shape), s.dtype.as_numpy_dtype) for k, s in spec.items()}  # type: ignore[return-value]

