@@ -33,9 +33,9 @@ def save_preset(model: Any, folder: str | os.PathLike, card: str | None = None, 
 
 def verify(name_or_folder: str | os.PathLike) -> dict:
     """Re-check the sha256 of every file of an entry or preset folder; raises ValueError naming each bad file."""
-    from mtmm_keras.zoo import loading, presets
+    from mtmm_keras.zoo import presets, registry
 
-    return presets.verify(loading.resolve(name_or_folder)[1])
+    return presets.verify(registry.resolve(name_or_folder)[1])
 
 
 def train(name: str, epochs: int | None = None, out_dir: str | None = None, verbose: int = 2, overwrite: bool = False) -> dict:

@@ -31,9 +31,9 @@ def run(args: argparse.Namespace) -> int:
         train(args.name, epochs=args.epochs, out_dir=args.out, overwrite=args.force)
         return 0
     if command == "verify":
-        from mtmm_keras.zoo import loading, presets
+        from mtmm_keras.zoo import presets
 
-        _, folder = loading.resolve(args.name)
+        _, folder = registry.resolve(args.name)
         try:
             status = presets.verify(folder)
         except ValueError as err:

@@ -68,7 +68,12 @@ def write_preset(folder: Path, model: Any, metadata: dict[str, Any], card: str |
     config = keras.saving.serialize_keras_object(model)
     _output_folder.write_json(folder / registry.CONFIG_FILE, config)
     bare_config = {k: v for k, v in config.items() if k != "compile_config"}
-    bare = keras.saving.deserialize_keras_object(bare_config)  # same graph, no optimizer: weights only in the file
+    try:  # same graph, no optimizer (weights only in the file); also proves the preset reloads in safe mode
+        bare = keras.saving.deserialize_keras_object(bare_config, safe_mode=True)
+    except ValueError as err:
+        raise ValueError(f"preset {name!r}: the model cannot be rebuilt in Keras safe mode, which is how presets load "
+                         f"({str(err).splitlines()[0][:200]}); replace Lambda layers with registered layers. "
+                         "Nothing was written.") from None
     bare.set_weights(model.get_weights())
     bare.save_weights(str(folder / registry.WEIGHTS_FILE))
     meta = {

@@ -69,3 +69,21 @@ def info(name: str) -> dict[str, Any]:
         "card": str(folder / CARD_FILE),
         "pretrained": weights.is_file() and bool(meta.get("sha256")),
     }
+
+
+def resolve(name_or_folder: str | os.PathLike, weights_dir: str | os.PathLike | None = None) -> tuple[str | None, Path]:
+    """(entry name or None, preset folder) for a zoo entry name or a path to a preset folder."""
+    if not isinstance(name_or_folder, (str, os.PathLike)):
+        raise TypeError(f"zoo entry must be a name or a preset folder path, got {type(name_or_folder).__name__}.")
+    text = os.fspath(name_or_folder)
+    if text in list():
+        return text, Path(weights_dir) if weights_dir else entry_dir(text)
+    looks_like_path = os.sep in text or text.startswith(".") or os.path.isdir(text)
+    if looks_like_path:
+        if weights_dir:
+            raise ValueError("`weights_dir` goes with an entry name; a preset folder already holds its weights.")
+        if not os.path.isdir(text):
+            raise FileNotFoundError(f"preset folder {text!r} does not exist.")
+        return None, Path(text)
+    entry_dir(text)  # raises: unknown entry, with the valid names
+    raise AssertionError("unreachable")
