@@ -24,14 +24,11 @@ def load_source(source: str):
         raise ValueError(f"SOURCE must be a .keras file or zoo:NAME, got {source!r}.")
     if not os.path.isfile(source):
         raise FileNotFoundError(f"SOURCE {source!r} does not exist.")
-    import keras
+    from mtmm_keras.saving import load_keras_file
 
-    try:
-        with warnings.catch_warnings():  # "skipping optimizer variables" for models saved before training
-            warnings.simplefilter("ignore", UserWarning)
-            return keras.models.load_model(source, safe_mode=True)
-    except Exception as err:
-        raise ValueError(f"could not load {source!r} as a Keras model: {str(err).splitlines()[0]}") from None
+    with warnings.catch_warnings():  # "skipping optimizer variables" for models saved before training
+        warnings.simplefilter("ignore", UserWarning)
+        return load_keras_file(source, safe_mode=True)  # checks the archive first; errors name the file
 
 
 def load_arrays(path: str | None, option: str) -> dict[str, np.ndarray] | None:

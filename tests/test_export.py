@@ -251,7 +251,7 @@ def test_cli_export_writes_manifest_and_fails_cleanly(tmp_path):
     (tmp_path / "corrupt.keras").write_bytes(b"not a zip")
     bad = subprocess.run([sys.executable, "-m", "mtmm_keras.cli", "export", str(tmp_path / "corrupt.keras"), "--out", str(tmp_path / "x")],
                          capture_output=True, text=True, timeout=600)
-    assert bad.returncode == 2 and "could not load" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode == 2 and "corrupt.keras" in bad.stderr and "is not a .keras archive" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_export_clone_unrolls_recurrent_layers_and_disables_cudnn():

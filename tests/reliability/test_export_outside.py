@@ -296,3 +296,23 @@ def test_full_disk_gives_a_clear_error_and_no_partial_output(saved_model, tmp_pa
                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     assert_clean_cli_error(result, "File too large", "nothing was written")
     assert tree_listing(tmp_path) == before
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"not a zip", "is not a .keras archive"),
+    (b"", "is empty"),
+])
+def test_cli_corrupt_or_truncated_source_names_the_file(tmp_path, capsys, monkeypatch, content, message):
+    (tmp_path / "m.keras").write_bytes(content)
+    result = _cli_here(capsys, monkeypatch, "export", str(tmp_path / "m.keras"), "--out", str(tmp_path / "out"))
+    assert_clean_cli_error(result, "m.keras", message)
+    assert os.listdir(tmp_path) == ["m.keras"]
+
+
+def test_cli_truncated_keras_file_is_not_reported_as_missing(saved_model, tmp_path, capsys, monkeypatch):
+    data = saved_model.read_bytes()
+    (tmp_path / "m.keras").write_bytes(data[: len(data) // 2])
+    result = _cli_here(capsys, monkeypatch, "export", str(tmp_path / "m.keras"), "--out", str(tmp_path / "out"))
+    assert_clean_cli_error(result, "m.keras")
+    assert "not found" not in result.stderr.lower() and "does not exist" not in result.stderr
+    assert os.listdir(tmp_path) == ["m.keras"]
