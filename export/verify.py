@@ -23,8 +23,18 @@ EMBEDDING_MIN_DIM = 8
 
 
 def output_kinds(model: keras.Model) -> dict[str, tuple[str, bool]]:
-    """For each output: ("categorical" | "binary" | "continuous", from_logits), read from the compiled losses."""
-    losses = getattr(model, "loss", None)
+    """For each output: ("categorical" | "binary" | "continuous", from_logits).
+
+    Read from the model's own tasks (`MultiTaskModel.task_configs`, kept in its config, so uncompiled and
+    reloaded models are judged right); else from the compiled losses; anything else (embeddings, towers,
+    attention weights) is continuous."""
+    from mtmm_keras.tasks import Task
+
+    task_configs = getattr(model, "task_configs", ())
+    if task_configs:
+        losses = {config["name"]: Task.from_config(config).keras_loss() for config in task_configs}
+    else:
+        losses = getattr(model, "loss", None)
     kinds = {}
     for name in _names(model):
         loss = losses.get(name) if isinstance(losses, dict) else None

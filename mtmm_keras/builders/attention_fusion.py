@@ -60,6 +60,7 @@ def attention_fusion(
     x = _common.dense_stack(fused, hidden_units, "relu", dropout, prefix="fused")
     outputs = {task.name: task.build_head(x) for task in tasks}
     model = MultiTaskModel(inputs, outputs, name=name)
+    model.set_tasks(tasks)
     if compile:
         _common.compile_for_tasks(model, tasks, optimizer, learning_rate, **compile_kwargs)
     return model
@@ -82,4 +83,6 @@ def with_attention_output(model: keras.Model) -> keras.Model:
     """The same model (shared weights, not compiled) with α added as the output named "attention"."""
     outputs = dict(model.output) if isinstance(model.output, dict) else {model.output_names[0]: model.output}
     outputs[ATTENTION_OUTPUT] = _attention_tensor(model)
-    return keras.Model(model.inputs, outputs, name=f"{model.name}_with_attention")
+    combined = MultiTaskModel(model.inputs, outputs, name=f"{model.name}_with_attention")
+    object.__setattr__(combined, "task_configs", getattr(model, "task_configs", ()))  # the heads stay what they were
+    return combined

@@ -40,6 +40,7 @@ def hard_sharing(
     # 2. one head per task
     outputs = {task.name: task.build_head(shared) for task in tasks}
     model = MultiTaskModel(model_inputs, outputs, name=name)
+    model.set_tasks(tasks)
     # 3.–4. every task's loss, weighted by λ_t, summed and optimised jointly
     if compile:
         _common.compile_for_tasks(model, tasks, optimizer, learning_rate, **compile_kwargs)

@@ -56,6 +56,7 @@ def soft_sharing(
     # 3. each task's head on its own tower
     outputs = {task.name: task.build_head(tower) for task, tower in zip(tasks, tower_outputs)}
     model = MultiTaskModel(model_inputs, outputs, name=name)
+    model.set_tasks(tasks)
     # 4. Σ λ_t L_t from compile; α·Ω arrives through the layers' regularization losses
     if compile:
         _common.compile_for_tasks(model, tasks, optimizer, learning_rate, **compile_kwargs)

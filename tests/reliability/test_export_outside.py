@@ -316,3 +316,31 @@ def test_cli_truncated_keras_file_is_not_reported_as_missing(saved_model, tmp_pa
     assert_clean_cli_error(result, "m.keras")
     assert "not found" not in result.stderr.lower() and "does not exist" not in result.stderr
     assert os.listdir(tmp_path) == ["m.keras"]
+
+
+def test_head_kinds_come_from_the_models_tasks_not_from_compile(tmp_path):
+    from mtmm_keras.export import verify
+
+    compiled = _tiny_model()
+    bare = mk.builders.hard_sharing((4,), [mk.Task("a", 1), mk.Task("k", 3, loss="sparse_categorical_crossentropy"),
+                                           mk.Task("b", 1, loss="binary_crossentropy", activation="sigmoid")],
+                                    trunk_units=(8,), compile=False)
+    assert verify.output_kinds(compiled) == {"a": ("continuous", False), "k": ("categorical", True)}
+    assert verify.output_kinds(bare) == {"a": ("continuous", False), "k": ("categorical", True), "b": ("binary", False)}
+    bare.save(tmp_path / "bare.keras")  # the tasks travel in the model's config
+    reloaded = keras.models.load_model(tmp_path / "bare.keras")
+    assert verify.output_kinds(reloaded) == verify.output_kinds(bare)
+    fusion = mk.builders.attention_fusion({"p": mk.encoders.tabular(3, input_name="p", name="p_enc"),
+                                           "q": mk.encoders.tabular(2, input_name="q", name="q_enc")},
+                                          [mk.Task("c", 4, loss="sparse_categorical_crossentropy")], fusion_dim=4)
+    with_attention = mk.builders.with_attention_output(fusion)
+    assert verify.output_kinds(with_attention) == {"c": ("categorical", True), "attention": ("continuous", False)}
+
+
+def test_uncompiled_classifier_is_judged_by_agreement_when_quantized(tmp_path):
+    bare = mk.builders.hard_sharing((4,), [mk.Task("k", 3, loss="sparse_categorical_crossentropy")], trunk_units=(8,),
+                                    compile=False)
+    data = np.random.default_rng(0).normal(size=(60, 4)).astype("float32")
+    report = mk.export.export_model(bare, str(tmp_path / "out"), formats=("tflite",), quantize=("dynamic",),
+                                    representative_data=data, verbose=False)
+    assert report.artifacts[0].checks[0].metric == "agreement"
