@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import importlib.util
 import os
 import shutil
 from typing import Any, Sequence
@@ -13,7 +12,7 @@ from typing import Any, Sequence
 import keras
 import numpy as np
 
-from mtmm_keras import _checks
+from mtmm_keras import _checks, _extras
 from mtmm_keras import _output_folder as _output_folder_mod
 from mtmm_keras.export import _model_io, onnx_writer, runtimes, saved_model_writer, tflite_writer
 from mtmm_keras.export import verify as checks
@@ -253,12 +252,9 @@ def _plan(model, formats=FORMATS, quantize=("float32",), representative_data=Non
 
 
 def _require_extras(formats, verify) -> None:
-    """Name the pip extra when a converter or runtime is missing (instead of `No module named 'onnx'`)."""
+    """The converters (and, to verify, the runtimes) of the requested formats must be installed."""
     needed = {"tflite": ["ai_edge_litert"] if verify else [], "onnx": ["onnx", "tf2onnx"] + (["onnxruntime"] if verify else [])}
-    missing = sorted({module for fmt in formats for module in needed.get(fmt, []) if importlib.util.find_spec(module) is None})
-    if missing:
-        raise ImportError(f"exporting {', '.join(formats)} needs {', '.join(missing)}, which is not installed: "
-                          'pip install "mtmm-keras[export]"')
+    _extras.require([module for fmt in formats for module in needed.get(fmt, [])], "export", f"exporting {', '.join(formats)}")
 
 
 def _rows_of(data: dict[str, np.ndarray]) -> int:

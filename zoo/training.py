@@ -9,7 +9,7 @@ from typing import Any
 
 import keras
 
-from mtmm_keras import _output_folder
+from mtmm_keras import _extras, _output_folder
 from mtmm_keras.layers import Standardization
 from mtmm_keras.zoo import card, evaluation, plotting, presets, recipes, registry
 
@@ -65,6 +65,8 @@ def train(name: str, epochs: int | None = None, out_dir: str | None = None, verb
     target = presets.output_folder(out_dir if out_dir is not None else os.path.join("runs", "zoo", name), overwrite,
                                    argument="out_dir")
     target.probe_writable()
+    _extras.require(["matplotlib"], "plot", "writing the entry's training curves")
+    _extras.require(["tensorflow_datasets"], "data", f"training on the {recipe['data']!r} dataset")
     x_train, y_train = evaluation.split_arrays(recipe, "train")
     x_test, y_test = evaluation.split_arrays(recipe, "test")
     print(f"training {name}: {recipe['builder']} on {recipe['data']} "

@@ -7,6 +7,8 @@ import os
 import pathlib
 from typing import Any
 
+from mtmm_keras import _extras
+
 _BUILDERS = {
     "multi_fashion": ("mtmm_keras.data.multi_fashion", "MultiFashion"),
     "av_digits": ("mtmm_keras.data.av_digits", "AvDigits"),
@@ -32,6 +34,7 @@ def check_name(name: Any) -> str:
 def builder_class(name: str) -> type:
     """The TFDS builder class of dataset `name` (importing TensorFlow Datasets on first use)."""
     module, cls = _BUILDERS[check_name(name)]
+    _extras.require(["tensorflow_datasets"], "data", f"the {name!r} dataset")
     return getattr(importlib.import_module(module), cls)
 
 
