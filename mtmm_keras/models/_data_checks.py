@@ -199,7 +199,7 @@ def _loss_kind(loss: Any) -> str | None:
     else:
         return None
     name = name.lower().replace("_", "")
-    if not name:
+    if not name or name == "ctc":  # CTC labels are sequences of their own length
         return None
     if "sparse" in name:
         return "sparse"
