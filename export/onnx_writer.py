@@ -26,7 +26,6 @@ def write_onnx(model: keras.Model, path: str, inputs: Sequence[TensorInfo], opse
     import onnx
     import tensorflow as tf
     import tf2onnx
-    from keras.src.export.tf2onnx_lib import patch_tf2onnx
 
     specs = tensor_specs(inputs)
     input_names = [info.name for info in inputs]
@@ -39,7 +38,7 @@ def write_onnx(model: keras.Model, path: str, inputs: Sequence[TensorInfo], opse
     with warnings.catch_warnings():  # tf2onnx touches deprecated numpy aliases
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
-        patch_tf2onnx()  # numpy-2 fix for tf2onnx's constant folding, the same one Keras applies
+        _patch_tf2onnx_for_numpy2()
         proto, _ = tf2onnx.convert.from_function(serve, input_signature=[specs], opset=opset)
     dynamic_batch = inputs[0].shape[0] is None
     for value in list(proto.graph.input) + list(proto.graph.output):
@@ -49,3 +48,16 @@ def write_onnx(model: keras.Model, path: str, inputs: Sequence[TensorInfo], opse
             dims[0].dim_param = BATCH_SYMBOL
     onnx.checker.check_model(proto)
     onnx.save(proto, path)
+
+
+def _patch_tf2onnx_for_numpy2() -> None:
+    """Apply Keras's numpy-2 fix for tf2onnx's constant folding (an internal Keras module). Without it (a
+    Keras that moved it) the conversion runs unpatched: most graphs convert the same, and every artifact
+    is verified against the Keras model anyway, so a difference cannot pass unnoticed."""
+    try:
+        from keras.src.export.tf2onnx_lib import patch_tf2onnx
+    except ImportError:
+        warnings.warn("keras.src.export.tf2onnx_lib is missing in this Keras: converting to ONNX without its numpy-2 "
+                      "patch for tf2onnx (the artifact is still verified).", RuntimeWarning, stacklevel=3)
+        return
+    patch_tf2onnx()

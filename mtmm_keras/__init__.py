@@ -43,6 +43,7 @@ _SUBMODULES = (
     "metrics",
     "models",
     "regularizers",
+    "saving",
     "tasks",
     "zoo",
     "export",

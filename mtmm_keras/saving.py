@@ -18,22 +18,6 @@ _CONFIG_MEMBER = "config.json"
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
 
-def _register_mtmm_objects() -> None:
-    """Import the modules whose classes a `.keras` file may name (they register themselves)."""
-    import mtmm_keras
-
-    register_all = getattr(mtmm_keras, "_register_all", None)
-    if register_all is not None:
-        register_all()
-        return
-    import mtmm_keras.encoders  # noqa: F401
-    import mtmm_keras.layers  # noqa: F401
-    import mtmm_keras.losses  # noqa: F401
-    import mtmm_keras.metrics  # noqa: F401
-    import mtmm_keras.models  # noqa: F401
-    import mtmm_keras.regularizers  # noqa: F401
-
-
 def check_keras_file(path: str | os.PathLike) -> pathlib.Path:
     """Return `path` as a Path if it looks like a whole `.keras` archive, else raise naming the problem.
 
@@ -99,8 +83,10 @@ def load_keras_file(path: str | os.PathLike, *, compile: bool = True, safe_mode:
     """
     import keras
 
+    import mtmm_keras
+
     file = check_keras_file(path)
-    _register_mtmm_objects()
+    mtmm_keras._register_all()
     if file.suffix != ".keras":
         raise ValueError(
             f"{str(file)!r} is a .keras archive with the suffix {file.suffix!r}; Keras only reads it under a name "

@@ -58,3 +58,24 @@ def test_tflite_export_without_the_litert_runtime(without, tmp_path):
         mk.export.export_model(model, str(tmp_path / "out"), formats=("tflite",), verbose=False)
     report = mk.export.export_model(model, str(tmp_path / "unverified"), formats=("tflite",), verify=False, verbose=False)
     assert not report.verified  # without the runtime an unchecked export is still possible, and says so
+
+
+def test_onnx_export_falls_back_when_the_keras_tf2onnx_patch_is_missing(tmp_path, monkeypatch):
+    import builtins
+
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("export runs on the TensorFlow backend")
+    real_import = builtins.__import__
+
+    def no_patch(name, *args, **kwargs):
+        if name == "keras.src.export.tf2onnx_lib":
+            raise ImportError("simulated: Keras moved tf2onnx_lib")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_patch)
+    model = mk.builders.hard_sharing((3,), [mk.Task("a", 1)], trunk_units=(2,))
+    with pytest.warns(RuntimeWarning, match="without its numpy-2 patch"):
+        report = mk.export.export_model(model, str(tmp_path / "out"), formats=("onnx",), verbose=False)
+    assert report.passed  # verified against Keras all the same
