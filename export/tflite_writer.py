@@ -7,6 +7,11 @@ import warnings
 from typing import Any, Callable, Iterable
 
 QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
+# int8: ops under a name scope of this name (e.g. `with keras.name_scope(FLOAT_SCOPE):` inside a layer's call)
+# stay float32 while the rest is quantized; for ops that per-tensor int8 wrecks, such as a power spectrum
+# before its log (mtmm_keras.encoders.LogMelSpectrogram). TF numbers repeated scopes: "<name>_1", ...
+FLOAT_SCOPE = "int8_keep_float"
+_FLOAT_SCOPE_PATTERN = re.compile(rf"(^|/){FLOAT_SCOPE}(_\d+)?/")
 FLEX_REMEDY = (
     "Remedies: build the layer that uses them from LiteRT built-in ops; for recurrent layers export with a fixed "
     "batch (`batch_size=1` / `--batch-size 1`), unroll them (the exporter already unrolls Keras LSTM/GRU layers) or "
@@ -50,10 +55,14 @@ def convert(
     if allow_flex:
         ops.append(tf.lite.OpsSet.SELECT_TF_OPS)
     converter.target_spec.supported_ops = ops
+    keep_float = quantization == "int8" and _has_float_scope(saved_model_dir)
+    if keep_float and int8_io:
+        raise ValueError(f"int8 input/output is not available for a model with ops kept in float (name scope "
+                         f"{FLOAT_SCOPE!r}, e.g. a LogMelSpectrogram front end); export with float input/output.")
     try:
         with warnings.catch_warnings():  # the int8 calibrator uses tf.lite.Interpreter, which warns about itself
             warnings.simplefilter("ignore", UserWarning)
-            flatbuffer = converter.convert()
+            flatbuffer = _int8_keeping_float_scopes(converter) if keep_float else converter.convert()
     except Exception as err:  # the converter raises ConverterError / RuntimeError with the op names inside
         message = str(err)
         needed = sorted(set(re.findall(r"'tf\.(\w+)' op", message)) or set(re.findall(r"\btf\.([A-Z]\w+)", message)))
@@ -69,6 +78,75 @@ def convert(
     if flex and not allow_flex:
         raise FlexOpsError(f"TFLite {quantization}: the artifact uses Flex ops {flex}. {FLEX_REMEDY}")
     return flatbuffer
+
+
+def _has_float_scope(saved_model_dir: str) -> bool:
+    """Whether any node of the SavedModel's graph (functions included) lies under a FLOAT_SCOPE name scope."""
+    import os
+
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved_model = saved_model_pb2.SavedModel()
+    with open(os.path.join(saved_model_dir, "saved_model.pb"), "rb") as f:
+        saved_model.ParseFromString(f.read())
+    for meta_graph in saved_model.meta_graphs:
+        graph = meta_graph.graph_def
+        names = [node.name for node in graph.node]
+        names += [node.name for function in graph.library.function for node in function.node_def]
+        if any(_FLOAT_SCOPE_PATTERN.search(name) for name in names):
+            return True
+    return False
+
+
+def _int8_keeping_float_scopes(converter) -> bytes:
+    """Full-integer int8 except the ops whose outputs are named under FLOAT_SCOPE, which stay float32
+    (DEQUANTIZE/QUANTIZE at their borders): TF's selective quantization (QuantizationDebugger's denylist)."""
+    import tensorflow as tf
+
+    debugger = tf.lite.experimental.QuantizationDebugger(converter=converter,
+                                                         debug_dataset=converter.representative_dataset)
+    float_nodes = float_scope_outputs(debugger.calibrated_model)
+    debugger.options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=float_nodes)
+    return debugger.get_nondebug_quantized_model()
+
+
+def float_scope_outputs(flatbuffer: bytes) -> list[str]:
+    """Output tensor names of the ops under a FLOAT_SCOPE name scope. A fused op's name lists every fused TF
+    node, ';'-separated: the op counts if any of them is in the scope."""
+    names = set()
+    for subgraph, op in _operators(flatbuffer):
+        for index in op.outputs if op.outputs is not None else []:
+            name = _text(subgraph.tensors[index].name)
+            if any(_FLOAT_SCOPE_PATTERN.search(part) for part in name.split(";")):
+                names.add(name)
+    return sorted(names)
+
+
+def tensor_types(flatbuffer: bytes) -> list[tuple[str, str, str]]:
+    """(op name, output tensor name, its type: FLOAT32, INT8, ...) for every op of every subgraph."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    type_names = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    ops = op_names(flatbuffer)
+    rows = []
+    for subgraph, op in _operators(flatbuffer):
+        for index in op.outputs if op.outputs is not None else []:
+            tensor = subgraph.tensors[index]
+            rows.append((ops[op.opcodeIndex], _text(tensor.name), type_names.get(tensor.type, str(tensor.type))))
+    return rows
+
+
+def _operators(flatbuffer: bytes):
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(bytearray(flatbuffer), 0))
+    for subgraph in model.subgraphs or []:
+        for op in subgraph.operators or []:
+            yield subgraph, op
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def op_names(flatbuffer: bytes) -> list[str]:

@@ -43,7 +43,18 @@ class LogMelSpectrogram(keras.layers.Layer):
     and the mel pooling one matmul, so the layer runs on every backend and exports to TFLite
     built-in ops (CONV_2D, MUL, FULLY_CONNECTED/BATCH_MATMUL, LOG, MEAN) and to ONNX without FFT
     ops. The constants are built from the config, not stored as weights.
+
+    Full-integer int8 TFLite keeps this layer in float32 (the rest of the model is int8): its ops run
+    under the name scope `INT8_FLOAT_SCOPE`, which `mtmm_keras.export.tflite_writer.convert` leaves out
+    of int8 quantization. The power spectrum spans far more than one per-tensor int8 scale resolves, so
+    its quiet bins round to zero and log(1e-10) takes over (av_digits_retrieval's audio tower: mean
+    cosine to the float embeddings 0.93); an int8 waveform and DFT would also tie the result to the
+    calibration's loudness, which the standardisation otherwise removes. The scope only names the ops:
+    the computation and the outputs are unchanged.
     """
+
+    # = export/tflite_writer.py FLOAT_SCOPE: ops under this name scope stay float32 in int8 TFLite
+    INT8_FLOAT_SCOPE = "int8_keep_float"
 
     def __init__(self, sample_rate: int = 11_025, frame_length: int = 512, hop: int = 340, num_mel_bins: int = 32,
                  fmin: float = 80.0, fmax: float = 5_000.0, standardize: bool = True, **kwargs):
@@ -69,15 +80,16 @@ class LogMelSpectrogram(keras.layers.Layer):
         return 1 + (samples - self.frame_length) // self.hop
 
     def call(self, inputs: Any) -> Any:
-        x = ops.expand_dims(ops.cast(inputs, "float32"), -1)
-        spectrum = ops.conv(x, ops.convert_to_tensor(self._dft), strides=self.hop, padding="valid")
-        mel_power = ops.matmul(ops.square(spectrum), ops.convert_to_tensor(self._mel))
-        logmel = ops.log(mel_power + 1e-10)
-        if not self.standardize:
-            return logmel
-        mean = ops.mean(logmel, axis=(1, 2), keepdims=True)
-        std = ops.sqrt(ops.mean(ops.square(logmel - mean), axis=(1, 2), keepdims=True))
-        return (logmel - mean) / (std + 1e-6)
+        with keras.name_scope(self.INT8_FLOAT_SCOPE):
+            x = ops.expand_dims(ops.cast(inputs, "float32"), -1)
+            spectrum = ops.conv(x, ops.convert_to_tensor(self._dft), strides=self.hop, padding="valid")
+            mel_power = ops.matmul(ops.square(spectrum), ops.convert_to_tensor(self._mel))
+            logmel = ops.log(mel_power + 1e-10)
+            if not self.standardize:
+                return logmel
+            mean = ops.mean(logmel, axis=(1, 2), keepdims=True)
+            std = ops.sqrt(ops.mean(ops.square(logmel - mean), axis=(1, 2), keepdims=True))
+            return (logmel - mean) / (std + 1e-6)
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         samples = input_shape[-1]
