@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from mtmm_keras import _mel
+
 SAMPLE_RATE = 11_025  # espeak-ng's 22,050 Hz output, decimated by 2
 FRAME_LENGTH = 512  # 46 ms Hann window
 HOP = 340  # 31 ms
@@ -54,19 +56,8 @@ def place(x: np.ndarray, length: int, offset: int) -> np.ndarray:
 
 def mel_filterbank(num_bins: int = BINS, n_fft: int = FRAME_LENGTH, sample_rate: int = SAMPLE_RATE,
                    fmin: float = MEL_RANGE_HZ[0], fmax: float = MEL_RANGE_HZ[1]) -> np.ndarray:
-    """[n_fft // 2 + 1, num_bins] triangular mel filters (HTK mel scale), each with unit area."""
-    def to_mel(f):
-        return 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)
-
-    def to_hz(m):
-        return 700.0 * (10.0 ** (np.asarray(m) / 2595.0) - 1.0)
-
-    edges = to_hz(np.linspace(to_mel(fmin), to_mel(fmax), num_bins + 2))
-    freqs = np.linspace(0.0, sample_rate / 2, n_fft // 2 + 1)
-    lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
-    tri = np.maximum(0.0, np.minimum((freqs - lower) / (centre - lower), (upper - freqs) / (upper - centre)))
-    tri /= np.maximum(tri.sum(axis=1, keepdims=True), 1e-12)
-    return tri.T
+    """The dataset's mel filters (see mtmm_keras._mel)."""
+    return _mel.mel_filterbank(num_bins, n_fft, sample_rate, fmin, fmax)
 
 
 _MEL = mel_filterbank()
