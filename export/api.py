@@ -21,6 +21,7 @@ from mtmm_keras.export.report import ArtifactReport, ExportReport, ExportVerific
 FORMATS = ("saved_model", "tflite", "onnx")
 SAMPLE_ROWS = 32
 HOLDOUT_ROWS = 1024
+MIN_HOLDOUT_ROWS = 16  # fewer held-out rows than this cannot judge a quantized artifact
 MANIFEST = "manifest.json"
 # an export's manifest.json from before `written_by` was recorded still proves the folder is an export
 LEGACY_MANIFEST_KEYS = ("model_name", "artifacts", "sample_batch", "tolerance")
@@ -66,65 +67,65 @@ def export_model(
     beside `out_dir` and swapped in with one rename only after every check passed; otherwise
     `ExportVerificationError` (or the conversion error) is raised and `out_dir` is left as it was.
     """
+    check_options(formats, quantize, batch_size, verify, atol, opset)
     plan = _plan(model, formats, quantize, representative_data, batch_size, validation_data, verify, per_tower)
     folder = _output_folder(out_dir, overwrite)
     with folder.staging() as staging, _write_errors_as_os_errors(staging):
         report = _export_into(model, staging, folder.path, plan, verify, allow_flex, opset, atol, verbose)
-        tower_reports = {}
         if per_tower:
-            for modality, tower in _towers(model).items():
-                tower_plan = plan.for_tower(modality, tower)
-                tower_dir = os.path.join("towers", modality)
-                os.makedirs(os.path.join(staging, tower_dir))
-                tower_reports[modality] = _export_into(tower, os.path.join(staging, tower_dir), folder.path / tower_dir,
-                                                       tower_plan, verify, allow_flex, opset, atol, verbose)
-        failed = [r for r in [report, *tower_reports.values()] if r.failed]
-        if failed:
-            raise ExportVerificationError(failed[0])
-        for modality, tower_report in tower_reports.items():
-            tower_report.write_manifest(os.path.join(staging, "towers", modality, MANIFEST))
-        report.towers = {m: os.path.join("towers", m, MANIFEST) for m in tower_reports}
+            report.tower_reports = _export_towers_into(model, staging, folder.path, "towers", plan, verify, allow_flex,
+                                                       opset, atol, verbose)
+            report.towers = {m: os.path.join("towers", m, MANIFEST) for m in report.tower_reports}
+        if report.failed:
+            raise ExportVerificationError(next((r for r in report.tower_reports.values() if r.failed), report))
         report.write_manifest(os.path.join(staging, MANIFEST))
         folder.commit(staging)
     if verbose:
-        print(report.table())
-        for modality, tower_report in tower_reports.items():
-            print(tower_report.table())
-    report.tower_reports = tower_reports
+        for each in (report, *report.tower_reports.values()):
+            print(each.table())
     return report
 
 
-def export_towers(model: keras.Model, out_dir: str | os.PathLike, **kwargs: Any) -> dict[str, ExportReport]:
-    """Export each modality tower of a joint-embedding model on its own, to `out_dir/<modality>/`, in one
-    atomic step (`out_dir` follows the same rules as in `export_model`).
+def export_towers(model: keras.Model, out_dir: str | os.PathLike, formats: Sequence[str] = FORMATS,
+                  quantize: Sequence[str] = ("float32",), representative_data: Any = None, batch_size: int | None = None,
+                  verify: bool = True, validation_data: Any = None, allow_flex: bool = False,
+                  opset: int = onnx_writer.DEFAULT_OPSET, atol: float = checks.FLOAT_ATOL, verbose: bool = True,
+                  overwrite: bool = False) -> dict[str, ExportReport]:
+    """Export each modality tower of a joint-embedding model on its own, to `out_dir/<modality>/` (each with
+    its manifest), in one atomic step; `out_dir` follows the same rules as in `export_model`.
 
     `representative_data` / `validation_data` given for the whole model are sliced per modality.
     """
-    towers = _towers(model)
-    overwrite, verbose = kwargs.pop("overwrite", False), kwargs.pop("verbose", True)
-    verify, allow_flex = kwargs.pop("verify", True), kwargs.pop("allow_flex", False)
-    opset, atol = kwargs.pop("opset", onnx_writer.DEFAULT_OPSET), kwargs.pop("atol", checks.FLOAT_ATOL)
-    plan = _plan(model, verify=verify, per_tower=True, **kwargs)
+    check_options(formats, quantize, batch_size, verify, atol, opset)
+    plan = _plan(model, formats, quantize, representative_data, batch_size, validation_data, verify, per_tower=True)
     folder = _output_folder(out_dir, overwrite)
-    reports = {}
     with folder.staging() as staging, _write_errors_as_os_errors(staging):
-        for modality, tower in towers.items():
-            os.makedirs(os.path.join(staging, modality))
-            reports[modality] = _export_into(tower, os.path.join(staging, modality), folder.path / modality,
-                                             plan.for_tower(modality, tower), verify, allow_flex, opset, atol, verbose)
+        reports = _export_towers_into(model, staging, folder.path, "", plan, verify, allow_flex, opset, atol, verbose)
         failed = [r for r in reports.values() if r.failed]
         if failed:
             raise ExportVerificationError(failed[0])
-        for modality, report in reports.items():
-            report.write_manifest(os.path.join(staging, modality, MANIFEST))
+        verified = all(r.verified for r in reports.values())
         summary = {"written_by": _output_folder_mod.marker("export"), "model_name": model.name,
-                   "towers": {m: os.path.join(m, MANIFEST) for m in reports},
-                   "verified": all(r.verified for r in reports.values()), "passed": all(r.passed for r in reports.values())}
+                   "towers": {m: os.path.join(m, MANIFEST) for m in reports}, "verified": verified,
+                   "passed": all(r.passed for r in reports.values()) if verified else None}
         _output_folder_mod.write_json(os.path.join(staging, MANIFEST), summary)
         folder.commit(staging)
     if verbose:
         for report in reports.values():
             print(report.table())
+    return reports
+
+
+def _export_towers_into(model, staging, final_dir, subdir, plan, verify, allow_flex, opset, atol, verbose) -> dict[str, ExportReport]:
+    """Each modality tower into `staging/subdir/<modality>/` with its own manifest (written only if it passed)."""
+    reports = {}
+    for modality, tower in _towers(model).items():
+        relative = os.path.join(subdir, modality)
+        os.makedirs(os.path.join(staging, relative))
+        reports[modality] = report = _export_into(tower, os.path.join(staging, relative), final_dir / relative,
+                                                  plan.for_tower(modality, tower), verify, allow_flex, opset, atol, verbose)
+        if not report.failed:
+            report.write_manifest(os.path.join(staging, relative, MANIFEST))
     return reports
 
 
@@ -136,7 +137,15 @@ def check_out_dir(out_dir: str | os.PathLike, overwrite: bool = False, argument:
 
 def _output_folder(out_dir, overwrite, argument="out_dir") -> _output_folder_mod.OutputFolder:
     return _output_folder_mod.OutputFolder(out_dir, kind="export", owner_file=MANIFEST, overwrite=overwrite,
-                                           argument=argument, legacy_keys=LEGACY_MANIFEST_KEYS)
+                                           argument=argument, legacy_keys=LEGACY_MANIFEST_KEYS, listed=_manifest_lists)
+
+
+def _manifest_lists(manifest: dict, folder) -> set[str]:
+    """The top-level names an export's manifest accounts for: its artifacts and tower folders."""
+    artifacts = manifest.get("artifacts") if isinstance(manifest.get("artifacts"), list) else []
+    towers = manifest.get("towers") if isinstance(manifest.get("towers"), dict) else {}
+    paths = [a.get("path") for a in artifacts if isinstance(a, dict)] + list(towers.values())
+    return _output_folder_mod.top_level_names(paths, folder)
 
 
 @contextlib.contextmanager
@@ -197,21 +206,9 @@ def _plan(model, formats=FORMATS, quantize=("float32",), representative_data=Non
         )
     if not isinstance(model, keras.Model):
         raise TypeError(f"`model` must be a keras.Model, got {type(model).__name__}.")
-    formats = (formats,) if isinstance(formats, str) else tuple(formats)
-    quantize = (quantize,) if isinstance(quantize, str) else tuple(quantize)
-    for fmt in formats:
-        _checks.one_of(fmt, "formats", FORMATS)
-    for flavour in quantize:
-        _checks.one_of(flavour, "quantize", tflite_writer.QUANTIZATIONS)
-    if not formats:
-        raise ValueError(f"`formats` is empty; choose from {FORMATS}.")
-    if "tflite" in formats and not quantize:
-        raise ValueError(f"`quantize` is empty; choose TFLite flavours from {tflite_writer.QUANTIZATIONS}.")
-    if batch_size is not None:
-        _checks.positive_int(batch_size, "batch_size")
+    formats, quantize = check_options(formats, quantize, batch_size, verify)
     if per_tower:
         _towers(model)
-    _require_extras(formats, verify)
     infos = _model_io.input_infos(model)
     representative = _named_inputs(infos, representative_data, "representative_data")
     holdout, labels, source = None, None, ""
@@ -230,14 +227,23 @@ def _plan(model, formats=FORMATS, quantize=("float32",), representative_data=Non
         n = _rows_of(representative)
         if not int8:
             holdout, source = representative, f"representative_data ({n} rows; none used for calibration)"
-        elif n >= 10:
-            cut = n - max(n // 5, 1)
+        elif n // 5 >= MIN_HOLDOUT_ROWS:
+            cut = n - n // 5
             calibration = {k: v[:cut] for k, v in representative.items()}
             holdout = {k: v[cut:] for k, v in representative.items()}
             source = f"representative_data rows {cut}..{n - 1}, never used for calibration (rows 0..{cut - 1})"
+        else:
+            raise ValueError(
+                f"int8 is judged on rows calibration never sees: give `validation_data` (held-out rows), or at least "
+                f"{5 * MIN_HOLDOUT_ROWS} rows of `representative_data` (its last fifth is held out); got {n} rows.")
     if holdout is None:
         holdout = _model_io.sample_inputs(model, HOLDOUT_ROWS // 4, seed=1)
         source = "random inputs (no held-out rows given: pass validation_data for a task-level check)"
+    if validation_data is not None and calibration is not None:
+        shared = len(_row_keys(holdout) & _row_keys(calibration))
+        if shared:
+            raise ValueError(f"`validation_data` shares {shared} rows with `representative_data`; quantized artifacts "
+                             "must be judged on rows calibration never saw: pass held-out rows (e.g. the test split).")
     sample_from = holdout if validation_data is not None else representative
     if sample_from is None:
         sample_from = _model_io.sample_inputs(model, max(SAMPLE_ROWS, batch_size or 0))
@@ -251,10 +257,40 @@ def _plan(model, formats=FORMATS, quantize=("float32",), representative_data=Non
     return _Plan(formats, quantize, batch_size, sample, calibration, holdout, labels, source)
 
 
+def check_options(formats: Any = FORMATS, quantize: Any = ("float32",), batch_size: Any = None, verify: Any = True,
+                  atol: Any = checks.FLOAT_ATOL, opset: Any = onnx_writer.DEFAULT_OPSET) -> tuple[tuple, tuple]:
+    """Check the export options that need no model (formats, flavours, batch size, tolerances, installed
+    converters and runtimes); returns (formats, quantize) as tuples. Reads nothing, writes nothing."""
+    formats = (formats,) if isinstance(formats, str) else tuple(formats)
+    quantize = (quantize,) if isinstance(quantize, str) else tuple(quantize)
+    for fmt in formats:
+        _checks.one_of(fmt, "formats", FORMATS)
+    for flavour in quantize:
+        _checks.one_of(flavour, "quantize", tflite_writer.QUANTIZATIONS)
+    if not formats:
+        raise ValueError(f"`formats` is empty; choose from {FORMATS}.")
+    if "tflite" in formats and not quantize:
+        raise ValueError(f"`quantize` is empty; choose TFLite flavours from {tflite_writer.QUANTIZATIONS}.")
+    if batch_size is not None:
+        _checks.positive_int(batch_size, "batch_size")
+    if not isinstance(verify, bool):
+        raise TypeError(f"`verify` must be True or False, got {verify!r}.")
+    _checks.non_negative_float(atol, "atol")
+    _checks.positive_int(opset, "opset")
+    _require_extras(formats, verify)
+    return formats, quantize
+
+
 def _require_extras(formats, verify) -> None:
     """The converters (and, to verify, the runtimes) of the requested formats must be installed."""
     needed = {"tflite": ["ai_edge_litert"] if verify else [], "onnx": ["onnx", "tf2onnx"] + (["onnxruntime"] if verify else [])}
     _extras.require([module for fmt in formats for module in needed.get(fmt, [])], "export", f"exporting {', '.join(formats)}")
+
+
+def _row_keys(data: dict[str, np.ndarray]) -> set[bytes]:
+    """One key per row (the bytes of that row of every input), to find rows two data sets share."""
+    names = sorted(data)
+    return {b"".join(data[name][i].tobytes() for name in names) for i in range(_rows_of(data))}
 
 
 def _rows_of(data: dict[str, np.ndarray]) -> int:

@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
 
     # every argument is read and checked before anything is written
     api.check_out_dir(args.out, overwrite=args.force, argument="--out")
+    api.check_options(args.format, args.quantize, args.batch_size)
     model = load_source(args.source)
     if args.with_attention:
         model = builders.with_attention_output(model)

@@ -19,8 +19,9 @@ import secrets
 import shutil
 import signal
 import sys
+import warnings
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 TOOL = "mtmm-keras"
 STAGING_TAG = ".mtmm-staging-"
@@ -30,6 +31,8 @@ _RENAME_EXCHANGE = 2
 
 
 _signals_received: list[int] = []
+_active_staging: set[str] = set()  # this process's staging folders in use (others with our pid are stale)
+committed: list[str] = []  # outputs this process swapped in, so an interrupt message can say so
 
 
 @contextlib.contextmanager
@@ -76,22 +79,41 @@ def marker(kind: str) -> dict[str, str]:
     return {"tool": TOOL, "kind": kind, "version": __version__}
 
 
-def written_by_this_tool(folder: Path, owner_file: str, kind: str, legacy_keys: tuple[str, ...] = ()) -> bool:
-    """True when `folder/owner_file` is JSON that this tool wrote for `kind` (or an older release's layout)."""
+def owner_record(folder: Path, owner_file: str, kind: str, legacy_keys: tuple[str, ...] = ()) -> dict | None:
+    """The parsed `folder/owner_file` when this tool wrote it for `kind` (or an older release's layout), else None."""
     path = folder / owner_file
     if not path.is_file() or path.is_symlink():
-        return False
+        return None
     try:
         with open(path) as f:
             data = json.load(f)
     except (OSError, ValueError):
-        return False
+        return None
     if not isinstance(data, dict):
-        return False
+        return None
     written_by = data.get("written_by")
     if isinstance(written_by, dict):
-        return written_by.get("tool") == TOOL and written_by.get("kind") == kind
-    return bool(legacy_keys) and all(key in data for key in legacy_keys)
+        return data if written_by.get("tool") == TOOL and written_by.get("kind") == kind else None
+    return data if legacy_keys and all(key in data for key in legacy_keys) else None
+
+
+def written_by_this_tool(folder: Path, owner_file: str, kind: str, legacy_keys: tuple[str, ...] = ()) -> bool:
+    """True when `folder/owner_file` is JSON that this tool wrote for `kind` (or an older release's layout)."""
+    return owner_record(folder, owner_file, kind, legacy_keys) is not None
+
+
+def top_level_names(paths: Iterable[str], folder: Path) -> set[str]:
+    """The first path component of each path (relative, or absolute inside `folder`, as old manifests wrote)."""
+    names = set()
+    for path in paths:
+        if not isinstance(path, str) or not path:
+            continue
+        if os.path.isabs(path):
+            path = os.path.relpath(path, folder)
+        first = Path(path).parts[0] if Path(path).parts else ""
+        if first and first not in (".", ".."):
+            names.add(first)
+    return names
 
 
 class OutputFolder:
@@ -104,12 +126,18 @@ class OutputFolder:
         owner_file: the JSON file (with `written_by: marker(kind)`) that proves ownership.
         argument: the name users know the target by in errors (`out_dir`, `--out`).
         legacy_keys: keys that identify an owner file written before `written_by` existed.
+        listed: the top-level names an owner record says the tool wrote (given the record and the folder).
+            An earlier output is replaced only when it holds nothing else: a file a user put into it
+            (a source model, notes) keeps the whole folder from being replaced.
     """
 
     def __init__(self, target: str | os.PathLike, *, kind: str, owner_file: str, overwrite: bool = False,
-                 argument: str = "out_dir", legacy_keys: tuple[str, ...] = ()):
-        self.kind, self.owner_file, self.overwrite, self.argument = kind, owner_file, bool(overwrite), argument
-        self.legacy_keys = legacy_keys
+                 argument: str = "out_dir", legacy_keys: tuple[str, ...] = (),
+                 listed: Callable[[dict, Path], Iterable[str]] = lambda record, folder: ()):
+        if not isinstance(overwrite, bool):
+            raise TypeError(f"`overwrite` must be True or False, got {overwrite!r}.")
+        self.kind, self.owner_file, self.overwrite, self.argument = kind, owner_file, overwrite, argument
+        self.legacy_keys, self.listed = legacy_keys, listed
         self.path = self._validated(target)
 
     # -- validation (reads only) -------------------------------------------------------------------
@@ -140,7 +168,14 @@ class OutputFolder:
         entries = sorted(os.listdir(path))
         if not entries:
             return
-        if written_by_this_tool(path, self.owner_file, self.kind, self.legacy_keys):
+        record = owner_record(path, self.owner_file, self.kind, self.legacy_keys)
+        if record is not None:
+            unlisted = sorted(set(entries) - {self.owner_file} - set(self.listed(record, path)))
+            if unlisted:
+                raise OutputFolderError(
+                    f"`{self.argument}` {shown!r} holds an earlier {self.kind} and also files it did not write "
+                    f"({', '.join(unlisted[:5])}{' ...' if len(unlisted) > 5 else ''}); refusing to replace it, even "
+                    "with overwrite/--force. Move those files out or choose another folder. Nothing was changed.")
             if self.overwrite:
                 return
             raise OutputFolderError(
@@ -159,9 +194,9 @@ class OutputFolder:
             ancestor = ancestor.parent
         if not ancestor.is_dir():
             raise OutputFolderError(f"`{self.argument}` {shown!r}: {ancestor} is a file, so no folder can be made there.")
-        if not os.access(ancestor, os.W_OK | os.X_OK):
-            raise OutputFolderError(f"`{self.argument}` {shown!r}: no permission to write in {ancestor}; choose a "
-                                    "folder you can write to.")
+        if not os.access(ancestor, os.R_OK | os.W_OK | os.X_OK):
+            raise OutputFolderError(f"`{self.argument}` {shown!r}: no permission to read and write in {ancestor}; "
+                                    "choose a folder you can write to.")
 
     def probe_writable(self) -> None:
         """Create and remove a hidden folder where the staging folder will go (catches read-only file systems
@@ -175,7 +210,7 @@ class OutputFolder:
         try:
             for folder in reversed(made):
                 folder.mkdir()
-            probe = self.path.parent / f"{STAGING_TAG}probe-{os.getpid()}-{secrets.token_hex(4)}"
+            probe = self.path.parent / f"{self._staging_prefix()}{os.getpid()}-probe-{secrets.token_hex(4)}"
             probe.mkdir()
         except OSError as err:
             raise OutputFolderError(f"`{self.argument}` {str(self.path)!r} is not writable: {err.strerror or err} "
@@ -209,18 +244,30 @@ class OutputFolder:
                 continue
             pid_text = entry.name[len(prefix):].split("-", 1)[0]
             pid = int(pid_text) if pid_text.isdigit() else -1
-            if pid > 0 and pid != os.getpid() and _alive(pid):
-                live.append(pid)
-            elif pid != os.getpid():
+            if pid == os.getpid():
+                if str(entry) not in _active_staging:  # left by an earlier run that had our pid (containers)
+                    stale.append(entry)
+            elif pid > 0 and _alive(pid):
+                live.append((pid, entry))
+            else:
                 stale.append(entry)
         return live, stale
 
     def _clean_stale(self, stale: list[Path]) -> None:
         for entry in stale:
-            if entry.name.endswith(_OLD_SUFFIX) and not self.path.exists():
-                os.rename(entry, self.path)  # a swap was killed half-way: the earlier output comes back
-            else:
+            if not entry.name.endswith(_OLD_SUFFIX):
                 shutil.rmtree(entry, ignore_errors=True)
+                continue
+            # an earlier output set aside by a swap that was killed half-way
+            if self.path.is_dir() and not self.path.is_symlink() and not os.listdir(self.path):
+                self.path.rmdir()
+            if not self.path.exists():
+                os.rename(entry, self.path)  # it comes back
+            elif written_by_this_tool(self.path, self.owner_file, self.kind, self.legacy_keys):
+                shutil.rmtree(entry, ignore_errors=True)  # the swap had finished: this is the replaced output
+            else:
+                warnings.warn(f"{entry} holds an earlier {self.kind} set aside by an interrupted run, and "
+                              f"{self.path} now holds other files: both are left as they are.", RuntimeWarning, stacklevel=3)
 
     @contextlib.contextmanager
     def staging(self) -> Iterator[Path]:
@@ -229,16 +276,20 @@ class OutputFolder:
         with self._parent_lock():
             live, stale = self._other_writers_and_stale()
             if live:
+                pids = ", ".join(str(pid) for pid, _ in live)
                 raise OutputFolderError(
-                    f"`{self.argument}` {str(self.path)!r} is being written by another mtmm process (pid "
-                    f"{', '.join(map(str, live))}); wait for it to finish or choose another folder.")
+                    f"`{self.argument}` {str(self.path)!r} is being written by another mtmm process (pid {pids}); "
+                    f"wait for it to finish or choose another folder. If no mtmm process is running, delete "
+                    f"{', '.join(str(entry) for _, entry in live)}.")
             self._clean_stale(stale)
             self.check_replaceable(self.path)  # a restored earlier output needs overwrite like any other
             tmp = self.path.parent / f"{self._staging_prefix()}{os.getpid()}-{secrets.token_hex(4)}"
             tmp.mkdir()
+            _active_staging.add(str(tmp))
         try:
             yield tmp
         finally:
+            _active_staging.discard(str(tmp))
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
 
@@ -247,17 +298,34 @@ class OutputFolder:
         if not written_by_this_tool(staged, self.owner_file, self.kind):
             raise RuntimeError(f"internal error: {staged} has no {self.owner_file} marking it as this tool's {self.kind}.")
         raise_if_interrupted()
-        with self._parent_lock():
+        with self._parent_lock(), _signals_held():
             self.check_replaceable(self.path)  # it may have changed during a long job
             if self.path.is_dir() and os.listdir(self.path):
                 if not exchange(staged, self.path):
                     old = staged.with_name(staged.name + _OLD_SUFFIX)
                     os.rename(self.path, old)
-                    os.rename(staged, self.path)
+                    try:
+                        os.rename(staged, self.path)
+                    except BaseException:
+                        os.rename(old, self.path)  # put the earlier output back
+                        raise
                     staged = old
+                committed.append(str(self.path))
                 shutil.rmtree(staged, ignore_errors=True)  # now holds the earlier output
             else:
                 os.rename(staged, self.path)  # new path, or an empty folder (rename replaces it)
+                committed.append(str(self.path))
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM back while the swap runs (delivered right after), so it is never cut half-way."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def exchange(a: Path, b: Path) -> bool:

@@ -129,19 +129,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     from mtmm_keras import _output_folder
 
+    written_before = len(_output_folder.committed)
     try:
         with _output_folder.signal_guards():
             return int(args.handler(args) or 0)
     except (ValueError, TypeError, FileNotFoundError, ImportError) as err:
         print(f"mtmm {args.command}: error: {err}", file=sys.stderr)
         return 2
-    except OSError as err:  # read-only folder, full disk, ...: say which file and why, not a traceback
-        where = f" {err.filename}" if err.filename else ""
-        print(f"mtmm {args.command}: error: could not write{where}: {err.strerror or err}; nothing was written "
+    except OSError as err:  # unreadable file, read-only folder, full disk, ...: which file and why, not a traceback
+        where = f" ({err.filename})" if err.filename else ""
+        print(f"mtmm {args.command}: error: {err.strerror or err}{where}; no output was written "
               "(any partial output was removed).", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"mtmm {args.command}: interrupted; nothing was written (partial output removed).", file=sys.stderr)
+        done = _output_folder.committed[written_before:]
+        if done:
+            print(f"mtmm {args.command}: interrupted after {', '.join(done)} was written completely.", file=sys.stderr)
+        else:
+            print(f"mtmm {args.command}: interrupted; nothing was written (partial output removed).", file=sys.stderr)
         return 130
 
 

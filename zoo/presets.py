@@ -24,9 +24,18 @@ LEGACY_METADATA_KEYS = ("name", "metrics", "sha256", "weights_file")
 
 
 def output_folder(folder: str | os.PathLike, overwrite: bool = False, argument: str = "folder") -> _output_folder.OutputFolder:
-    """The checked target of a preset write: new, empty, or (with `overwrite`) an earlier preset."""
+    """The checked target of a preset write: new, empty, or (with `overwrite`) an earlier preset that holds
+    only the files its metadata lists."""
     return _output_folder.OutputFolder(folder, kind=KIND, owner_file=registry.METADATA_FILE, overwrite=overwrite,
-                                       argument=argument, legacy_keys=LEGACY_METADATA_KEYS)
+                                       argument=argument, legacy_keys=LEGACY_METADATA_KEYS, listed=_metadata_lists)
+
+
+def _metadata_lists(metadata: dict, folder: Path) -> set[str]:
+    hashed = metadata.get("sha256") if isinstance(metadata.get("sha256"), dict) else {}
+    names = _output_folder.top_level_names(hashed, folder)
+    if "written_by" not in metadata:  # the layout training wrote before presets: one hash, known companions
+        names |= {registry.RECIPE_FILE, registry.CARD_FILE, registry.CURVES_FILE, registry.WEIGHTS_FILE}
+    return names
 
 
 def check_finite_weights(model: Any, what: str) -> None:
@@ -134,7 +143,7 @@ def verify(folder: str | os.PathLike) -> dict[str, str]:
     if not folder.is_dir():
         raise FileNotFoundError(f"preset folder {str(folder)!r} does not exist.")
     meta = registry.read_json(folder / registry.METADATA_FILE) if (folder / registry.METADATA_FILE).is_file() else None
-    if not meta or not isinstance(meta.get("sha256"), dict) or not meta["sha256"]:
+    if not isinstance(meta, dict) or not isinstance(meta.get("sha256"), dict) or not meta["sha256"]:
         raise ValueError(f"{folder}: no {registry.METADATA_FILE} with a sha256 per file; refusing to load unverified files.")
     problems, status = [], {}
     for filename, expected in sorted(meta["sha256"].items()):

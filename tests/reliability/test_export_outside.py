@@ -218,7 +218,7 @@ def test_bad_representative_data_is_refused_before_anything_is_written(tmp_path,
 
 def test_float64_calibration_is_cast_up_front(tmp_path):
     model = _tiny_model()
-    data = np.random.default_rng(0).normal(size=(20, 4))  # float64
+    data = np.random.default_rng(0).normal(size=(1000, 4))  # float64
     report = mk.export.export_model(model, str(tmp_path / "out"), formats=("tflite",), quantize=("int8",),
                                     representative_data=data, verbose=False)
     assert report.passed
@@ -294,7 +294,7 @@ def test_full_disk_gives_a_clear_error_and_no_partial_output(saved_model, tmp_pa
     result = subprocess.run([sys.executable, "-c", limit, "export", str(saved_model), "--out", str(tmp_path / "out"),
                              "--format", "tflite"], capture_output=True, text=True, timeout=300,
                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
-    assert_clean_cli_error(result, "File too large", "nothing was written")
+    assert_clean_cli_error(result, "File too large", "no output was written")
     assert tree_listing(tmp_path) == before
 
 
@@ -344,3 +344,56 @@ def test_uncompiled_classifier_is_judged_by_agreement_when_quantized(tmp_path):
     report = mk.export.export_model(bare, str(tmp_path / "out"), formats=("tflite",), quantize=("dynamic",),
                                     representative_data=data, verbose=False)
     assert report.artifacts[0].checks[0].metric == "agreement"
+
+
+def test_int8_with_too_few_rows_to_hold_out_is_refused_up_front(tmp_path):
+    model = _tiny_model()
+    data = np.random.default_rng(3).normal(size=(20, 4)).astype("float32")  # a fifth is 4 rows: too few to judge
+    with pytest.raises(ValueError, match="at least 80 rows of `representative_data`.*got 20 rows"):
+        mk.export.export_model(model, str(tmp_path / "out"), formats=("tflite",), quantize=("int8",),
+                               representative_data=data, verbose=False)
+    assert os.listdir(tmp_path) == []
+    report = mk.export.export_model(model, str(tmp_path / "out"), formats=("tflite",), quantize=("int8",),
+                                    representative_data=data, validation_data=(data * 0.9,), verbose=False)
+    assert report.holdout == "validation_data (20 rows)"
+
+
+def test_validation_rows_that_calibration_saw_are_refused(tmp_path):
+    model = _tiny_model()
+    data = np.random.default_rng(4).normal(size=(50, 4)).astype("float32")
+    with pytest.raises(ValueError, match="`validation_data` shares 10 rows with `representative_data`"):
+        mk.export.export_model(model, str(tmp_path / "out"), formats=("tflite",), quantize=("int8",),
+                               representative_data=data, validation_data=(data[40:],), verbose=False)
+    assert os.listdir(tmp_path) == []
+
+
+def test_force_never_replaces_an_earlier_export_holding_the_source_model(saved_model, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "exp"
+    api.export_model(keras.models.load_model(saved_model), str(out), formats=("onnx",), verbose=False)
+    (out / "m.keras").write_bytes(saved_model.read_bytes())  # the user saved the model next to its export
+    before = tree_listing(tmp_path)
+    result = _cli_here(capsys, monkeypatch, "export", str(out / "m.keras"), "--out", str(out), "--force")
+    assert_clean_cli_error(result, "also files it did not write (m.keras)")
+    assert tree_listing(tmp_path) == before
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"atol": "1e-4"}, TypeError, "`atol` must be a finite number >= 0, got str"),
+    ({"atol": -1.0}, ValueError, "`atol` must be a finite number >= 0, got -1.0"),
+    ({"opset": 0}, ValueError, "`opset` must be a positive integer"),
+    ({"verify": "no"}, TypeError, "`verify` must be True or False"),
+    ({"overwrite": "false"}, TypeError, "`overwrite` must be True or False"),
+])
+def test_option_types_are_checked_before_anything_runs(tmp_path, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        mk.export.export_model(_tiny_model(), str(tmp_path / "out"), formats=("onnx",), verbose=False, **kwargs)
+    assert os.listdir(tmp_path) == []
+
+
+def test_cli_bad_format_is_refused_before_the_model_is_loaded(tmp_path, capsys, monkeypatch):
+    from mtmm_keras.export import cli_export
+
+    monkeypatch.setattr(cli_export, "load_source", lambda *a: pytest.fail("model loaded before options were checked"))
+    result = _cli_here(capsys, monkeypatch, "export", "zoo:mfeat_fusion", "--out", str(tmp_path / "o"), "--format", "onxx")
+    assert_clean_cli_error(result, "`formats` must be one of")
+    assert os.listdir(tmp_path) == []

@@ -16,14 +16,15 @@ from reliability_helpers import tree_listing
 
 def _folder(target, overwrite=False):
     return OutputFolder(target, kind="export", owner_file="manifest.json", overwrite=overwrite, argument="--out",
-                        legacy_keys=("model_name", "artifacts"))
+                        legacy_keys=("model_name", "artifacts"),
+                        listed=lambda record, folder: _output_folder.top_level_names(record.get("files", []), folder))
 
 
 def _write_output(folder: OutputFolder, files: dict[str, str]) -> None:
     with folder.staging() as staging:
         for name, text in files.items():
             (staging / name).write_text(text)
-        (staging / "manifest.json").write_text(json.dumps({"written_by": _output_folder.marker("export")}))
+        (staging / "manifest.json").write_text(json.dumps({"written_by": _output_folder.marker("export"), "files": list(files)}))
         folder.commit(staging)
 
 
@@ -122,7 +123,7 @@ def test_earlier_output_needs_overwrite_then_is_replaced_whole(tmp_path):
 def test_legacy_output_is_recognised(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    (out / "manifest.json").write_text(json.dumps({"model_name": "m", "artifacts": []}))
+    (out / "manifest.json").write_text(json.dumps({"model_name": "m", "artifacts": [], "files": []}))
     _write_output(_folder(out, overwrite=True), {"x.txt": "1"})
     assert "x.txt" in os.listdir(out)
 
@@ -254,3 +255,73 @@ def test_interrupt_recorded_by_the_signal_guard_blocks_the_commit(tmp_path, monk
             (staging / "manifest.json").write_text(json.dumps({"written_by": _output_folder.marker("export")}))
             folder.commit(staging)
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("intruder", ["m.keras", "notes/"])
+def test_an_earlier_output_holding_a_users_file_is_never_replaced(tmp_path, intruder):
+    out = tmp_path / "out"
+    _write_output(_folder(out), {"a.txt": "1"})
+    if intruder.endswith("/"):
+        (out / intruder).mkdir()
+        (out / intruder / "todo.md").write_text("mine")
+    else:
+        (out / intruder).write_text("the user's source model")
+    before = tree_listing(tmp_path)
+    with pytest.raises(OutputFolderError, match=f"also files it did not write \\({intruder.rstrip('/')}\\).*even with overwrite"):
+        _write_output(_folder(out, overwrite=True), {"b.txt": "2"})
+    assert tree_listing(tmp_path) == before
+
+
+def test_a_copied_manifest_does_not_make_a_project_replaceable(user_folder):
+    (user_folder / "manifest.json").write_text(json.dumps({"written_by": _output_folder.marker("export"), "files": ["a"]}))
+    before = tree_listing(user_folder)
+    with pytest.raises(OutputFolderError, match="also files it did not write"):
+        _folder(user_folder, overwrite=True)
+    assert tree_listing(user_folder) == before
+
+
+def test_overwrite_must_be_a_bool(tmp_path):
+    with pytest.raises(TypeError, match="`overwrite` must be True or False, got 'false'"):
+        _folder(tmp_path / "out", overwrite="false")
+
+
+def test_own_pid_leftovers_from_an_earlier_run_are_cleaned(tmp_path):
+    leftover = tmp_path / f".out.mtmm-staging-{os.getpid()}-dead"
+    leftover.mkdir()
+    _write_output(_folder(tmp_path / "out"), {"a": "1"})
+    assert os.listdir(tmp_path) == ["out"]
+
+
+def test_set_aside_output_comes_back_when_the_target_is_an_empty_folder(tmp_path):
+    out = tmp_path / "out"
+    _write_output(_folder(out), {"old.txt": "old"})
+    os.rename(out, tmp_path / f".out.mtmm-staging-{_dead_pid()}-abcd-old")
+    out.mkdir()  # e.g. `mkdir -p out` in a script before the next run
+    with pytest.raises(OutputFolderError, match="already holds an earlier export"):
+        with _folder(out).staging():
+            pass
+    assert sorted(os.listdir(out)) == ["manifest.json", "old.txt"]
+
+
+def test_failed_second_rename_in_the_fallback_puts_the_earlier_output_back(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    _write_output(_folder(out), {"old.txt": "old"})
+    monkeypatch.setattr(_output_folder, "exchange", lambda a, b: False)
+    real_rename = os.rename
+
+    def fail_second(src, dst):
+        if not str(src).endswith("-old") and str(dst) == str(out):
+            raise OSError(28, "No space left on device")
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", fail_second)
+    with pytest.raises(OSError, match="No space left"):
+        _write_output(_folder(out, overwrite=True), {"new.txt": "new"})
+    monkeypatch.setattr(os, "rename", real_rename)
+    assert sorted(os.listdir(out)) == ["manifest.json", "old.txt"] and os.listdir(tmp_path) == ["out"]
+
+
+def test_probe_leftover_of_a_killed_run_is_cleaned(tmp_path):
+    (tmp_path / f".out.mtmm-staging-{_dead_pid()}-probe-abcd").mkdir()
+    _write_output(_folder(tmp_path / "out"), {"a": "1"})
+    assert os.listdir(tmp_path) == ["out"]
