@@ -56,13 +56,14 @@ def split_validation(arrays: dict[str, np.ndarray] | None) -> tuple | None:
 
 def zoo_data(source: str, model) -> tuple[dict | None, tuple | None]:
     """A zoo entry's own rows: calibration from its train split, held-out checks on its test split."""
+    from mtmm_keras.export import _model_io
     from mtmm_keras.zoo import evaluation, registry
 
     recipe = registry.recipe(source[len("zoo:"):])
     x_train, _ = evaluation.split_arrays(recipe, "train", limit=256)
     x_test, y_test = evaluation.split_arrays(recipe, "test", limit=1024)
-    names = [t.name.split(":")[0] for t in model.inputs]
-    outputs = list(model.output) if isinstance(model.output, dict) else list(model.output_names)
+    names = [info.name for info in _model_io.input_infos(model)]
+    outputs = _model_io.output_names(model)
     labels = {k: v for k, v in y_test.items() if k in outputs}
     return {k: x_train[k] for k in names}, (({k: x_test[k] for k in names}, labels) if labels else ({k: x_test[k] for k in names},))
 

@@ -49,8 +49,26 @@ def _problems(seed: int) -> list[tuple[str, Callable[[], Any], Any, Any]]:
     ]
 
 
+KINDS = ("hard_sharing", "soft_sharing", "attention_fusion", "joint_embedding")
+MARKER = "demo.json"
+
+
+def claim_out_dir(out_dir: str) -> str:
+    """Check `out_dir` before any work: new, empty, or an earlier demo's folder holding only what the demo
+    writes (its demo.json lists them); never a folder with other files. Marks it as the demo's."""
+    from mtmm_keras import _output_folder
+
+    files = [f"{kind}.keras" for kind in KINDS] + ["export"]
+    folder = _output_folder.OutputFolder(out_dir, kind="demo", owner_file=MARKER, overwrite=True, argument="--out",
+                                         listed=lambda record, path: files)
+    folder.path.mkdir(parents=True, exist_ok=True)
+    _output_folder.write_json(folder.path / MARKER, {"written_by": _output_folder.marker("demo"), "files": files})
+    return str(folder.path)
+
+
 def run(out_dir: str = "runs/demo", epochs: int = 15, seed: int = 0, entry: str | None = "mfeat_fusion") -> int:
     """Run the demo; returns a process exit code (0 when every reload and every export check passed)."""
+    out_dir = claim_out_dir(out_dir)
     failures = builders_tour(out_dir, epochs, seed)
     if entry:
         failures += zoo_and_export(entry, out_dir)

@@ -31,17 +31,17 @@ def run(args: argparse.Namespace) -> int:
         train(args.name, epochs=args.epochs, out_dir=args.out, overwrite=args.force)
         return 0
     if command == "verify":
-        from mtmm_keras.zoo import presets
+        from mtmm_keras.zoo import verify
 
-        _, folder = registry.resolve(args.name)
+        folder = registry.resolve(args.name)[1]
         try:
-            status = presets.verify(folder)
+            status = verify(args.name)
         except ValueError as err:
             print(f"✗ {err}")
             return 1
         for filename in status:
             print(f"  ✓ {filename}")
-        print(f"{args.name}: all {len(status)} files match metadata.json ✓")
+        print(f"{args.name} ({folder}): all {len(status)} files match metadata.json ✓")
         return 0
     from mtmm_keras.zoo.evaluation import evaluate
 

@@ -72,7 +72,10 @@ def info(name: str) -> dict[str, Any]:
 
 
 def resolve(name_or_folder: str | os.PathLike, weights_dir: str | os.PathLike | None = None) -> tuple[str | None, Path]:
-    """(entry name or None, preset folder) for a zoo entry name or a path to a preset folder."""
+    """(entry name or None, preset folder) for a zoo entry name or a path to a preset folder.
+
+    A bare name is always a shipped entry, even if a folder of that name exists here: write
+    `./name` for the folder."""
     if not isinstance(name_or_folder, (str, os.PathLike)):
         raise TypeError(f"zoo entry must be a name or a preset folder path, got {type(name_or_folder).__name__}.")
     text = os.fspath(name_or_folder)
@@ -85,5 +88,4 @@ def resolve(name_or_folder: str | os.PathLike, weights_dir: str | os.PathLike | 
         if not os.path.isdir(text):
             raise FileNotFoundError(f"preset folder {text!r} does not exist.")
         return None, Path(text)
-    entry_dir(text)  # raises: unknown entry, with the valid names
-    raise AssertionError("unreachable")
+    return text, entry_dir(text)  # an unknown name raises here, listing the valid ones

@@ -188,7 +188,7 @@ def test_tampered_preset_is_refused_before_anything_is_built(preset, monkeypatch
 def test_zoo_verify_cli_names_the_bad_file(preset, capsys):
     folder, _ = preset
     ok = _cli_here(capsys, "zoo", "verify", str(folder))
-    assert ok.returncode == 0 and "✓ model.weights.h5" in ok.stdout and "all 3 files match" in ok.stdout
+    assert ok.returncode == 0 and "✓ model.weights.h5" in ok.stdout and "files match metadata.json" in ok.stdout and "all 3 files" in ok.stdout
     (folder / "card.md").write_text("edited")
     bad = _cli_here(capsys, "zoo", "verify", str(folder))
     assert bad.returncode == 1 and "card.md: sha256 mismatch" in bad.stdout
