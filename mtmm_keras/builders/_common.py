@@ -117,8 +117,13 @@ def _has_stacked_towers(model: keras.Model) -> bool:
     )
 
 
-def compile_for_tasks(model: keras.Model, tasks: Sequence[Task], optimizer: Any, learning_rate: float | None, **kwargs: Any) -> None:
+def compile_for_tasks(
+    model: keras.Model, tasks: Sequence[Task], optimizer: Any, learning_rate: float | None, *,
+    weighting: Any = "static", **kwargs: Any,
+) -> None:
     """Compile with L = Σ_t λ_t · mean L_t: one loss, weight and metric list per task output."""
+    if weighting != "static":  # TODO(issue 10): the weighting integration replaces this guard
+        raise ValueError(f"`weighting`: only 'static' is available so far, got {weighting!r}.")
     model.compile(
         optimizer=make_optimizer(optimizer, learning_rate),
         loss={t.name: t.keras_loss() for t in tasks},
