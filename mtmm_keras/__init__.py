@@ -45,6 +45,7 @@ _SUBMODULES = (
     "regularizers",
     "saving",
     "tasks",
+    "weighting",
     "zoo",
     "export",
 )
@@ -57,6 +58,7 @@ _REGISTERING = (
     "mtmm_keras.metrics",
     "mtmm_keras.models",
     "mtmm_keras.regularizers",
+    "mtmm_keras.weighting",  # loss-balancing / gradient-aggregation methods (they hold state variables)
 )
 
 __all__ = ["Task", "__version__", *_SUBMODULES]
