@@ -1,6 +1,8 @@
-"""Per-task training curves (train and validation) as one PNG beside the weights."""
+"""Per-task training curves (train and validation), and expert-gate weights, as PNGs beside the weights."""
 
 from __future__ import annotations
+
+from typing import Any
 
 
 def plot_history(history: dict[str, list[float]], path: str, title: str) -> None:
@@ -22,6 +24,36 @@ def plot_history(history: dict[str, list[float]], path: str, title: str) -> None
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    for ax in list(axes.flat)[len(keys):]:
+        ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def plot_gates(gates: dict[str, Any], path: str, title: str) -> None:
+    """One bar chart per gate (task): its weight on each expert, averaged over the test examples."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = list(gates)
+    if not keys:
+        raise ValueError("plot_gates: `gates` is empty; only models with expert gates have a gates plot.")
+    columns = min(3, len(keys))
+    rows = -(-len(keys) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.0 * rows), squeeze=False)
+    for ax, key in zip(axes.flat, keys):
+        weights = [float(w) for w in gates[key]]
+        ax.bar(range(len(weights)), weights)
+        ax.set_title(f"gate {key}")
+        ax.set_xlabel("expert")
+        ax.set_ylabel("mean weight")
+        ax.set_xticks(range(len(weights)))
+        ax.set_ylim(0.0, 1.0)
+        ax.grid(alpha=0.3, axis="y")
     for ax in list(axes.flat)[len(keys):]:
         ax.axis("off")
     fig.suptitle(title)

@@ -10,8 +10,19 @@ from typing import Any
 import keras
 
 from mtmm_keras import _extras, _output_folder
+from mtmm_keras.builders import gates as _gates
 from mtmm_keras.layers import Standardization
 from mtmm_keras.zoo import card, evaluation, plotting, presets, recipes, registry
+
+
+GATES_FILE = "gates.png"  # written only for models with expert gates (mmoe, cgc, ple)
+
+
+def gate_means(model: keras.Model, x: dict) -> dict:
+    """Each expert gate's weights averaged over the examples `x` (`{}` for a model without gates)."""
+    if not _gates.has_gates(model):
+        return {}
+    return _gates.mean_gate_weights(model, evaluation._model_inputs(model, x))
 
 
 def hardware() -> str:
@@ -100,11 +111,14 @@ def train(name: str, epochs: int | None = None, out_dir: str | None = None, verb
         },
     }
     presets.check_finite_metrics(meta, f"zoo entry {name!r}")
+    gates = gate_means(model, x_test)
     with target.staging() as staging:
         extra = {
             registry.RECIPE_FILE: lambda path: _output_folder.write_json(path, recipe),
             registry.CURVES_FILE: lambda path: plotting.plot_history(history, str(path), f"{name}: per-task training curves"),
         }
+        if gates:
+            extra[GATES_FILE] = lambda path: plotting.plot_gates(gates, str(path), f"{name}: mean gate weights (test set)")
         written = presets.write_preset(staging, model, meta, lambda m: card.render(name, recipe, m), extra)
         target.commit(staging)
     print(f"wrote {target.path}/{{{', '.join(sorted(written['sha256']))}, {registry.METADATA_FILE}}}")
