@@ -14,6 +14,7 @@ _BUILDERS = {
     "av_digits": ("mtmm_keras.data.av_digits", "AvDigits"),
     "mfeat": ("mtmm_keras.data.mfeat", "Mfeat"),
     "penguins": ("mtmm_keras.data.penguins", "Penguins"),
+    "movies": ("mtmm_keras.data.movies", "Movies"),
 }
 DATA_DIR_ENV = "MTMM_DATA_DIR"
 DEFAULT_DATA_DIR = "~/.cache/mtmm_keras/datasets"

