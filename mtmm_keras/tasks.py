@@ -37,6 +37,12 @@ class Task:
 
     `activation=None` gives a linear head; cross-entropy losses named by string are then
     built with `from_logits=True` and the matching metrics read logits correctly.
+
+    `missing_label` marks rows whose label for this task is unknown; the task's loss and metrics
+    average over the other rows only (a multi-task data set rarely has every label for every row).
+    "auto" (default): NaN, and also −1 when the loss takes class labels (sparse categorical or
+    binary cross-entropy); a number: exactly that value (e.g. -100); None: labels are never missing
+    (NaN labels are refused by `fit`). A row is missing when any of its label values is the marker.
     """
 
     name: str
@@ -45,6 +51,7 @@ class Task:
     weight: float = 1.0
     activation: str | None = None
     metrics: Sequence[Any] = ()
+    missing_label: Any = "auto"
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME_PATTERN.match(self.name) or keyword.iskeyword(self.name):
@@ -58,6 +65,7 @@ class Task:
                 keras.activations.get(self.activation)
             except (ValueError, TypeError) as err:
                 raise ValueError(f"Task({self.name!r}).activation: unknown activation {self.activation!r}.") from err
+        object.__setattr__(self, "missing_label", _missing_label(self.missing_label, f"Task({self.name!r}).missing_label"))
         metrics = (self.metrics,) if isinstance(self.metrics, str) else tuple(self.metrics)
         object.__setattr__(self, "metrics", metrics)
         self.keras_loss()  # fail now, not at compile time
@@ -120,6 +128,7 @@ class Task:
             "weight": self.weight,
             "activation": self.activation,
             "metrics": [m if isinstance(m, str) else keras.saving.serialize_keras_object(m) for m in self.metrics],
+            "missing_label": self.missing_label,
         }
 
     @classmethod
@@ -131,6 +140,21 @@ class Task:
             m if isinstance(m, str) else keras.saving.deserialize_keras_object(m) for m in config.get("metrics", ())
         )
         return cls(**config)
+
+
+def _missing_label(value: Any, name: str) -> Any:
+    """'auto', None, 'nan' (float NaN is stored so, JSON has no NaN) or a finite number."""
+    if value is None or value == "auto":
+        return value
+    if isinstance(value, str):
+        if value.lower() == "nan":
+            return "nan"
+    elif isinstance(value, numbers.Real) and not isinstance(value, bool):
+        if value != value:  # NaN
+            return "nan"
+        if abs(float(value)) != float("inf"):
+            return int(value) if float(value).is_integer() else float(value)
+    raise ValueError(f"`{name}` must be 'auto', None, NaN or a finite number (the label value that marks a missing label), got {value!r}.")
 
 
 def validate_tasks(tasks: Any) -> tuple[Task, ...]:

@@ -121,9 +121,21 @@ def compile_for_tasks(
     model: keras.Model, tasks: Sequence[Task], optimizer: Any, learning_rate: float | None, *,
     weighting: Any = "static", **kwargs: Any,
 ) -> None:
-    """Compile with L = Σ_t λ_t · mean L_t: one loss, weight and metric list per task output."""
-    if weighting != "static":  # TODO(issue 10): the weighting integration replaces this guard
-        raise ValueError(f"`weighting`: only 'static' is available so far, got {weighting!r}.")
+    """Compile with one loss, λ_t and metric list per task output, combined by `weighting`.
+
+    `weighting` is a method name from `mk.weighting.names()` (static: L = Σ_t λ_t · mean L_t) or an
+    `mk.weighting.Weighting` instance; it is set on the model before `compile` so that a method with
+    learned state (uncertainty's log σ²) is trained by the same optimizer.
+    """
+    from mtmm_keras.weighting import get as get_weighting
+
+    method = get_weighting(weighting)  # ValueError/TypeError naming `weighting` and the valid names
+    if hasattr(model, "set_weighting"):
+        model.set_weighting(method)
+    elif method.method_name != "static":
+        raise TypeError(
+            f"`weighting` {method.method_name!r} needs an mk.models.MultiTaskModel; got {type(model).__name__}."
+        )
     model.compile(
         optimizer=make_optimizer(optimizer, learning_rate),
         loss={t.name: t.keras_loss() for t in tasks},

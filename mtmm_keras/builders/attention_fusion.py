@@ -27,6 +27,7 @@ def attention_fusion(
     dropout: float = 0.0,
     optimizer: Any = "adam",
     learning_rate: float | None = None,
+    weighting: Any = "static",
     compile: bool = True,
     name: str = "attention_fusion",
     **compile_kwargs: Any,
@@ -62,7 +63,7 @@ def attention_fusion(
     model = MultiTaskModel(inputs, outputs, name=name)
     model.set_tasks(tasks)
     if compile:
-        _common.compile_for_tasks(model, tasks, optimizer, learning_rate, **compile_kwargs)
+        _common.compile_for_tasks(model, tasks, optimizer, learning_rate, weighting=weighting, **compile_kwargs)
     return model
 
 

@@ -21,6 +21,7 @@ def hard_sharing(
     dropout: float = 0.0,
     optimizer: Any = "adam",
     learning_rate: float | None = None,
+    weighting: Any = "static",
     compile: bool = True,
     name: str = "hard_sharing",
     **compile_kwargs: Any,
@@ -43,5 +44,5 @@ def hard_sharing(
     model.set_tasks(tasks)
     # 3.–4. every task's loss, weighted by λ_t, summed and optimised jointly
     if compile:
-        _common.compile_for_tasks(model, tasks, optimizer, learning_rate, **compile_kwargs)
+        _common.compile_for_tasks(model, tasks, optimizer, learning_rate, weighting=weighting, **compile_kwargs)
     return model

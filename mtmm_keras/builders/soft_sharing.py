@@ -23,6 +23,7 @@ def soft_sharing(
     activation: str = "relu",
     optimizer: Any = "adam",
     learning_rate: float | None = None,
+    weighting: Any = "static",
     compile: bool = True,
     name: str = "soft_sharing",
     **compile_kwargs: Any,
@@ -59,5 +60,5 @@ def soft_sharing(
     model.set_tasks(tasks)
     # 4. Σ λ_t L_t from compile; α·Ω arrives through the layers' regularization losses
     if compile:
-        _common.compile_for_tasks(model, tasks, optimizer, learning_rate, **compile_kwargs)
+        _common.compile_for_tasks(model, tasks, optimizer, learning_rate, weighting=weighting, **compile_kwargs)
     return model

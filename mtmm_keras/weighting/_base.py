@@ -6,7 +6,12 @@ Two kinds, as in TorchJD (weighting separate from aggregation) and LibMTL (one f
   `[T]` into one scalar to differentiate, and returns the weights it used;
 * gradient level (`level = "gradient"`): `gramian_weights(gramian)` turns the Gramian G = J Jᵀ
   `[T, T]` of the per-task gradients over the shared parameters into weights w `[T]`; the model's
-  train step applies the combined gradient wᵀ J to the shared parameters.
+  train step applies the combined gradient wᵀ J to the shared parameters (`aggregate(gramian,
+  task_losses)` is what the step calls; by default it is `gramian_weights`).
+
+The model hands a method the λ-scaled task losses λ_t·L_t (λ_t = `Task.weight`, each L_t a mean over
+the rows where the task's label is present), or the Jacobian of those; the weights a method returns
+multiply them, so `history["weight/<task>"]` reports λ_t·w_t. Static weighting returns ones.
 
 A method is a registered Keras layer so that its state (a learned log σ², a loss history) lives in
 Keras variables that `model.save` writes and `load_model` restores, and its arguments round-trip
@@ -85,6 +90,12 @@ class Weighting(keras.layers.Layer):
     def gramian_weights(self, gramian: Any) -> Any:
         """Gradient level: weights `[T]` from the Gramian `[T, T]` of the per-task gradients."""
         raise NotImplementedError(f"{type(self).__name__} is a {self.level}-level method; it has no gramian_weights().")
+
+    def aggregate(self, gramian: Any, task_losses: Any) -> Any:
+        """Gradient level, as the model's train step calls it: weights `[T]` from the Gramian and the
+        λ-scaled per-task losses `[T]`. The default ignores the losses (`gramian_weights`); a method
+        that needs them (GradNorm's loss ratios) overrides this."""
+        return self.gramian_weights(gramian)
 
     def on_epoch_end(self, epoch_task_losses: Sequence[float]) -> None:
         """Called by `fit` after each epoch with that epoch's mean per-task losses (DWA uses it)."""
