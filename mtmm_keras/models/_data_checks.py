@@ -219,6 +219,25 @@ def _task_losses(model: Any, names: list[str]) -> dict[str, Any] | None:
     return {name: loss for name in names}
 
 
+def _present_rows(model: Any, task: str, array: np.ndarray, loss: Any) -> np.ndarray | None:
+    """Rows where the task's label is present (its `Task.missing_label` marker, see
+    `mtmm_keras.models._task_losses`), or None when every row counts (no marker for this task)."""
+    from mtmm_keras.models._task_losses import missing_rule
+
+    if not getattr(model, "task_configs", None) or array.ndim == 0 or array.dtype.kind not in "biuf":
+        return None
+    setting = next((c.get("missing_label", "auto") for c in model.task_configs if c.get("name") == task), "auto")
+    nan, value = missing_rule(setting, loss)
+    missing = np.zeros(array.shape, dtype=bool)
+    if nan and array.dtype.kind == "f":
+        missing |= np.isnan(array)
+    if value is not None:
+        missing |= array == value
+    if not missing.any():
+        return None
+    return ~missing.reshape(len(array), -1).any(axis=1)
+
+
 def _check_task_labels(task: str, array: np.ndarray, output: Any, loss: Any) -> None:
     kind = _loss_kind(loss)
     if kind is None or len(output.shape) != 2 or output.shape[1] is None:
@@ -264,7 +283,7 @@ def _check_task_labels(task: str, array: np.ndarray, output: Any, loss: Any) -> 
         )
 
 
-def _named_labels(model: Any, y: Any) -> list[tuple[str, np.ndarray]]:
+def _named_labels(model: Any, y: Any, present: dict[str, np.ndarray] | None = None) -> list[tuple[str, np.ndarray]]:
     """(description, array) for each numpy label array; label structure and per-task checks on the way."""
     outputs = getattr(model, "output", None) if not getattr(model, "_is_joint_embedding", False) else None
     if isinstance(outputs, dict):
@@ -295,9 +314,14 @@ def _named_labels(model: Any, y: Any) -> list[tuple[str, np.ndarray]]:
                 if not _is_array(value):
                     continue
                 _check_dtype(f"Labels for task {key!r}", value, "numbers")
+                description = f"labels of task {key!r}"
                 if losses is not None and key in losses:
-                    _check_task_labels(key, value, outputs[key], losses[key])
-                named.append((f"labels of task {key!r}", value))
+                    rows = _present_rows(model, key, value, losses[key])
+                    if rows is not None and present is not None:
+                        present[description] = rows
+                    # values are checked on the rows where the label is present; missing ones are markers
+                    _check_task_labels(key, value if rows is None else value[rows], outputs[key], losses[key])
+                named.append((description, value))
             return named
         if isinstance(y, (list, tuple)) and len(y) != len(names):
             raise ValueError(
@@ -379,11 +403,12 @@ def check(model: Any, x: Any, y: Any = None, sample_weight: Any = None, *, call:
     for description, array, spec in inputs:
         _check_dtype(description, array, str(spec.dtype) if spec is not None else "numbers")
     named: list[tuple[str, np.ndarray]] = [(d, a) for d, a, _ in inputs]
+    present: dict[str, np.ndarray] = {}  # label description -> rows where that task's label is present
     if labelled:
         if getattr(model, "_is_joint_embedding", False):
             _check_pairwise_labels(model, y)
         if y is not None and is_in_memory(y):
-            named += _named_labels(model, y)
+            named += _named_labels(model, y, present)
         if sample_weight is not None and is_in_memory(sample_weight):
             named += [(f"`sample_weight`{name[len('sample_weight'):]}", value)
                       for name, value in _flat_arrays(sample_weight, "sample_weight")]
@@ -394,5 +419,13 @@ def check(model: Any, x: Any, y: Any = None, sample_weight: Any = None, *, call:
         _check_input_shape(description, array, spec)
         if "int" in str(spec.dtype):
             _check_integer_input(model, description, array, spec)
+    if call == "fit":
+        for description, rows in present.items():
+            if not rows.any():
+                raise ValueError(
+                    f"The {description} are all missing (every row holds the task's missing-label marker), so "
+                    "the task cannot be trained; drop the task or give it labels."
+                )
     if finite:
-        _check_finite(named)
+        # Missing labels may be NaN by design: only the rows where a task's label is present must be finite.
+        _check_finite([(d, a[present[d]] if d in present else a) for d, a in named])
