@@ -40,9 +40,10 @@ class Task:
 
     `missing_label` marks rows whose label for this task is unknown; the task's loss and metrics
     average over the other rows only (a multi-task data set rarely has every label for every row).
-    "auto" (default): NaN, and also −1 when the loss takes class labels (sparse categorical or
-    binary cross-entropy); a number: exactly that value (e.g. -100); None: labels are never missing
-    (NaN labels are refused by `fit`). A row is missing when any of its label values is the marker.
+    "auto" (default): NaN, and also −1 when the loss takes sparse class ids (sparse categorical
+    cross-entropy; binary labels of −1 stay an error); a number: exactly that value (e.g. -100);
+    None: labels are never missing (NaN labels are refused by `fit`). A row is missing when any of
+    its label values is the marker.
     """
 
     name: str

@@ -1,8 +1,9 @@
 """Per-task losses with missing labels: the pieces `MultiTaskModel`'s loss, metrics and train steps share.
 
 A task's label may be missing in any row. The missing marker is `Task.missing_label`: "auto" (the
-default) means NaN for any task, and also −1 for tasks trained with a class-label loss (sparse
-categorical or binary cross-entropy); a number means exactly that value; None means labels are never
+default) means NaN for any task, and also −1 for tasks trained with sparse class ids (a sparse
+categorical loss; not binary cross-entropy, where −1/1 labels are a common mistake that must be
+refused, not silently dropped); a number means exactly that value; None means labels are never
 missing. A row counts as missing for a task when any of its label values is the marker. Each task's
 loss is the mean of its per-row losses over the rows where its label is present:
 
@@ -23,7 +24,6 @@ from typing import Any, Sequence
 import keras
 from keras import ops
 
-SPARSE_OR_BINARY = ("sparse", "binary")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +55,7 @@ def missing_rule(missing_label: Any, loss: Any) -> tuple[bool, float | None]:
         return False, None
     if isinstance(missing_label, str):
         if missing_label == "auto":
-            return True, (-1.0 if _loss_kind(loss) in SPARSE_OR_BINARY else None)
+            return True, (-1.0 if _loss_kind(loss) == "sparse" else None)
         if missing_label.lower() == "nan":
             return True, None
         raise ValueError(f"`missing_label`: expected 'auto', None or a number, got {missing_label!r}.")

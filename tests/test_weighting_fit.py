@@ -1,0 +1,168 @@
+"""Loss balancing and gradient aggregation inside plain `model.fit` (backend-neutral: TF and JAX).
+
+The methods are checked against NumPy versions of their papers' formulas; static weighting against
+Keras's own compiled multi-output loss; a gradient-level method that returns w = 1 against static."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+import mtmm_keras as mk
+from mtmm_keras.weighting.dwa import dwa_weights
+
+LAMBDAS = {"a": 1.0, "b": 0.5, "c": 2.0}
+
+
+def _tasks():
+    return [
+        mk.Task("a", 1),
+        mk.Task("b", 3, loss="sparse_categorical_crossentropy", weight=0.5, metrics=["accuracy"]),
+        mk.Task("c", 1, weight=2.0, metrics=["mae"]),
+    ]
+
+
+@pytest.fixture
+def data(rng):
+    x = rng.normal(size=(64, 6)).astype("float32")
+    y = {"a": rng.normal(size=(64, 1)).astype("float32"), "b": rng.integers(0, 3, size=(64,)),
+         "c": rng.normal(size=(64, 1)).astype("float32")}
+    return x, y
+
+
+def _model(weighting="static", **kwargs):
+    keras.utils.set_random_seed(1)
+    return mk.builders.hard_sharing((6,), _tasks(), (8,), weighting=weighting, **kwargs)
+
+
+def test_static_is_keras_compiled_loss_exactly(data):
+    x, y = data
+    model, twin = _model(), _model()
+    plain = keras.Model(twin.inputs, twin.outputs)  # Keras's own Model on a copy of the same layers and weights
+    plain.set_weights(model.get_weights())
+    tasks = _tasks()
+    plain.compile(optimizer="adam", loss={t.name: t.keras_loss() for t in tasks},
+                  loss_weights={t.name: t.weight for t in tasks}, metrics={t.name: t.keras_metrics() for t in tasks},
+                  steps_per_execution=4)
+    ours = model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0).history
+    theirs = plain.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0).history
+    for key, values in theirs.items():
+        np.testing.assert_allclose(ours[key], values, rtol=1e-6, err_msg=key)
+    for got, want in zip(model.get_weights(), plain.get_weights()):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    for name, lam in LAMBDAS.items():
+        assert ours[f"weight/{name}"] == [lam, lam]
+
+
+@pytest.mark.parametrize("method", ["static", "uncertainty", "dwa", "rlw"])
+def test_loss_level_methods_train_with_validation_and_log_weights(method, data):
+    x, y = data
+    model = _model(method)
+    history = model.fit(x, y, batch_size=16, epochs=3, verbose=0, validation_data=(x, y)).history
+    for name in LAMBDAS:
+        for key in (f"weight/{name}", f"val_weight/{name}", f"{name}_loss", f"val_{name}_loss"):
+            assert len(history[key]) == 3 and np.all(np.isfinite(history[key])), key
+    assert history["loss"][-1] < history["loss"][0] or method == "rlw"
+
+
+def test_uncertainty_matches_kendall_and_learns_sigma(data):
+    x, y = data
+    method = mk.weighting.get("uncertainty")
+    method.build_for_tasks(3)
+    s = np.array([0.3, -0.2, 0.1], "float32")
+    method.log_variance.assign(s)
+    losses = np.array([1.5, 0.7, 2.0], "float32")
+    total, weights = method.combine(ops.convert_to_tensor(losses))
+    np.testing.assert_allclose(float(total), np.sum(0.5 * np.exp(-s) * losses + 0.5 * s), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(weights), 0.5 * np.exp(-s), rtol=1e-6)
+    model = _model("uncertainty")
+    before = np.asarray(model.weighting.log_variance).copy()
+    history = model.fit(x, y, batch_size=16, epochs=2, verbose=0).history
+    after = np.asarray(model.weighting.log_variance)
+    assert np.all(np.abs(after - before) > 1e-4)  # trained by the model's optimizer
+    lambdas = np.array(list(LAMBDAS.values()))
+    np.testing.assert_allclose([history[f"weight/{n}"][-1] for n in LAMBDAS], lambdas * 0.5 * np.exp(-after),
+                               rtol=0.05)  # the epoch mean of a weight that moved a little during the epoch
+
+
+def test_dwa_weights_follow_liu_et_al(data):
+    x, y = data
+    np.testing.assert_allclose(dwa_weights([1, 2], [2, 2], 2.0), 2 * np.exp([0.25, 0.5]) / np.exp([0.25, 0.5]).sum())
+    model = _model("dwa")
+    history = model.fit(x, y, batch_size=16, epochs=4, verbose=0).history
+    lambdas = np.array(list(LAMBDAS.values()))
+    for epoch in (0, 1):
+        np.testing.assert_allclose([history[f"weight/{n}"][epoch] for n in LAMBDAS], lambdas)
+    for epoch in (2, 3):
+        previous = [history[f"{n}_loss"][epoch - 1] for n in LAMBDAS]
+        before = [history[f"{n}_loss"][epoch - 2] for n in LAMBDAS]
+        np.testing.assert_allclose([history[f"weight/{n}"][epoch] for n in LAMBDAS],
+                                   lambdas * dwa_weights(previous, before, 2.0), rtol=1e-5)
+
+
+def test_rlw_weights_are_a_softmax_of_standard_normals():
+    method = mk.weighting.get("rlw", seed=3)
+    method.build_for_tasks(3)
+    draws = np.stack([np.asarray(method.combine(ops.ones((3,)))[1]) for _ in range(400)])
+    np.testing.assert_allclose(draws.sum(axis=1), 1.0, rtol=1e-5)
+    assert np.all(draws > 0) and draws.std(axis=0).min() > 0.05
+    log_ratio = np.log(draws[:, 0] / draws[:, 1])  # ε_0 − ε_1 ~ N(0, 2)
+    assert abs(log_ratio.mean()) < 0.25 and 1.6 < log_ratio.var() < 2.5
+    _, weights = method.combine(ops.ones((3,)), training=False)
+    np.testing.assert_allclose(np.asarray(weights), 1 / 3)
+
+
+class _Ones(mk.weighting.Weighting):
+    """A gradient-level method whose weights are 1: its step must be static weighting's."""
+
+    level = "gradient"
+
+    def gramian_weights(self, gramian):
+        return ops.ones((gramian.shape[0],))
+
+
+def test_gradient_level_with_unit_weights_trains_like_static(data):
+    x, y = data
+    static, ones = _model("static", optimizer="sgd", learning_rate=0.05), _model(_Ones(), optimizer="sgd",
+                                                                                  learning_rate=0.05)
+    ones.set_weights(static.get_weights())
+    assert [v.path for v in ones.shared_variables()] == [v.path for v in ones.trainable_variables[:2]]  # the trunk
+    a = static.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0).history
+    b = ones.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0, validation_data=(x, y)).history
+    for got, want in zip(ones.get_weights(), static.get_weights()):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(b["loss"], a["loss"], rtol=1e-5)
+    assert b["weight/b"] == [0.5, 0.5] and "val_loss" in b
+
+
+def test_gradient_level_method_gets_the_gramian_of_the_shared_gradients(data):
+    """G handed to the method equals J Jᵀ of the λ-scaled task gradients over the trunk, computed by hand."""
+    from test_missing_labels import _gradients
+
+    x, y = data
+    x, y = x[:16], {k: v[:16] for k, v in y.items()}
+    seen = {}
+
+    class Record(_Ones):
+        def gramian_weights(self, gramian):
+            seen["g"] = np.asarray(gramian)
+            return ops.ones((gramian.shape[0],))
+
+    model = _model(Record(), optimizer=keras.optimizers.SGD(1e-3), run_eagerly=True)
+    losses = {t.name: t.keras_loss() for t in _tasks()}
+    rows = []
+    for name, lam in LAMBDAS.items():
+        grads = _gradients(model, lambda: lam * ops.mean(losses[name](y[name], model(x, training=True)[name])))
+        rows.append(np.concatenate([g.reshape(-1) for g in grads[:2]]))  # the trunk's kernel and bias
+    jacobian = np.stack(rows)
+    model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    np.testing.assert_allclose(seen["g"], jacobian @ jacobian.T, rtol=1e-4, atol=1e-7)
+
+
+def test_unknown_weighting_is_refused_with_the_valid_names():
+    with pytest.raises(ValueError, match="`weighting`: unknown method 'nope'; valid names: .*dwa.*static"):
+        _model("nope")
+    with pytest.raises(TypeError, match="`weighting` must be a method name"):
+        _model(3)
