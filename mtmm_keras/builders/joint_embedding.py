@@ -6,7 +6,7 @@ from typing import Any
 
 import keras
 
-from mtmm_keras import _checks, losses
+from mtmm_keras import _checks, distribute, losses
 from mtmm_keras.builders import _common
 from mtmm_keras.models import JointEmbeddingModel
 
@@ -33,6 +33,9 @@ def joint_embedding(
     "<modality>_tower" (see `tower(model, modality)`). Step 2: s = ⟨f_m(x), f_n(y)⟩. Step 3: `loss`
     ("max_margin" (default), "hardest_negative", "contrastive", "cosine_embedding" or a Loss
     instance) on in-batch negatives, or on labelled pairs for the cosine-embedding loss.
+
+    Built inside a `tf.distribute` strategy scope, it compiles with settings that work there and its
+    loss sees the global batch's negatives on every replica (see `JointEmbeddingModel`).
     """
     _checks.one_of(similarity, "similarity", SIMILARITIES)
     loss_fn = losses.get(loss)
@@ -56,11 +59,15 @@ def joint_embedding(
     model = JointEmbeddingModel(inputs, outputs, name=name)
     # 2.–3. similarity and loss live in JointEmbeddingModel.compute_loss
     if compile:
-        model.compile(
-            optimizer=_common.make_optimizer(optimizer, learning_rate),
-            loss=loss_fn,
-            **_common.compile_kwargs_with_defaults(compile_kwargs),
-        )
+        # the builders' defaults, with what a tf.distribute strategy needs laid over them (the model
+        # built in a strategy scope: one step per execution, no XLA; see mk.distribute.compile_defaults);
+        # the caller's own arguments win over both
+        settings = {
+            **_common.compile_kwargs_with_defaults({}),
+            **distribute.compile_defaults(model),
+            **compile_kwargs,
+        }
+        model.compile(optimizer=_common.make_optimizer(optimizer, learning_rate), loss=loss_fn, **settings)
     return model
 
 

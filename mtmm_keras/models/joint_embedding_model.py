@@ -8,7 +8,14 @@ from typing import Any
 import keras
 from keras import ops
 
+from mtmm_keras.distribute import gather, scaling
 from mtmm_keras.models.in_memory_fit import InMemoryFitMixin
+
+# Reductions whose result Keras's `Loss.__call__` already divides by the replica count under
+# `tf.distribute` (keras/src/losses/loss.py `reduce_values` -> `scale_loss_for_distribution`); the
+# others ("sum", "none") are summed over replicas as they are, so we divide them ourselves.
+_KERAS_SCALED_REDUCTIONS = ("sum_over_batch_size", "mean", "mean_with_sample_weight")
+
 
 @keras.saving.register_keras_serializable(package="mtmm")
 class JointEmbeddingModel(InMemoryFitMixin, keras.Model):
@@ -20,6 +27,13 @@ class JointEmbeddingModel(InMemoryFitMixin, keras.Model):
       matching pairs and every other item is an in-batch negative. `y` may give group ids so that
       items of the same group are not counted as negatives; `fit(x)` with no `y` uses one group per row.
     - a pairwise loss (`CosineEmbeddingLoss`, two modalities): row i is a pair with label `y[i]` ∈ {1, −1}.
+
+    Across replicas (`tf.distribute`) the loss is the one-device loss of the global batch: each
+    replica gathers every replica's embeddings, group ids and sample weights
+    (`mk.distribute.all_gather_rows`, gradients flowing back to the rows' own replica), so every
+    anchor meets the global batch's negatives; each replica's loss is its share of that global loss
+    (the trainer sums replicas' gradients), and the regularization losses are shared the same way.
+    On one device, and on JAX's DataParallel (one step over the global batch), nothing changes.
     """
 
     _is_joint_embedding = True  # `y` holds group ids or pair labels, not one array per output
@@ -29,6 +43,11 @@ class JointEmbeddingModel(InMemoryFitMixin, keras.Model):
         if loss_fn is None:
             raise ValueError("JointEmbeddingModel needs `compile(loss=...)`, e.g. mk.losses.MaxMarginRankingLoss().")
         embeddings = [y_pred[name] for name in y_pred] if isinstance(y_pred, dict) else list(y_pred)
+        replicas = scaling.num_replicas()
+        if replicas > 1:  # the global batch on every replica: in-batch negatives span all replicas
+            embeddings = [gather.all_gather_rows(e) for e in embeddings]
+            y = None if y is None else gather.all_gather_rows(ops.stop_gradient(y))
+            sample_weight = None if sample_weight is None else gather.all_gather_rows(ops.stop_gradient(sample_weight))
         if getattr(loss_fn, "pairwise", False):
             if len(embeddings) != 2:
                 raise ValueError(f"A pairwise loss needs exactly 2 modalities, the model has {len(embeddings)}.")
@@ -40,6 +59,9 @@ class JointEmbeddingModel(InMemoryFitMixin, keras.Model):
             total = 0.0
             for a, b in itertools.combinations(embeddings, 2):
                 total = total + loss_fn(group_ids, ops.matmul(a, ops.transpose(b)), sample_weight)
-        for extra in self.losses:
-            total = total + ops.cast(extra, "float32")
+        if replicas > 1 and getattr(loss_fn, "reduction", None) not in _KERAS_SCALED_REDUCTIONS:
+            # every replica computed the whole global loss: its share is 1/replicas of it
+            total = scaling.scale_for_replicas(total)
+        for extra in self.losses:  # computed in full on every replica (mirrored weights): share it too
+            total = total + scaling.scale_for_replicas(ops.cast(extra, "float32"))
         return total

@@ -1,0 +1,24 @@
+"""Training past one device: strategy-aware compile defaults and cross-replica gathers.
+
+- `model_strategy(model)` — the `tf.distribute` strategy a model was built in (or is used under), or None.
+- `compile_defaults(model)` — the builder compile settings that must change under that strategy.
+- `all_gather_rows(x)` / `local_rows_start(x)` — the global batch from inside a replica, gradients
+  flowing back to each replica's own rows; the identity on one device and on JAX's DataParallel
+  (whose step already sees the global batch).
+- `num_replicas()` / `scale_for_replicas(value)` — the per-replica share of a value summed over replicas.
+"""
+
+from __future__ import annotations
+
+from mtmm_keras.distribute.gather import all_gather_rows, local_rows_start
+from mtmm_keras.distribute.scaling import num_replicas, scale_for_replicas
+from mtmm_keras.distribute.strategy import compile_defaults, model_strategy
+
+__all__ = [
+    "all_gather_rows",
+    "compile_defaults",
+    "local_rows_start",
+    "model_strategy",
+    "num_replicas",
+    "scale_for_replicas",
+]

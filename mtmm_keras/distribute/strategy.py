@@ -1,0 +1,65 @@
+"""Which `tf.distribute` strategy a model trains under, and the compile settings that work there."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+
+# Compile settings the builders' defaults (`builders._common.COMPILE_DEFAULTS`) must give up under a
+# `tf.distribute` strategy, measured with Keras 3.15 / TensorFlow 2.21 on MirroredStrategy:
+# - steps_per_execution > 1 fails in Keras's multi-step loop under any strategy, a plain
+#   keras.Model included: "InvalidArgumentError: You must feed a value for placeholder tensor
+#   '.../while/cond/Placeholder_1'".
+# - jit_compile=True (forced for soft sharing's stacked towers) fails: "Trying to access resource
+#   towers_dense1/kernel/replica_1 ... from device CPU:0". Keras's own "auto" already turns XLA off
+#   under tf.distribute (Trainer._resolve_auto_jit_compile); False says so explicitly.
+TF_DISTRIBUTE_COMPILE: dict[str, Any] = {"steps_per_execution": 1, "jit_compile": False}
+
+
+def model_strategy(model: keras.Model | None = None) -> Any:
+    """The `tf.distribute.Strategy` `model` trains under, or None (one device, or not TensorFlow).
+
+    That is the strategy whose scope the model was created in — also when asked outside that scope,
+    e.g. for `fit` called after the `with strategy.scope():` block — else the strategy of the scope
+    we are in now (`model=None`: only the latter). JAX/torch (`keras.distribution`) give None: their
+    data parallelism needs no strategy-specific settings.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return None
+    import tensorflow as tf
+
+    if model is not None:
+        # Keras's TF trainer records `tf.distribute.get_strategy()` in `_distribute_strategy` when the
+        # model is created inside a strategy scope (None otherwise). An internal: a Keras without it
+        # falls back to the variables, which a strategy creates as distributed values.
+        built_in = getattr(model, "_distribute_strategy", None)
+        if built_in is None and not hasattr(model, "_distribute_strategy"):
+            built_in = _variables_strategy(model)
+        if built_in is not None:
+            return built_in
+    return tf.distribute.get_strategy() if tf.distribute.has_strategy() else None
+
+
+def _variables_strategy(model: keras.Model) -> Any:
+    """The strategy that created the model's (first) variable, or None for plain variables."""
+    import tensorflow as tf
+
+    for variable in getattr(model, "variables", ()):
+        value = getattr(variable, "value", variable)
+        if isinstance(value, tf.distribute.DistributedValues):
+            return getattr(value, "distribute_strategy", None) or getattr(value, "_distribute_strategy", None)
+        return None
+    return None
+
+
+def compile_defaults(model: keras.Model | None = None) -> dict[str, Any]:
+    """Compile settings to lay over the builders' defaults for `model` (empty when none are needed).
+
+    Under a `tf.distribute` strategy (see `model_strategy`): one step per execution and no forced
+    XLA (`TF_DISTRIBUTE_COMPILE`; both fail there, see the comment above it). Arguments the caller
+    passes to the builder still win over these.
+    """
+    if model_strategy(model) is not None:
+        return dict(TF_DISTRIBUTE_COMPILE)
+    return {}
