@@ -166,3 +166,27 @@ def test_unknown_weighting_is_refused_with_the_valid_names():
         _model("nope")
     with pytest.raises(TypeError, match="`weighting` must be a method name"):
         _model(3)
+
+
+def test_gradnorm_step_matches_chen_et_al_and_trains(data):
+    from mtmm_keras.weighting.gradnorm import gradnorm_step
+
+    method = mk.weighting.get("gradnorm", alpha=1.5, learning_rate=0.1)
+    method.build_for_tasks(3)
+    rng = np.random.default_rng(4)
+    jacobian = rng.normal(size=(3, 7)).astype("float32") * np.array([[1.0], [3.0], [0.3]], "float32")
+    gramian = jacobian @ jacobian.T
+    norms = np.linalg.norm(jacobian, axis=1)
+    first, second = np.array([2.0, 1.0, 0.5], "float32"), np.array([1.5, 0.9, 0.2], "float32")
+    w0 = np.asarray(method.aggregate(ops.convert_to_tensor(gramian), ops.convert_to_tensor(first)))
+    np.testing.assert_allclose(w0, 1.0)  # w(0) = 1; L(0) is recorded
+    w1 = gradnorm_step(np.ones(3), norms, first, first, 1.5, 0.1)
+    np.testing.assert_allclose(np.asarray(method.loss_weights), w1, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(method.aggregate(ops.convert_to_tensor(gramian),
+                                                           ops.convert_to_tensor(second))), w1, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(method.loss_weights), gradnorm_step(w1, norms, second, first, 1.5, 0.1),
+                               rtol=1e-5)
+    x, y = data
+    history = _model("gradnorm").fit(x, y, batch_size=16, epochs=2, verbose=0).history
+    weights = np.array([history[f"weight/{n}"][-1] for n in LAMBDAS]) / np.array(list(LAMBDAS.values()))
+    assert np.all(np.isfinite(weights)) and not np.allclose(weights, 1.0)
