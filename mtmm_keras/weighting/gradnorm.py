@@ -60,7 +60,7 @@ class GradNorm(Weighting):
         losses = ops.cast(task_losses, "float32")
         norms = ops.sqrt(ops.maximum(ops.diagonal(ops.cast(gramian, "float32")), 0.0))
         weights = ops.add(self.loss_weights, 0.0)  # a read now, before the assign below
-        initial = ops.where(self.steps > 0, self.initial_losses, losses)
+        initial = ops.where(self.steps > 0, ops.convert_to_tensor(self.initial_losses), losses)
         ratios = losses / ops.maximum(initial, 1e-12)
         relative = ratios / ops.maximum(ops.mean(ratios), 1e-12)
         scaled_norms = weights * norms
