@@ -42,8 +42,8 @@ class Task:
     average over the other rows only (a multi-task data set rarely has every label for every row).
     "auto" (default): NaN, and also −1 when the loss takes sparse class ids (sparse categorical
     cross-entropy; binary labels of −1 stay an error); a number: exactly that value (e.g. -100);
-    None: labels are never missing (NaN labels are refused by `fit`). A row is missing when any of
-    its label values is the marker.
+    None: labels are never missing (NaN labels are refused by `fit`). A row is missing when all of
+    its label values are the marker (NaN in only some of a row's values is refused by `fit`).
     """
 
     name: str

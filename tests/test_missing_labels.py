@@ -138,3 +138,20 @@ def test_task_missing_label_setting_round_trips_and_is_checked():
     for bad in ("none", float("inf"), True, [1]):
         with pytest.raises(ValueError, match=r"Task\('a'\).missing_label"):
             mk.Task("a", 1, missing_label=bad)
+
+
+def test_zoo_evaluation_skips_missing_labels():
+    from mtmm_keras.zoo import evaluation
+
+    class _Model:  # predict() only: what task_metrics reads
+        def predict(self, x, **kwargs):
+            return {"r": np.array([[1.0], [5.0], [2.0]]), "c": np.array([[0.9, 0.1], [0.2, 0.8], [0.1, 0.9]])}
+
+    class _Input:
+        name = "features"
+
+    _Model.inputs = [_Input()]
+    recipe = {"tasks": [{"name": "r", "loss": "mse"}, {"name": "c", "loss": "sparse_categorical_crossentropy"}]}
+    y = {"r": np.array([[1.0], [np.nan], [4.0]]), "c": np.array([0, 1, -1])}
+    metrics = evaluation.task_metrics(_Model(), recipe, {"features": np.zeros((3, 1))}, y)
+    assert metrics == {"r_rmse": pytest.approx(np.sqrt(2.0)), "c_accuracy": 1.0}

@@ -28,6 +28,19 @@ def _model_inputs(model: keras.Model, x: dict) -> Any:
     return x[names[0]] if len(names) == 1 else {n: x[n] for n in names}
 
 
+def present_rows(truth: np.ndarray, task: dict[str, Any]) -> np.ndarray:
+    """Rows whose label for `task` is present, by the rule training uses (`Task.missing_label`)."""
+    from mtmm_keras.models._task_losses import missing_rule
+
+    nan, value = missing_rule(task.get("missing_label", "auto"), task.get("loss", "mse"))
+    missing = np.zeros(truth.shape, dtype=bool)
+    if nan and truth.dtype.kind == "f":
+        missing |= np.isnan(truth)
+    if value is not None:
+        missing |= truth == value
+    return ~missing.reshape(len(truth), -1).all(axis=1) if truth.ndim else np.ones((), bool)
+
+
 def task_metrics(model: keras.Model, recipe: dict[str, Any], x: dict, y: dict) -> dict[str, float]:
     """accuracy (classification heads) or rmse (regression heads) for each task on (x, y)."""
     predictions = model.predict(_model_inputs(model, x), batch_size=256, verbose=0)
@@ -35,6 +48,8 @@ def task_metrics(model: keras.Model, recipe: dict[str, Any], x: dict, y: dict) -
     for task in recipe["tasks"]:
         name, pred, truth = task["name"], predictions[task["name"]], np.asarray(y[task["name"]])
         loss = str(task.get("loss", "")).lower()
+        present = present_rows(truth, task)  # missing labels count in no metric, as in training
+        pred, truth = pred[present], truth[present]
         if "categorical_crossentropy" in loss:
             metrics[f"{name}_accuracy"] = float((pred.argmax(-1) == truth.reshape(-1)).mean())
         elif "binary_crossentropy" in loss:

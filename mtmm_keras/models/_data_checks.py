@@ -224,7 +224,7 @@ def _present_rows(model: Any, task: str, array: np.ndarray, loss: Any) -> np.nda
     `mtmm_keras.models._task_losses`), or None when every row counts (no marker for this task)."""
     from mtmm_keras.models._task_losses import missing_rule
 
-    if not getattr(model, "task_configs", None) or array.ndim == 0 or array.dtype.kind not in "biuf":
+    if not getattr(model, "task_configs", None) or array.ndim == 0 or array.size == 0 or array.dtype.kind not in "biuf":
         return None
     setting = next((c.get("missing_label", "auto") for c in model.task_configs if c.get("name") == task), "auto")
     nan, value = missing_rule(setting, loss)
@@ -233,9 +233,10 @@ def _present_rows(model: Any, task: str, array: np.ndarray, loss: Any) -> np.nda
         missing |= np.isnan(array)
     if value is not None:
         missing |= array == value
-    if not missing.any():
+    missing_rows = missing.reshape(len(array), -1).all(axis=1)
+    if not missing_rows.any():
         return None
-    return ~missing.reshape(len(array), -1).any(axis=1)
+    return ~missing_rows
 
 
 def _check_task_labels(task: str, array: np.ndarray, output: Any, loss: Any) -> None:
@@ -390,6 +391,13 @@ def _check_finite(named: list[tuple[str, np.ndarray]]) -> None:
         )
 
 
+def _zero_rows(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """A copy of `array` with `rows` set to 0 (row numbers in messages stay those of the user's array)."""
+    copy = np.array(array, copy=True)
+    copy[rows] = 0
+    return copy
+
+
 def check(model: Any, x: Any, y: Any = None, sample_weight: Any = None, *, call: str, labelled: bool,
           finite: bool = False) -> None:
     """Validate in-memory `x` (and `y`, `sample_weight` when `labelled`) for `call` ('fit', 'evaluate', ...);
@@ -428,4 +436,4 @@ def check(model: Any, x: Any, y: Any = None, sample_weight: Any = None, *, call:
                 )
     if finite:
         # Missing labels may be NaN by design: only the rows where a task's label is present must be finite.
-        _check_finite([(d, a[present[d]] if d in present else a) for d, a in named])
+        _check_finite([(d, _zero_rows(a, ~present[d]) if d in present else a) for d, a in named])

@@ -4,7 +4,8 @@ A task's label may be missing in any row. The missing marker is `Task.missing_la
 default) means NaN for any task, and also −1 for tasks trained with sparse class ids (a sparse
 categorical loss; not binary cross-entropy, where −1/1 labels are a common mistake that must be
 refused, not silently dropped); a number means exactly that value; None means labels are never
-missing. A row counts as missing for a task when any of its label values is the marker. Each task's
+missing. A row counts as missing for a task when all of its label values are the marker (a row
+with NaN in only some of its values is a data error: `fit` refuses it for in-memory data). Each task's
 loss is the mean of its per-row losses over the rows where its label is present:
 
     L_t = Σ_i m_it w_i ℓ_t(i) / max(Σ_i m_it, 1)
@@ -114,7 +115,7 @@ def present_and_safe(label: Any, task: TaskLoss) -> tuple[Any, Any]:
         return None, label
     safe = ops.where(missing, ops.zeros_like(label), label)
     if len(label.shape) > 1:
-        missing = ops.any(ops.reshape(missing, (ops.shape(label)[0], -1)), axis=1)
+        missing = ops.all(ops.reshape(missing, (ops.shape(label)[0], -1)), axis=1)
     return ops.cast(ops.logical_not(missing), "float32"), safe
 
 
