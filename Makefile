@@ -20,10 +20,15 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/mtmm demo
 
+# Two pytest-xdist workers, one test file each at a time (module fixtures stay per file); the controller
+# builds the zoo's datasets first (tests/conftest.py). Most tests wait on subprocesses and imports,
+# so two workers finish well ahead of one even on two cores.
+PYTEST := $(BIN)/python -m pytest -q -ra -n 2 --dist loadfile
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -ra
+	$(PYTEST)
 	@echo "--- builder, layer and loss tests again on the JAX backend ---"
-	KERAS_BACKEND=jax $(BIN)/python -m pytest -q -ra $(JAX_TESTS)
+	KERAS_BACKEND=jax $(PYTEST) $(JAX_TESTS)
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

@@ -17,3 +17,20 @@ def _seed():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (`make test` runs `-n`), build the zoo entries' datasets once in the controller
+    before the workers start, so two workers never spend the same minutes building the same dataset."""
+    if os.environ.get("PYTEST_XDIST_WORKER") or not getattr(config.option, "numprocesses", None):
+        return
+    import mtmm_keras as mk
+    from mtmm_keras.data import registry as data_registry
+    from mtmm_keras.zoo import registry as zoo_registry
+
+    for dataset in sorted({zoo_registry.recipe(name)["data"] for name in zoo_registry.list()}):
+        try:
+            data_registry.builder_class(dataset).check_sources()
+        except FileNotFoundError:
+            continue  # the tests that need it skip and say why
+        mk.data.prepare(dataset)
