@@ -63,14 +63,19 @@ class CAGrad(Weighting):
         else:
             rho = ops.maximum(sqrt_phi, 1e-30)
 
-            def bisect(_: Any, bounds: tuple[Any, Any]) -> tuple[Any, Any]:
-                low, high = bounds
+            def bisect(low: Any, high: Any) -> tuple[Any, Any]:
                 middle = 0.5 * (low + high)
                 below = rho * middle <= norm_of(_gramian.simplex_qp(g, middle * mean))
                 return ops.where(below, middle, low), ops.where(below, high, middle)
 
             # ρ·s - ‖g_w(s)‖ is ≤ 0 at s = 0 and ≥ 0 at s = 1/ρ (rows of the normalised J have norm ≤ 1).
-            low, high = ops.fori_loop(0, _BISECTION_STEPS, bisect, (ops.zeros((), dtype), 1.0 / rho))
+            # Until the interval is at float32 resolution (at most _BISECTION_STEPS halvings).
+            low, high = ops.while_loop(
+                lambda low, high: high - low > 1e-7 * high,
+                bisect,
+                (ops.zeros((), dtype), 1.0 / rho),
+                maximum_iterations=_BISECTION_STEPS,
+            )
             w = _gramian.simplex_qp(g, 0.5 * (low + high) * mean)
         g_w_norm = norm_of(w)
         large = g_w_norm >= self.norm_eps

@@ -47,8 +47,7 @@ class MGDA(Weighting):
         dtype = gramian.dtype
         epsilon = self.epsilon
 
-        def step(_: Any, state: tuple[Any, Any]) -> tuple[Any, Any]:
-            alpha, done = state
+        def step(alpha: Any, done: Any) -> tuple[Any, Any]:
             g_alpha = ops.matmul(gramian, alpha)
             e_t = ops.one_hot(ops.argmin(g_alpha), t, dtype=dtype)
             a = ops.sum(alpha * ops.matmul(gramian, e_t))
@@ -62,7 +61,13 @@ class MGDA(Weighting):
             return alpha, ops.logical_or(done, gamma < epsilon)
 
         alpha0 = ops.ones((t,), dtype=dtype) / t
-        alpha, _ = ops.fori_loop(0, self.max_iters, step, (alpha0, ops.convert_to_tensor(False)))
+        # A graph while-loop: stops at the first step with γ < epsilon, or after max_iters steps.
+        alpha, _ = ops.while_loop(
+            lambda alpha, done: ops.logical_not(done),
+            step,
+            (alpha0, ops.convert_to_tensor(False)),
+            maximum_iterations=self.max_iters,
+        )
         return alpha
 
     def get_config(self) -> dict[str, Any]:
