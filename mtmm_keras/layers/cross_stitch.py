@@ -42,11 +42,10 @@ class CrossStitch(keras.layers.Layer):
                                      initializer=keras.initializers.Constant(self.initial_alpha()))
 
     def call(self, inputs: Any) -> Any:
-        towers, units = self.num_towers, inputs.shape[-1]
-        # one [T, T] @ [T, batch·d] matmul (no broadcast batch-matmul, no einsum: plain TFLite ops)
-        flat = ops.reshape(ops.transpose(inputs, (1, 0, 2)), (towers, -1))
-        mixed = ops.reshape(ops.matmul(self.alpha, flat), (towers, -1, units))
-        return ops.transpose(mixed, (1, 0, 2))
+        # [batch, d, T] @ αᵀ [T, T] → [batch, d, T]: one matmul over the tower axis, no reshape of the
+        # dynamic batch (TFLite's int8 calibration rejects the reshape-based form) and no einsum.
+        mixed = ops.matmul(ops.transpose(inputs, (0, 2, 1)), ops.transpose(self.alpha))
+        return ops.transpose(mixed, (0, 2, 1))
 
     def compute_output_shape(self, input_shape: Any) -> tuple:
         return tuple(input_shape)
