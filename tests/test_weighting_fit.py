@@ -190,3 +190,23 @@ def test_gradnorm_step_matches_chen_et_al_and_trains(data):
     history = _model("gradnorm").fit(x, y, batch_size=16, epochs=2, verbose=0).history
     weights = np.array([history[f"weight/{n}"][-1] for n in LAMBDAS]) / np.array(list(LAMBDAS.values()))
     assert np.all(np.isfinite(weights)) and not np.allclose(weights, 1.0)
+
+
+@pytest.mark.parametrize("builder,method", [("soft_sharing", "upgrad"), ("attention_fusion", "uncertainty"),
+                                            ("attention_fusion", "mgda")])
+def test_other_builders_take_weighting(builder, method, rng):
+    tasks = [mk.Task("a", 1), mk.Task("b", 2, loss="sparse_categorical_crossentropy", metrics=["accuracy"])]
+    y = {"a": rng.normal(size=(32, 1)).astype("float32"), "b": rng.integers(-1, 2, size=(32,))}  # -1: missing
+    if builder == "soft_sharing":
+        model = mk.builders.soft_sharing((4,), tasks, (8,), weighting=method)
+        x = rng.normal(size=(32, 4)).astype("float32")
+        assert {v.path for v in model.shared_variables()} == {v.path for v in model.trainable_variables
+                                                              if v.path.startswith("towers")}
+    else:
+        encoders = {m: keras.Sequential([keras.Input((3,)), keras.layers.Dense(4)], name=f"{m}_encoder")
+                    for m in ("left", "right")}
+        model = mk.builders.attention_fusion(encoders, tasks, fusion_dim=4, weighting=method)
+        x = {m: rng.normal(size=(32, 3)).astype("float32") for m in ("left", "right")}
+    history = model.fit(x, y, batch_size=8, epochs=2, verbose=0).history
+    assert np.all(np.isfinite(history["loss"])) and len(history["weight/b"]) == 2
+    assert model.weighting.method_name == method
