@@ -224,6 +224,8 @@ def _present_rows(model: Any, task: str, array: np.ndarray, loss: Any) -> np.nda
     `mtmm_keras.models._task_losses`), or None when every row counts (no marker for this task)."""
     from mtmm_keras.models._task_losses import missing_rule
 
+    if getattr(model, "__dict__", {}).get("weighting") is None:
+        return None  # only MultiTaskModel's per-task losses (set by a weighting) mask missing labels
     if not getattr(model, "task_configs", None) or array.ndim == 0 or array.size == 0 or array.dtype.kind not in "biuf":
         return None
     setting = next((c.get("missing_label", "auto") for c in model.task_configs if c.get("name") == task), "auto")

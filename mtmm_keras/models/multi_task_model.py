@@ -206,6 +206,8 @@ class MultiTaskModel(InMemoryFitMixin, keras.Model):
             import mtmm_keras.weighting  # noqa: F401 - registers the methods before deserializing
 
             model.set_weighting(keras.saving.deserialize_keras_object(weighting, custom_objects=custom_objects))
+        elif tasks:
+            model.set_weighting("static")  # saved before weighting existed: today's λ_t, with missing labels
         return model
 
 
