@@ -144,9 +144,16 @@ out["outside"] = {
     "plain_model_strategy": repr(mk.distribute.model_strategy(single)),
     "compile_defaults": mk.distribute.compile_defaults(model),
     "fast_path_steps_aside": model._in_memory_plan(plan_args) is None,
+    "guard_fallback_is_scope": None,
     "one": train(single, "hard_sharing", initial),
     "two": train(model, "hard_sharing", initial),
 }
+# the guard: a Keras without `Model._distribute_strategy` still finds the strategy through the variables
+with strategy.scope():
+    throwaway = build("hard_sharing", **EXPLICIT)
+assert "_distribute_strategy" in throwaway.__dict__
+del throwaway.__dict__["_distribute_strategy"]
+out["outside"]["guard_fallback_is_scope"] = mk.distribute.model_strategy(throwaway) is strategy
 print("RESULT" + json.dumps(out))
 '''
 
@@ -248,6 +255,7 @@ def test_model_strategy_outside_the_scope(mirrored):
     assert out["model_strategy_is_scope"]
     assert out["plain_model_strategy"] == "None"
     assert out["compile_defaults"] == {"steps_per_execution": 1, "jit_compile": False}
+    assert out["guard_fallback_is_scope"]  # Keras's `_distribute_strategy` gone: the variables tell
     _assert_same_training(out["one"], out["two"], "built in scope, fit outside")
 
 
@@ -277,6 +285,9 @@ def test_helpers_without_replicas_are_the_identity():
     model = mk.builders.hard_sharing((4,), [mk.Task("a", 1)], trunk_units=(4,))
     assert mk.distribute.model_strategy(model) is None
     assert mk.distribute.compile_defaults(model) == {}
+    if "_distribute_strategy" in model.__dict__:  # TensorFlow: the guarded fallback reads plain variables
+        del model.__dict__["_distribute_strategy"]
+        assert mk.distribute.model_strategy(model) is None
 
 
 # --- BackupAndRestore: a fit killed mid-run and rerun ends where an uninterrupted fit ends ----------
