@@ -221,3 +221,16 @@ def test_zoo_gates_plot_only_for_gated_models(tmp_path):
     assert training.gate_means(mk.builders.hard_sharing((6,), TASKS, trunk_units=(4,), compile=False), {"features": x}) == {}
     with pytest.raises(ValueError, match="empty"):
         plotting.plot_gates({}, str(tmp_path / "none.png"), "none")
+
+
+@pytest.mark.parametrize("kind, weighting", [("ple", "pcgrad"), ("cross_stitch", "uncertainty")])
+def test_builders_take_a_weighting_method(kind, weighting):
+    x, y = _toy(64)
+    model = _build(kind, weighting=weighting, learning_rate=0.01)
+    assert model.weighting.method_name == weighting
+    if kind == "ple":  # what feeds both tasks (through the shared gate) is what the method aggregates over
+        shared = {v.path.split("/")[0] for v in model.shared_variables()}
+        assert {"level1_a_experts", "level1_shared_experts", "level1_gate_shared", "level2_shared_experts"} <= shared
+        assert not {"level1_gate_a", "level2_a_experts", "gate_a", "a_tower_dense1", "a", "c"} & shared
+    losses = model.fit(x, y, epochs=4, batch_size=32, verbose=0, shuffle=False).history["loss"]
+    assert np.all(np.isfinite(losses)) and losses[-1] < losses[0], losses
