@@ -6,19 +6,25 @@
   flowing back to each replica's own rows; the identity on one device and on JAX's DataParallel
   (whose step already sees the global batch).
 - `num_replicas()` / `scale_for_replicas(value)` — the per-replica share of a value summed over replicas.
+- `MultiWorkerFitMixin` — `fit` under MultiWorkerMirroredStrategy despite keras-team/keras#20585
+  (`multiworker`; JointEmbeddingModel has it).
 """
 
 from __future__ import annotations
 
+from mtmm_keras.distribute import multiworker
 from mtmm_keras.distribute.gather import all_gather_rows, local_rows_start
+from mtmm_keras.distribute.multiworker import MultiWorkerFitMixin
 from mtmm_keras.distribute.scaling import num_replicas, scale_for_replicas
 from mtmm_keras.distribute.strategy import compile_defaults, model_strategy
 
 __all__ = [
+    "MultiWorkerFitMixin",
     "all_gather_rows",
     "compile_defaults",
     "local_rows_start",
     "model_strategy",
+    "multiworker",
     "num_replicas",
     "scale_for_replicas",
 ]

@@ -9,6 +9,7 @@ import keras
 from keras import ops
 
 from mtmm_keras.distribute import gather, scaling
+from mtmm_keras.distribute.multiworker import MultiWorkerFitMixin
 from mtmm_keras.models.in_memory_fit import InMemoryFitMixin
 
 # Reductions whose result Keras's `Loss.__call__` already divides by the replica count under
@@ -18,7 +19,7 @@ _KERAS_SCALED_REDUCTIONS = ("sum_over_batch_size", "mean", "mean_with_sample_wei
 
 
 @keras.saving.register_keras_serializable(package="mtmm")
-class JointEmbeddingModel(InMemoryFitMixin, keras.Model):
+class JointEmbeddingModel(MultiWorkerFitMixin, InMemoryFitMixin, keras.Model):
     """Functional model with one embedding output per modality, trained with a cross-modal loss.
 
     `compile(loss=...)` takes one loss for the whole model:
@@ -34,6 +35,8 @@ class JointEmbeddingModel(InMemoryFitMixin, keras.Model):
     anchor meets the global batch's negatives; each replica's loss is its share of that global loss
     (the trainer sums replicas' gradients), and the regularization losses are shared the same way.
     On one device, and on JAX's DataParallel (one step over the global batch), nothing changes.
+    Under MultiWorkerMirroredStrategy `fit` works around keras-team/keras#20585
+    (`mk.distribute.multiworker`).
     """
 
     _is_joint_embedding = True  # `y` holds group ids or pair labels, not one array per output
