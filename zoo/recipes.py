@@ -24,6 +24,8 @@ import mtmm_keras as mk
 from mtmm_keras.encoders import audio as _audio  # noqa: F401  registers LogMelSpectrogram before any entry loads
 
 ENCODER_KINDS = ("image", "audio", "tabular", "text")
+# Builders whose tasks share one input representation: several encoders are concatenated into it.
+SINGLE_TRUNK_BUILDERS = ("hard_sharing", "soft_sharing", "mmoe", "cgc", "ple", "cross_stitch")
 
 
 def encoder(modality: str, spec: dict[str, Any]) -> keras.Model:
@@ -32,6 +34,15 @@ def encoder(modality: str, spec: dict[str, Any]) -> keras.Model:
     if kind not in ENCODER_KINDS:
         raise ValueError(f"recipe encoder {modality!r}: unknown kind {kind!r}; valid: {ENCODER_KINDS}.")
     return getattr(mk.encoders, kind)(input_name=modality, name=f"{modality}_encoder", **spec)
+
+
+def concatenated(encoders: dict[str, keras.Model]) -> keras.Model:
+    """One encoder whose features are the concatenated features of several (inputs named after the
+    modalities), for builders that take a single input representation (e.g. title + tabular)."""
+    inputs = [keras.Input(shape=e.inputs[0].shape[1:], dtype=e.inputs[0].dtype, name=m) for m, e in encoders.items()]
+    features = [keras.layers.Flatten(name=f"{m}_flat")(e(x)) if len(e.outputs[0].shape) > 2 else e(x)
+                for (m, e), x in zip(encoders.items(), inputs)]
+    return keras.Model(inputs, keras.layers.Concatenate(name="features")(features), name="inputs_encoder")
 
 
 def tasks(recipe: dict[str, Any]) -> list[mk.Task]:
@@ -134,11 +145,9 @@ def _build(recipe: dict[str, Any], modalities: Sequence[str] | None, compile: bo
         (only,) = encoders.values()
         width = kwargs.get("fusion_dim", 64)
         return mk.builders.hard_sharing(only, tasks(recipe), trunk_units=(width,), optimizer=optimizer, compile=compile, name=f"{chosen[0]}_only")
-    if builder in ("hard_sharing", "soft_sharing"):
-        if len(encoders) != 1:
-            raise ValueError(f"recipe: {builder} takes exactly one encoder, got {chosen}.")
-        (only,) = encoders.values()
-        return getattr(mk.builders, builder)(only, tasks(recipe), optimizer=optimizer, compile=compile, **kwargs)
+    if builder in SINGLE_TRUNK_BUILDERS:
+        trunk_input = next(iter(encoders.values())) if len(encoders) == 1 else concatenated(encoders)
+        return getattr(mk.builders, builder)(trunk_input, tasks(recipe), optimizer=optimizer, compile=compile, **kwargs)
     if builder == "attention_fusion":
         return mk.builders.attention_fusion(encoders, tasks(recipe), optimizer=optimizer, compile=compile, **kwargs)
     if builder == "joint_embedding":
