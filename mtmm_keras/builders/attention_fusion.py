@@ -39,6 +39,8 @@ def attention_fusion(
     h = Σ α_m h_m; optional `hidden_units` Dense layers and the task heads follow.
     The attention weights α (`[batch, modalities]`, in `encoders` order) are read out with
     `attention_model(model)`, or `with_attention_output(model)` for predictions plus α in one call.
+    `weighting` (keyword): how the task losses combine, a name from `mk.weighting.names()` or an
+    `mk.weighting.Weighting` (default "static": λ_t); see `MultiTaskModel`.
     """
     tasks = validate_tasks(tasks)
     fusion_dim = _checks.positive_int(fusion_dim, "fusion_dim")

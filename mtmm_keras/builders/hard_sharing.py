@@ -30,6 +30,8 @@ def hard_sharing(
 
     `inputs` is an input shape such as `(100,)`, a `keras.Input`, or an encoder `keras.Model` whose
     output the trunk sits on. Extra keyword arguments go to `model.compile` (e.g. `jit_compile`).
+    `weighting` (keyword): how the task losses combine, a name from `mk.weighting.names()` or an
+    `mk.weighting.Weighting` (default "static": λ_t); see `MultiTaskModel`.
     """
     tasks = validate_tasks(tasks)
     trunk_units = _checks.units_tuple(trunk_units, "trunk_units")

@@ -33,6 +33,8 @@ def soft_sharing(
     The towers' matching kernels and biases are stacked (`mk.layers.StackedDense`, one batched
     matmul for all towers) and carry `mk.regularizers.ParameterDistance(alpha)`, so the training
     loss is Σ_t λ_t·L_t + α·Σ_t Σ_k ‖θ_t − θ_k‖² (ordered pairs, no normalisation).
+    `weighting` (keyword): how the task losses combine, a name from `mk.weighting.names()` or an
+    `mk.weighting.Weighting` (default "static": λ_t); see `MultiTaskModel`.
     """
     tasks = validate_tasks(tasks)
     tower_units = _checks.units_tuple(tower_units, "tower_units", allow_empty=False)
