@@ -193,10 +193,11 @@ def masked_labels(tasks: Sequence[TaskLoss], y: Any) -> tuple[dict, dict]:
     return safe, masks
 
 
-@keras.saving.register_keras_serializable(package="mtmm")
 class TaskLogs(keras.metrics.Metric):
     """Epoch means of each task's loss (`<task>_loss`, over present rows, as Keras logs them) and of the
-    weight it got (`weight/<task>`: the factor on that task's unweighted loss, λ_t times the method's)."""
+    weight it got (`weight/<task>`: the factor on that task's unweighted loss, λ_t times the method's).
+
+    Internal to `MultiTaskModel` (made by `set_weighting`, never in a saved config), so not registered."""
 
     def __init__(self, task_names: Sequence[str] = (), name: str = "task_logs", **kwargs: Any) -> None:
         super().__init__(name=name, **kwargs)
