@@ -37,6 +37,7 @@ JOINT_LOSSES = {
     "contrastive": lambda: "contrastive",
     "cosine_embedding": lambda: "cosine_embedding",
     "max_margin_sum_groups_weights": lambda: mk.losses.MaxMarginRankingLoss(reduction="sum"),
+    "contrastive_l2": lambda: "contrastive",  # encoders with an L2 kernel penalty: counted once, not per replica
 }
 
 def data(case):
@@ -63,6 +64,12 @@ def build(case, **compile_kwargs):
     if case == "soft_sharing":
         return mk.builders.soft_sharing((6,), tasks, tower_units=(8,), alpha=1e-2, **compile_kwargs)
     encoders = {m: mk.encoders.tabular(5, (8,), input_name=m, name=f"{m}_encoder") for m in ("a", "b")}
+    if case == "contrastive_l2":
+        def penalised(m):
+            inputs = keras.Input((5,), name=m)
+            hidden = keras.layers.Dense(8, activation="relu", kernel_regularizer=keras.regularizers.L2(0.05))(inputs)
+            return keras.Model(inputs, hidden, name=f"{m}_encoder")
+        encoders = {m: penalised(m) for m in ("a", "b")}
     if case == "attention_fusion":
         return mk.builders.attention_fusion(encoders, tasks, fusion_dim=8, **compile_kwargs)
     return mk.builders.joint_embedding(encoders, embed_dim=4, loss=JOINT_LOSSES[case](), **compile_kwargs)
@@ -208,7 +215,8 @@ def jax_data_parallel() -> dict:
 
 
 MULTITASK = ["hard_sharing", "soft_sharing", "attention_fusion"]
-JOINT = ["max_margin", "hardest_negative", "contrastive", "cosine_embedding", "max_margin_sum_groups_weights"]
+JOINT = ["max_margin", "hardest_negative", "contrastive", "cosine_embedding", "max_margin_sum_groups_weights",
+         "contrastive_l2"]
 
 
 @pytest.mark.slow
