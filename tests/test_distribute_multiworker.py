@@ -63,8 +63,8 @@ except Exception as error:
     out["stock"] = f"{type(error).__name__}: {str(error)[:200]}"
 
 class BuildFixOnly(mk.distribute.multiworker.MultiWorkerFitMixin, keras.Model):
-    def compute_metrics(self, *args, **kwargs):  # without the mixin's one-element logs
-        return keras.Model.compute_metrics(self, *args, **kwargs)
+    def get_metrics_result(self):  # without the mixin's one-element logs
+        return keras.Model.get_metrics_result(self)
 
 with strategy.scope():  # the second half of the workaround: scalar logs under the multi-worker reduce
     inputs = keras.Input((4,))
@@ -127,6 +127,6 @@ def test_keras_20585_still_breaks_stock_fit(two_workers):
     """If this fails, Keras fixed keras-team/keras#20585: drop `mk.distribute.multiworker`."""
     for out in two_workers:
         assert out["stock"].startswith("ValueError") and "PerReplica" in out["stock"], out["stock"]
-        # the scalar-log half (`MultiWorkerFitMixin.compute_metrics`) is still needed too
+        # the scalar-log half (`MultiWorkerFitMixin.get_metrics_result`) is still needed too
         assert out["scalar_logs"].startswith("ValueError") and "reduction dimension 0" in out["scalar_logs"], \
             out["scalar_logs"]

@@ -1,24 +1,24 @@
 """Workaround for keras-team/keras#20585: Keras 3's TensorFlow `fit` fails under MultiWorkerMirroredStrategy.
 
-Before the first step, Keras's TensorFlow trainer (`_maybe_symbolic_build`, seen on Keras 3.7–3.15)
-takes one batch from the distributed iterator and, to get a plain batch for building the optimizer
-and metrics symbolically, reduces it across replicas with `strategy.reduce("MEAN", batch)`. Under
-MultiWorkerMirroredStrategy that reduce is a collective over a `PerReplica` data batch and fails:
-"ValueError: Attempt to convert a value (PerReplica:{...}) with an unsupported type". Only the
-batch's shapes and dtypes matter to that build, so this replica's own slice of the batch serves
-as well and needs no communication; `MultiWorkerFitMixin` hands Keras that slice instead.
+Reported since Keras 3.7 / TF 2.16, reproduced here on Keras 3.15 with two workers on 127.0.0.1.
+Two steps fail:
 
-The per-step logs then fail too: Keras's step function reduces each replica's logs with
-`strategy.reduce("MEAN", value, axis=0)` on a multi-worker strategy (`reduce_per_replica`,
-reduction "auto" hard-coded), and a scalar has no axis 0 ("ValueError: Invalid reduction
-dimension 0 for input with 0 dimensions"). The mixin's `compute_metrics` hands each scalar log
-over as a one-element vector there, so that reduce averages the replicas' values, as Keras's
-single-worker "mean" does.
+1. Before the first step Keras's TensorFlow trainer (`_maybe_symbolic_build`) takes one batch from
+   the distributed iterator and reduces it across replicas, `strategy.reduce("MEAN", batch)`, to
+   get a plain batch for building the optimizer and metrics symbolically. Under a multi-worker
+   strategy that reduce fails: "ValueError: Attempt to convert a value (PerReplica:{...}) with an
+   unsupported type". Only the batch's shapes and dtypes matter to that build, so this replica's
+   own slice serves as well and needs no communication; the mixin hands Keras that slice.
+2. Each step's logs are reduced with `strategy.reduce("MEAN", value, axis=0)` on a multi-worker
+   strategy (`reduce_per_replica`, reduction "auto" hard-coded), and a scalar has no axis 0:
+   "ValueError: Invalid reduction dimension 0 for input with 0 dimensions". The mixin's
+   `get_metrics_result` (what a train/test step returns, through `compute_metrics`) gives each
+   scalar log as a one-element vector inside a replica, so that reduce averages the replicas'
+   values, as Keras's single-worker "mean" does.
 
-The overrides are engaged only for a multi-worker strategy with Keras's iterator path; everything
-else (and a Keras without that method, where the override is simply never called) is Keras's own.
-tests/test_distribute_multiworker.py checks that stock Keras still fails, so the mixin goes once a
-Keras release fixes it.
+Both overrides act only under a multi-worker strategy (inside a replica, for the second); all else
+is Keras's own, and a Keras that renames `_maybe_symbolic_build` simply never calls the first.
+tests/test_distribute_multiworker.py has one canary per step that fails once Keras fixes it.
 """
 
 from __future__ import annotations
@@ -53,14 +53,14 @@ class MultiWorkerFitMixin:
     """Mixin for `keras.Model` subclasses: `fit`/`evaluate` work under MultiWorkerMirroredStrategy
     on Keras versions with keras-team/keras#20585 (see the module docstring)."""
 
-    def compute_metrics(self, x: Any, y: Any, y_pred: Any, sample_weight: Any = None) -> Any:
-        logs = super().compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+    def get_metrics_result(self) -> Any:
+        logs = super().get_metrics_result()
         if not is_multi_worker(getattr(self, "_distribute_strategy", None)):
             return logs
         import tensorflow as tf
 
         if tf.distribute.in_cross_replica_context():
-            return logs
+            return logs  # the end-of-epoch read: Keras aggregates the metric variables itself
         return tf.nest.map_structure(lambda v: tf.reshape(v, [1]) if v.shape.rank == 0 else v, logs)
 
     def _maybe_symbolic_build(self, iterator: Any = None, data_batch: Any = None) -> Any:
