@@ -156,11 +156,14 @@ def task_loss(task: TaskLoss, label: Any, prediction: Any, sample_weight: Any = 
     if len(values.shape) == 0:
         return values, rows
     total = ops.sum(values if weights is None else values * _expand_to(weights, values))
+    if present is not None and len(values.shape) == 1:  # one value per row (the usual case): fewer ops
+        count = ops.sum(ops.cast(present, dtype))
+        return _scale_for_distribution(total / ops.maximum(count, 1.0)), count
     elements = ops.cast(ops.prod(ops.convert_to_tensor(ops.shape(values), dtype="int32")), dtype)
     if present is None:
         return _scale_for_distribution(ops.divide_no_nan(total, elements)), rows
     count = ops.sum(ops.cast(present, dtype))
-    per_row = elements / ops.maximum(rows, 1.0)  # values per row (1 for a per-row loss)
+    per_row = elements / ops.maximum(rows, 1.0)  # values per row
     mean = total / ops.maximum(count * per_row, 1.0)
     return _scale_for_distribution(mean), count
 
