@@ -210,3 +210,15 @@ def test_other_builders_take_weighting(builder, method, rng):
     history = model.fit(x, y, batch_size=8, epochs=2, verbose=0).history
     assert np.all(np.isfinite(history["loss"])) and len(history["weight/b"]) == 2
     assert model.weighting.method_name == method
+
+
+def test_set_weighting_replaces_the_method_and_checks_the_task_count():
+    model = _model("uncertainty")
+    model.set_weighting("dwa", temperature=3.0)
+    paths = [v.path for v in model.variables]
+    assert not any("log_variance" in p for p in paths) and sum("loss_history" in p for p in paths) == 1
+    assert model.get_config()["weighting"]["config"]["temperature"] == 3.0
+    two = mk.weighting.get("uncertainty")
+    two.build_for_tasks(2)
+    with pytest.raises(ValueError, match="built for 2 tasks; this model has 3"):
+        model.set_weighting(two)
