@@ -346,3 +346,14 @@ def test_backup_and_restore_after_sigkill_resumes_to_the_uninterrupted_weights(t
     want, got = np.load(tmp_path / "full.npz"), np.load(tmp_path / "resumed.npz")
     for key in want.files:
         np.testing.assert_allclose(got[key], want[key], rtol=1e-6, atol=1e-7, err_msg=key)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("first_import", ["import mtmm_keras.distribute.multiworker", "import mtmm_keras.distribute"])
+def test_distribute_imports_first_in_a_fresh_process(first_import):
+    """Importing Keras registers mtmm's classes, which imports mtmm_keras.models, which imports this
+    package: imported before Keras, it must not be caught half-loaded (a circular ImportError)."""
+    code = f"{first_import}\nimport mtmm_keras.distribute as d\nprint(d.MultiWorkerFitMixin.__name__)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300,
+                          env={**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert done.returncode == 0 and "MultiWorkerFitMixin" in done.stdout, done.stderr[-2000:]

@@ -12,6 +12,10 @@
 
 from __future__ import annotations
 
+# Keras first: importing it registers mtmm's classes (mtmm_keras/__init__.py), which imports
+# mtmm_keras.models, which imports this package's modules; they must not be half-loaded then.
+import keras  # noqa: F401
+
 from mtmm_keras.distribute import multiworker
 from mtmm_keras.distribute.gather import all_gather_rows, local_rows_start
 from mtmm_keras.distribute.multiworker import MultiWorkerFitMixin
