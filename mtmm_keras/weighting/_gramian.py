@@ -145,7 +145,8 @@ def _box_qp_coordinate_descent(gramian: Any, lower: Any) -> Any:
     def sweep(_: Any, v: Any) -> Any:
         for i in range(t):
             step = ops.matmul(v, gramian[:, i]) / diagonal[i]
-            v = ops.concatenate([v[:, :i], ops.maximum(lower[:, i : i + 1], v[:, i : i + 1] - step[:, None]), v[:, i + 1 :]], axis=1)
+            coordinate = ops.maximum(lower[:, i : i + 1], v[:, i : i + 1] - step[:, None])
+            v = ops.concatenate([v[:, :i], coordinate, v[:, i + 1 :]], axis=1)
         return v
 
     return ops.fori_loop(0, _FALLBACK_ITERATIONS // max(t, 1), sweep, ops.maximum(lower, 0.0))
@@ -203,7 +204,7 @@ def project_onto_simplex(y: Any) -> Any:
 def _simplex_qp_projected_gradient(gramian: Any, shift: Any) -> Any:
     """Projected gradient with step 1/‖G‖ for T > MAX_EXACT_TASKS (a fixed number of steps)."""
     t = num_tasks_of(gramian)
-    lipschitz = ops.maximum(ops.sum(ops.abs(gramian)) , 1e-30)
+    lipschitz = ops.maximum(ops.sum(ops.abs(gramian)), 1e-30)
 
     def step(_: Any, w: Any) -> Any:
         return project_onto_simplex(w - ops.matmul(gramian, w + shift) / lipschitz)
