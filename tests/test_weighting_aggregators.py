@@ -137,7 +137,7 @@ def test_pcgrad_equals_torchjd_for_the_same_visiting_orders(monkeypatch):
 
 # TorchJD solves CAGrad's problem with Clarabel at its default tolerances: its combined gradient is
 # off the exact optimum by up to ~1.5e-4 (measured against Clarabel at 1e-12 tolerances, which agrees
-# with ours within 3e-7). So: within 1e-5 of the exact optimum, within 5e-4 of TorchJD. At a
+# with ours within 3e-7). So: within 1e-5 of the exact optimum, within 5e-4 (x max(1, |ref|)) of TorchJD. At a
 # Pareto-stationary point (0 in the hull, "opposed") both answers hinge on float32 rounding of the
 # Gramian (‖g_w‖ = √(rounding noise) ≈ norm_eps): test_cagrad_zero_at_pareto_stationary uses a zero row.
 CAGRAD_CASES = [(n, j) for n, j in JACOBIANS if n in ("random3", "identical7", "rank2_7", "aligned3")]
@@ -152,7 +152,8 @@ def test_cagrad_equals_exact_optimum_and_torchjd():
 
 def _check_cagrad(cp, aggregation, name, jacobian):
     ours = _combined(CAGrad(c=0.5), jacobian)
-    np.testing.assert_allclose(ours, _reference(aggregation.CAGrad(c=0.5), jacobian), rtol=0, atol=5e-4, err_msg=name)
+    theirs = _reference(aggregation.CAGrad(c=0.5), jacobian)
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=5e-4 * max(1.0, np.abs(theirs).max()), err_msg=name)
     # The exact optimum: the same problem in float64 (on the same float32 Gramian), tight tolerances.
     gramian = ops.convert_to_numpy(gramian_of(ops.convert_to_tensor(jacobian))).astype("float64")
     g = gramian / np.trace(gramian)
