@@ -37,6 +37,7 @@ __version__ = "0.1.0"
 _SUBMODULES = (
     "builders",
     "data",
+    "distribute",
     "encoders",
     "layers",
     "losses",

@@ -237,8 +237,6 @@ def test_joint_embedding_step_one_loss_uses_global_negatives(mirrored):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="needs builders._common to lay mk.distribute.compile_defaults over "
-                   "COMPILE_DEFAULTS (the diff is in issue 12's report); remove this mark once it does")
 @pytest.mark.parametrize("case", MULTITASK)
 def test_mirrored_multitask_builders_pick_working_defaults(mirrored, case):
     result = mirrored[case]
@@ -268,8 +266,6 @@ def test_model_strategy_outside_the_scope(mirrored):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="needs models/in_memory_fit.py to ask mk.distribute.model_strategy "
-                   "(the diff is in issue 12's report); remove this mark once it does")
 def test_fast_fit_steps_aside_for_a_model_built_in_a_scope(mirrored):
     assert mirrored["outside"]["fast_path_steps_aside"]
 
@@ -332,8 +328,6 @@ def _backup_run(mode: str, backup: str, out: str) -> subprocess.Popen:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="needs models/in_memory_fit.py to step aside for BackupAndRestore with "
-                   "shuffle=True (the diff is in issue 12's report); remove this mark once it does")
 def test_backup_and_restore_after_sigkill_resumes_to_the_uninterrupted_weights(tmp_path):
     """The fast fit's one repeated pipeline replays epoch 0's shuffle order after a restart."""
     full = _backup_run("full", str(tmp_path / "full_backup"), str(tmp_path / "full.npz"))

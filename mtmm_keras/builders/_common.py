@@ -101,10 +101,15 @@ COMPILE_DEFAULTS: dict[str, Any] = {"steps_per_execution": 32}
 
 
 def compile_kwargs_with_defaults(compile_kwargs: dict[str, Any], model: keras.Model | None = None) -> dict[str, Any]:
-    """`COMPILE_DEFAULTS` (plus XLA for stacked towers on TensorFlow) updated with what the caller passed."""
+    """`COMPILE_DEFAULTS` (plus XLA for stacked towers on TensorFlow), then what the model's
+    `tf.distribute` strategy needs (`mk.distribute.compile_defaults`: one step per execution, no
+    XLA), then what the caller passed."""
+    from mtmm_keras.distribute import compile_defaults as strategy_defaults
+
     defaults = dict(COMPILE_DEFAULTS)
     if model is not None and keras.backend.backend() == "tensorflow" and _has_stacked_towers(model):
         defaults["jit_compile"] = True
+    defaults.update(strategy_defaults(model))
     return {**defaults, **compile_kwargs}
 
 

@@ -1,6 +1,6 @@
 """Datasets: synthetic problems for demos and tests, and offline real datasets built as TFDS datasets.
 
-Offline datasets (`names()`): multi_fashion, av_digits, mfeat, penguins. `prepare(name)` builds one
+Offline datasets (`names()`): multi_fashion, av_digits, mfeat, penguins, movies. `prepare(name)` builds one
 into the data folder ($MTMM_DATA_DIR, else ~/.cache/mtmm_keras/datasets) once; `load(name, split)`
 gives a tf.data pipeline of (x_dict, y_dict); `load_numpy` the same as arrays; `info(name)` describes
 it. TensorFlow is imported only when one of these is called.

@@ -65,7 +65,8 @@ class InMemoryFitMixin:
     """Mixin for `keras.Model` subclasses: one repeated tf.data pipeline per `fit` call for array inputs.
 
     Applies on the TensorFlow backend when `x`/`y`/`sample_weight` are arrays (numpy, tensors, dicts or
-    lists of them), `steps_per_epoch` is not given and no distribution strategy is active. Keras's
+    lists of them), `steps_per_epoch` is not given, the model has no distribution strategy (built in a
+    scope or fit in one) and no `BackupAndRestore` callback is given. Keras's
     multi-step loop would run past the end of an epoch when the batches per epoch are not a multiple
     of `steps_per_execution`, so such a `fit` runs `d` steps per execution instead, `d` the largest
     divisor of the epoch's batch count not above `steps_per_execution` (the traced step function for
@@ -140,10 +141,12 @@ class InMemoryFitMixin:
             return None
         if args["steps_per_epoch"] is not None or args["x"] is None:
             return None
-        import tensorflow as tf
+        from mtmm_keras.distribute import model_strategy
 
-        if tf.distribute.has_strategy():
-            return None
+        if model_strategy(self) is not None:
+            return None  # the model's strategy (also when fit outside its scope): Keras's fit distributes
+        if _has_backup_and_restore(args["callbacks"]):
+            return None  # a restarted fit must see the uninterrupted fit's later epochs, not epoch 0's order
         if _keras_debug_caps():
             return None  # Keras's debugging caps: leave them to Keras
         prepared = _array_adapter(args)
@@ -160,6 +163,14 @@ class InMemoryFitMixin:
         if usable != configured and args["validation_steps"]:
             return None  # Keras's multi-step loop runs past `validation_steps`; fewer steps per call would not
         return _without_autotune(adapter.get_tf_dataset().repeat()), steps, validation_data, usable
+
+
+def _has_backup_and_restore(callbacks: Any) -> bool:
+    """True when `callbacks` holds a BackupAndRestore. The repeated pipeline would restart at epoch 0's
+    shuffle order after a restart; Keras's per-epoch pipelines resume exactly (SIGKILL test)."""
+    if isinstance(callbacks, keras.callbacks.CallbackList):
+        callbacks = callbacks.callbacks
+    return any(isinstance(c, keras.callbacks.BackupAndRestore) for c in callbacks or ())
 
 
 def largest_divisor_at_most(number: int, limit: int) -> int:

@@ -10,6 +10,7 @@ import keras
 from keras import ops
 
 from mtmm_keras.models import _task_losses
+from mtmm_keras.distribute.multiworker import MultiWorkerFitMixin
 from mtmm_keras.models.in_memory_fit import InMemoryFitMixin
 
 
@@ -45,7 +46,7 @@ def _graph_operations(tensor: Any, seen: set[int], found: list[Any]) -> None:
 
 
 @keras.saving.register_keras_serializable(package="mtmm")
-class MultiTaskModel(InMemoryFitMixin, keras.Model):
+class MultiTaskModel(MultiWorkerFitMixin, InMemoryFitMixin, keras.Model):
     """A functional `keras.Model` (same constructor, same outputs) for multi-task training.
 
     - Tasks: `task_configs` (each `Task.get_config()`) are saved in the model's config, so tools can
@@ -180,6 +181,15 @@ class MultiTaskModel(InMemoryFitMixin, keras.Model):
     def fit(self, x: Any = None, y: Any = None, batch_size: Any = None, epochs: int = 1, verbose: Any = "auto",
             callbacks: Any = None, **kwargs: Any) -> Any:
         method = self.__dict__.get("weighting")
+        if self._gradient_level():
+            from mtmm_keras.distribute import model_strategy
+
+            if model_strategy(self) is not None:
+                raise ValueError(
+                    f"Gradient-level weighting ({method.method_name!r}) is not supported under a tf.distribute "
+                    "strategy yet: each replica would aggregate its own local gradients, not the global batch's. "
+                    "Use a loss-level method (static, uncertainty, dwa, rlw) there, or JAX with keras.distribution."
+                )
         if method is not None and type(method).on_epoch_end is not _base_on_epoch_end():
             callbacks = list(callbacks or []) + [_WeightingEpochEnd(self)]
         return super().fit(x, y, batch_size=batch_size, epochs=epochs, verbose=verbose, callbacks=callbacks, **kwargs)

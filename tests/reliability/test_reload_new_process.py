@@ -65,6 +65,8 @@ models["mmoe"] = (mk.builders.mmoe((6,), tasks(), num_experts=3, expert_units=(4
 models["ple"] = (mk.builders.ple((6,), tasks(), num_levels=2, shared_experts=2, task_experts=1, expert_units=(4,),
                                  tower_units=(4,), gate="dselect_k"), tab6, y_tasks)
 models["cross_stitch"] = (mk.builders.cross_stitch((6,), tasks(), tower_units=(4, 4)), tab6, y_tasks)
+for method in [m for m in mk.weighting.names() if m != "static"]:  # every weighting method with its state
+    models[f"hard_{method}"] = (mk.builders.hard_sharing((6,), tasks(), trunk_units=(4,), weighting=method), tab6, y_tasks)
 models["joint_embedding"] = (mk.builders.joint_embedding(
     {"text": mk.encoders.text(16, 5, embedding_dim=4, hidden_dim=4), "image": mk.encoders.image((4, 4, 1), **small)},
     embed_dim=4, loss="max_margin"), {"text": tokens, "image": image}, None)
