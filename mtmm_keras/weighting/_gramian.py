@@ -210,3 +210,73 @@ def _simplex_qp_projected_gradient(gramian: Any, shift: Any) -> Any:
         return project_onto_simplex(w - ops.matmul(gramian, w + shift) / lipschitz)
 
     return ops.fori_loop(0, _FALLBACK_ITERATIONS, step, ops.ones((t,), dtype=gramian.dtype) / t)
+
+
+def linear_plus_norm_simplex(gramian: Any, linear: Any, radius: Any, norm_eps: float) -> Any:
+    """Solve min_w bᵀw + r·√(wᵀGw) over the probability simplex (b = `linear` `[T]`, r = `radius` > 0).
+
+    CAGrad's dual problem, in closed form per support S (T ≤ MAX_EXACT_TASKS): where √(wᵀGw) > 0 the
+    KKT conditions are b_S + λ(Gw)_S = μ1 with λ = r/√(wᵀGw). With v = λw this is linear,
+    [G_SS -1; 1ᵀ 0][v; μ] = [-b_S; λ], so v = v₀ + λv₁ from one batched solve with two right-hand
+    sides, and vᵀGv = r² fixes λ (a quadratic; v₀ᵀGv₁ = 0 and v₁ᵀGv₁ = μ₁, the squared min-norm of
+    S's affine hull). The candidate that satisfies the KKT conditions best is the optimum. Where no
+    such point exists the optimum has g_w = 0 (0 in the hull, objective 0): the min-norm point of the
+    hull (v₁ of its support) is returned then, when its norm is below `norm_eps` and no candidate has
+    a negative objective. Returns w `[T]` (on the simplex). Needs T ≤ MAX_EXACT_TASKS.
+    """
+    t = num_tasks_of(gramian)
+    if t > MAX_EXACT_TASKS:
+        raise ValueError(f"exact solve for at most {MAX_EXACT_TASKS} tasks, got {t}.")
+    dtype = gramian.dtype
+    linear = ops.cast(ops.convert_to_tensor(linear), dtype)
+    radius = ops.cast(ops.convert_to_tensor(radius), dtype)
+    free = ops.convert_to_tensor(_subset_masks(t, include_empty=False), dtype=dtype)  # [S, T]
+    s = free.shape[0]
+    fixed = 1.0 - free
+    eye = ops.eye(t, dtype=dtype)
+    g = ops.expand_dims(gramian, 0)
+    scale = ops.maximum(ops.max(ops.abs(ops.diagonal(gramian))), 1e-30)
+    block = ops.expand_dims(free, 2) * g * ops.expand_dims(free, 1) + ops.expand_dims(fixed, 2) * eye
+    top = ops.concatenate([block, -ops.expand_dims(free, 2)], axis=2)  # [S, T, T+1]
+    bottom = ops.concatenate([ops.expand_dims(free, 1), ops.zeros((s, 1, 1), dtype=dtype)], axis=2)
+    system = ops.concatenate([top, bottom], axis=1)  # [S, T+1, T+1]
+    zeros, ones = ops.zeros((s, 1), dtype=dtype), ops.ones((s, 1), dtype=dtype)
+    rhs = ops.stack(
+        [ops.concatenate([-free * linear, zeros], axis=1), ops.concatenate([0.0 * free, ones], axis=1)], axis=2
+    )  # [S, T+1, 2]
+    ridge_diagonal = ops.concatenate([free, zeros], axis=1)
+    ridge = _RIDGE * scale * ops.expand_dims(ridge_diagonal, 2) * ops.eye(t + 1, dtype=dtype)
+    x = _refined_solve(system, rhs, ridge)  # [S, T+1, 2]
+    v0, v1 = x[:, :t, 0] * free, x[:, :t, 1] * free
+    mu0, mu1 = x[:, t, 0], x[:, t, 1]
+    gv0, gv1 = ops.matmul(v0, gramian), ops.matmul(v1, gramian)  # [S, T] (G symmetric)
+    a = ops.sum(v1 * gv1, axis=1)
+    half_b = ops.sum(v0 * gv1, axis=1)
+    c = ops.sum(v0 * gv0, axis=1) - radius * radius
+    discriminant = half_b * half_b - a * c
+    valid = ops.logical_and(a > 1e-12 * scale, discriminant >= 0.0)
+    lam = (ops.sqrt(ops.maximum(discriminant, 0.0)) - half_b) / ops.where(valid, a, ops.ones_like(a))
+    valid = ops.logical_and(valid, lam > 0.0)
+    lam = ops.where(valid, lam, float("nan"))  # non-finite candidates are never picked
+    lam_col = ops.expand_dims(lam, 1)
+    w = v0 / lam_col + v1  # [S, T]
+    mu = ops.expand_dims(mu0 / lam + mu1, 1)
+    grad = linear / lam_col + gv0 / lam_col + gv1  # (b + λGw)/λ
+    violation = ops.maximum(
+        ops.maximum(ops.max(ops.relu(-w), axis=1), ops.abs(ops.sum(w, axis=1) - 1.0)),
+        ops.maximum(ops.max(ops.abs(grad - mu) * free, axis=1), ops.max(ops.relu(mu - grad) * fixed, axis=1)),
+    )  # [S]
+    smooth = _pick(ops.expand_dims(violation, 1), ops.expand_dims(w, 2))[:, 0]
+    smooth_norm = ops.sqrt(ops.maximum(ops.sum(smooth * ops.matmul(gramian, smooth)), 0.0))
+    smooth_value = ops.sum(linear * smooth) + radius * smooth_norm
+    found = smooth_value < -1e-7 * scale  # (all zeros, value 0, when no candidate is valid)
+    # The min-norm point of the hull: v₁ of the support that satisfies its KKT conditions best.
+    mu1_col = ops.expand_dims(mu1, 1)
+    hull_violation = ops.maximum(
+        ops.maximum(ops.max(ops.relu(-v1), axis=1), ops.abs(ops.sum(v1, axis=1) - 1.0)),
+        ops.maximum(ops.max(ops.abs(gv1 - mu1_col) * free, axis=1), ops.max(ops.relu(mu1_col - gv1) * fixed, axis=1)),
+    )
+    hull = _pick(ops.expand_dims(hull_violation, 1), ops.expand_dims(v1, 2))[:, 0]
+    hull_norm = ops.sqrt(ops.maximum(ops.sum(hull * ops.matmul(gramian, hull)), 0.0))
+    use_hull = ops.logical_and(hull_norm < norm_eps, ops.logical_not(found))
+    return ops.where(use_hull, hull, smooth)

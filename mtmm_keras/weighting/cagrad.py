@@ -24,9 +24,11 @@ class CAGrad(Weighting):
     """Weights 1/T + (√φ/‖g_w‖)·w, w = argmin over the simplex of g_wᵀg₀ + √φ‖g_w‖, on the Gramian
     normalised by its trace; g₀ is the mean gradient, g_w = Jᵀw and √φ = c‖g₀‖.
 
-    The convex problem is solved exactly: at its optimum w also minimises the quadratic
-    (w + s/T·1)ᵀG(w + s/T·1) with s = ‖g_w‖/√φ (its linearisation), so a bisection on s (fixed step
-    count) runs an exact simplex QP per step (`_gramian.simplex_qp`).
+    The convex problem is solved exactly for T ≤ `_gramian.MAX_EXACT_TASKS`: its KKT conditions are
+    linear per support once w is rescaled by √φ/‖g_w‖, so every support is solved in closed form
+    at once (one batched solve, no loop; `_gramian.linear_plus_norm_simplex`). Beyond that, w also
+    minimises the quadratic (w + s/T·1)ᵀG(w + s/T·1) with s = ‖g_w‖/√φ (its linearisation), and a
+    bisection on s (fixed step count) runs a simplex QP per step (`_gramian.simplex_qp`).
 
     Args:
         c: scale of the ball's radius around the mean gradient (0 gives the mean).
@@ -60,6 +62,9 @@ class CAGrad(Weighting):
 
         if self.c == 0.0:
             w = ops.one_hot(ops.argmin(ops.matmul(g, mean)), t, dtype=dtype)
+        elif t <= _gramian.MAX_EXACT_TASKS:
+            rho = ops.maximum(sqrt_phi, 1e-30)
+            w = _gramian.linear_plus_norm_simplex(g, ops.matmul(g, mean), rho, self.norm_eps)
         else:
             rho = ops.maximum(sqrt_phi, 1e-30)
 
