@@ -11,6 +11,24 @@ def _table(metrics: dict[str, float]) -> list[str]:
     return lines
 
 
+def _lower_is_better(metric: str) -> bool:
+    return metric.endswith(("_rmse", "_mae", "_loss"))
+
+
+def _references(metrics: dict[str, float], references: list[dict[str, Any]]) -> list[str]:
+    """The recipe's reference numbers (models outside this library, or targets), each beside this model's."""
+    lines = ["", "## Reference numbers (from the recipe, not measured here)", "",
+             "| reference | metric | reference value | this model | |", "|---|---|---|---|---|"]
+    for ref in references:
+        for key, value in ref["metrics"].items():
+            if key not in metrics:
+                continue
+            better = metrics[key] < value if _lower_is_better(key) else metrics[key] > value
+            lines.append(f"| {ref['name']} | {key} | {value:.4f} | {metrics[key]:.4f} | {'better' if better else '**not better**'} |")
+    notes = [ref["note"] for ref in references if ref.get("note")]
+    return lines + ([""] + [f"- {ref['name']}: {ref['note']}" for ref in references if ref.get("note")] if notes else [])
+
+
 def render(name: str, recipe: dict[str, Any], meta: dict[str, Any]) -> str:
     training = meta["training"]
     lines = [
@@ -30,6 +48,11 @@ def render(name: str, recipe: dict[str, Any], meta: dict[str, Any]) -> str:
         "",
         *_table(meta["metrics"]),
     ]
+    if any(k.endswith("_auc") for k in meta["metrics"]):
+        lines += ["", "`<task>_auc`: ROC AUC of the task's score on the test rows; `mean_auc`: the mean over those tasks; "
+                  "`<task>_accuracy` of a binary task thresholds its probability at 0.5."]
+    if recipe.get("references"):
+        lines += _references(meta["metrics"], recipe["references"])
     if recipe["builder"] == "joint_embedding":
         lines += ["", f"Recall@K: each test item queries the whole test split of the other modality; a hit is a "
                   f"retrieved item with the same `{recipe.get('group_label', 'label')}`."]

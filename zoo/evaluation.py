@@ -1,5 +1,6 @@
 """Test-split metrics for a zoo model: accuracy per classification task, RMSE per regression task,
-Recall@K in both directions for joint embeddings. Training and `mtmm zoo evaluate` both use this."""
+ROC AUC per binary task that lists the "auc" metric (and `mean_auc` over them when there are two or
+more), Recall@K in both directions for joint embeddings. Training and `mtmm zoo evaluate` both use this."""
 
 from __future__ import annotations
 
@@ -41,10 +42,33 @@ def present_rows(truth: np.ndarray, task: dict[str, Any]) -> np.ndarray:
     return ~missing.reshape(len(truth), -1).all(axis=1) if truth.ndim else np.ones((), bool)
 
 
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC of `scores` for binary `labels` (the Mann-Whitney statistic, tied scores count one half);
+    NaN when only one class is present."""
+    labels = np.asarray(labels).reshape(-1).astype(bool)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    positives, negatives = int(labels.sum()), int((~labels).sum())
+    if positives == 0 or negatives == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="mergesort")
+    sorted_scores = scores[order]
+    ranks = np.empty(len(scores), dtype=np.float64)
+    starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
+    ends = np.r_[starts[1:], len(scores)]
+    ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)  # average 1-based rank of each tie group
+    return float((ranks[labels].sum() - positives * (positives + 1) / 2.0) / (positives * negatives))
+
+
+def _lists_auc(task: dict[str, Any]) -> bool:
+    metrics = task.get("metrics") or ()
+    return any(isinstance(m, str) and m.lower() == "auc" for m in ([metrics] if isinstance(metrics, str) else metrics))
+
+
 def task_metrics(model: keras.Model, recipe: dict[str, Any], x: dict, y: dict) -> dict[str, float]:
-    """accuracy (classification heads) or rmse (regression heads) for each task on (x, y)."""
+    """accuracy (classification heads) or rmse (regression heads) for each task on (x, y); binary tasks
+    listing "auc" also get `<task>_auc`, and with two or more of those, `mean_auc` is their mean."""
     predictions = model.predict(_model_inputs(model, x), batch_size=256, verbose=0)
-    metrics = {}
+    metrics, aucs = {}, []
     for task in recipe["tasks"]:
         name, pred, truth = task["name"], predictions[task["name"]], np.asarray(y[task["name"]])
         loss = str(task.get("loss", "")).lower()
@@ -55,8 +79,13 @@ def task_metrics(model: keras.Model, recipe: dict[str, Any], x: dict, y: dict) -
         elif "binary_crossentropy" in loss:
             threshold = 0.0 if task.get("activation") is None else 0.5
             metrics[f"{name}_accuracy"] = float(((pred.reshape(-1) > threshold) == truth.reshape(-1).astype(bool)).mean())
+            if _lists_auc(task) and task.get("units", 1) == 1:  # logits and probabilities rank alike
+                metrics[f"{name}_auc"] = roc_auc(truth, pred)
+                aucs.append(metrics[f"{name}_auc"])
         else:
             metrics[f"{name}_rmse"] = float(np.sqrt(np.mean((pred.reshape(truth.shape) - truth) ** 2)))
+    if len(aucs) >= 2:
+        metrics["mean_auc"] = float(np.mean(aucs))
     return metrics
 
 
