@@ -8,6 +8,9 @@ import sys
 from typing import Sequence
 
 
+# mk.distribute.ENGINES, spelled out so that `mtmm --help` loads no Keras (tests/test_distribute_cli.py compares them)
+DISTRIBUTE_ENGINES = ("mirrored", "multi_worker", "jax")
+
 def _quiet_backend() -> None:
     """Import the backend with TensorFlow's C++ start-up log (oneDNN, CUDA probing, absl) silenced.
 
@@ -112,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
     train.add_argument("--out", default=None, help="a new or empty folder for the preset (default: runs/zoo/NAME)")
     train.add_argument("--force", action="store_true", help="replace --out if it holds an earlier zoo entry (never any other folder)")
+    train.add_argument("--distribute", choices=DISTRIBUTE_ENGINES, default=None,
+                       help="train data-parallel: mirrored (TF, this host's devices), multi_worker (TF_CONFIG, or "
+                            "jax.distributed settings on JAX; run the same command on every worker), jax (DataParallel)")
     verify = zoo_commands.add_parser("verify", help="re-check the sha256 of every file of an entry or preset folder")
     verify.add_argument("name", help="entry name or preset folder")
     evaluate = zoo_commands.add_parser("evaluate", help="measure an entry on its test split, beside the card's numbers")

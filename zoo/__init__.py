@@ -38,12 +38,14 @@ def verify(name_or_folder: str | os.PathLike) -> dict:
     return presets.verify(registry.resolve(name_or_folder)[1])
 
 
-def train(name: str, epochs: int | None = None, out_dir: str | None = None, verbose: int = 2, overwrite: bool = False) -> dict:
+def train(name: str, epochs: int | None = None, out_dir: str | None = None, verbose: int = 2, overwrite: bool = False,
+          distribute: str | None = None) -> dict:
     """Retrain the entry from scratch with its recipe and write it as a preset folder to `out_dir`
-    (default runs/zoo/NAME; an earlier entry there is replaced only with `overwrite=True`)."""
+    (default runs/zoo/NAME; an earlier entry there is replaced only with `overwrite=True`);
+    `distribute` = "mirrored" | "multi_worker" | "jax" trains data-parallel (`mk.distribute.training_scope`)."""
     from mtmm_keras.zoo.training import train as _train
 
-    return _train(name, epochs=epochs, out_dir=out_dir, verbose=verbose, overwrite=overwrite)
+    return _train(name, epochs=epochs, out_dir=out_dir, verbose=verbose, overwrite=overwrite, distribute=distribute)
 
 
 def evaluate(name: str, weights_dir: str | None = None) -> dict:

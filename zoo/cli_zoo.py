@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     if command == "train":
         from mtmm_keras.zoo.training import train
 
-        train(args.name, epochs=args.epochs, out_dir=args.out, overwrite=args.force)
+        train(args.name, epochs=args.epochs, out_dir=args.out, overwrite=args.force, distribute=args.distribute)
         return 0
     if command == "verify":
         from mtmm_keras.zoo import verify

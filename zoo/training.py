@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import time
@@ -10,6 +11,7 @@ from typing import Any
 import keras
 
 from mtmm_keras import _extras, _output_folder
+from mtmm_keras import distribute as distribute_lib
 from mtmm_keras.builders import gates as _gates
 from mtmm_keras.layers import Standardization
 from mtmm_keras.zoo import card, evaluation, plotting, presets, recipes, registry
@@ -47,55 +49,84 @@ def adapt_normalizers(model: keras.Model, x: dict) -> None:
                 adapt_normalizers(layer, x)
 
 
-def _fit(model: keras.Model, recipe: dict, x: dict, y: dict, epochs: int, verbose: int) -> dict:
+def _fit(model: keras.Model, recipe: dict, x: dict, y: dict, epochs: int, verbose: int, row_multiple: int = 1) -> dict:
+    """Fit with the recipe's settings. `row_multiple` > 1 (JAX DataParallel over that many devices, which
+    shards every batch evenly) splits off the validation rows as Keras would (the last fraction) and
+    drops at most `row_multiple - 1` rows of each part so that every batch divides evenly."""
     fit = recipe["fit"]
     inputs = evaluation._model_inputs(model, x)
     labels = y["group"] if recipe["builder"] == "joint_embedding" else y
+    batch_size, validation_split = fit.get("batch_size", 128), fit.get("validation_split", 0.1)
+    validation_data = None
+    if row_multiple > 1:
+        if batch_size % row_multiple:
+            raise ValueError(f"recipe batch_size {batch_size} must be a multiple of the {row_multiple} devices "
+                             "DataParallel shards each batch over.")
+        rows = len(next(iter(inputs.values())) if isinstance(inputs, dict) else inputs)
+        split_at = int(math.floor(rows * (1.0 - validation_split)))
+        train_end = split_at - split_at % row_multiple
+        val_end = split_at + (rows - split_at) - (rows - split_at) % row_multiple
+
+        def part(tree: Any, start: int, stop: int) -> Any:
+            return {k: v[start:stop] for k, v in tree.items()} if isinstance(tree, dict) else tree[start:stop]
+
+        if validation_split and val_end > split_at:
+            validation_data = (part(inputs, split_at, val_end), part(labels, split_at, val_end))
+        inputs, labels, validation_split = part(inputs, 0, train_end), part(labels, 0, train_end), 0.0
     with recipes.seeded(recipes.seed_of(recipe)):  # deterministic retraining; the caller's RNGs come back after
         history = model.fit(
-            inputs, labels, epochs=epochs, batch_size=fit.get("batch_size", 128),
-            validation_split=fit.get("validation_split", 0.1), shuffle=True, verbose=verbose,
+            inputs, labels, epochs=epochs, batch_size=batch_size, validation_split=validation_split,
+            validation_data=validation_data, shuffle=True, verbose=verbose,
         )
     return history.history
 
 
 def train(name: str, epochs: int | None = None, out_dir: str | None = None, verbose: int = 2,
-          overwrite: bool = False) -> dict[str, Any]:
+          overwrite: bool = False, distribute: str | None = None) -> dict[str, Any]:
     """Fit the entry's model (and its single-modality baselines) and write it as a preset folder.
 
     `out_dir` (default runs/zoo/NAME) is checked before any data is loaded: it must be new, empty, or an
     earlier zoo entry (`overwrite=True`). The entry is written to a staging folder beside it and swapped
     in with one rename, so a crash leaves either the old entry or the new one, whole. Non-finite weights
-    or metrics are refused.
+    or metrics are refused. `distribute` ("mirrored", "multi_worker", "jax"; `mk.distribute.training_scope`)
+    builds and fits data-parallel; in a multi-worker run only the chief writes the entry.
     """
     recipe = registry.recipe(name)
     fit = recipe["fit"]
     epochs = fit["epochs"] if epochs is None else epochs
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"`epochs` must be a positive integer, got {epochs!r}.")
+    engine = distribute_lib.check_engine(distribute)
+    writer = distribute_lib.is_chief() if engine == "multi_worker" else True
     target = presets.output_folder(out_dir if out_dir is not None else os.path.join("runs", "zoo", name), overwrite,
                                    argument="out_dir")
-    target.probe_writable()
+    if writer:
+        target.probe_writable()
     _extras.require(["matplotlib"], "plot", "writing the entry's training curves")
     _extras.require(["tensorflow_datasets"], "data", f"training on the {recipe['data']!r} dataset")
     x_train, y_train = evaluation.split_arrays(recipe, "train")
     x_test, y_test = evaluation.split_arrays(recipe, "test")
     print(f"training {name}: {recipe['builder']} on {recipe['data']} "
           f"({len(next(iter(x_train.values())))} train / {len(next(iter(x_test.values())))} test examples, {epochs} epochs)")
-    model = recipes.build(recipe)
-    adapt_normalizers(model, x_train)
-    start = time.perf_counter()
-    history = _fit(model, recipe, x_train, y_train, epochs, verbose)
-    seconds = time.perf_counter() - start
+    with distribute_lib.training_scope(engine) as strategy:
+        if strategy is not None:
+            print(f"data-parallel training: {engine} ({getattr(strategy, 'num_replicas_in_sync', None) or len(getattr(strategy, 'devices', []) or [])} replicas/devices)")
+        model = recipes.build(recipe)
+        adapt_normalizers(model, x_train)
+        start = time.perf_counter()
+        history = _fit(model, recipe, x_train, y_train, epochs, verbose, row_multiple=_row_multiple(strategy))
+        seconds = time.perf_counter() - start
     presets.check_finite_weights(model, f"zoo entry {name!r}")
     metrics = evaluation.evaluate_model(model, recipe, x_test, y_test)
     print("test metrics: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
     baselines = {}
     for subset in recipe.get("baselines", []):
         print(f"baseline: {'+'.join(subset)} only")
-        baseline = recipes.build(recipe, modalities=subset)
-        adapt_normalizers(baseline, x_train)
-        _fit(baseline, recipe, {m: x_train[m] for m in subset}, y_train, epochs, verbose=0)
+        with distribute_lib.training_scope(engine) as strategy:
+            baseline = recipes.build(recipe, modalities=subset)
+            adapt_normalizers(baseline, x_train)
+            _fit(baseline, recipe, {m: x_train[m] for m in subset}, y_train, epochs, verbose=0,
+                 row_multiple=_row_multiple(strategy))
         baselines["+".join(subset) + " only"] = evaluation.evaluate_model(baseline, recipe, {m: x_test[m] for m in subset}, y_test)
         print("  " + ", ".join(f"{k} {v:.4f}" for k, v in baselines["+".join(subset) + " only"].items()))
     meta = {
@@ -111,7 +142,12 @@ def train(name: str, epochs: int | None = None, out_dir: str | None = None, verb
         },
     }
     presets.check_finite_metrics(meta, f"zoo entry {name!r}")
+    if engine is not None:
+        meta["training"]["distribute"] = engine
     gates = gate_means(model, x_test)
+    if not writer:
+        print("this worker is done; the chief writes the entry")
+        return {"out_dir": None}
     with target.staging() as staging:
         extra = {
             registry.RECIPE_FILE: lambda path: _output_folder.write_json(path, recipe),
@@ -123,6 +159,14 @@ def train(name: str, epochs: int | None = None, out_dir: str | None = None, verb
         target.commit(staging)
     print(f"wrote {target.path}/{{{', '.join(sorted(written['sha256']))}, {registry.METADATA_FILE}}}")
     return {"out_dir": str(target.path), **written}
+
+
+def _row_multiple(strategy: Any) -> int:
+    """How many devices a keras.distribution (JAX) shards each batch over; 1 for tf.distribute / one device."""
+    if strategy is None or keras.backend.backend() != "jax":
+        return 1
+    mesh = getattr(strategy, "device_mesh", None)
+    return max(1, len(getattr(mesh, "devices", None).flatten()) if mesh is not None else 1)
 
 
 def _backend_version() -> str:

@@ -6,6 +6,8 @@
   flowing back to each replica's own rows; the identity on one device and on JAX's DataParallel
   (whose step already sees the global batch).
 - `num_replicas()` / `scale_for_replicas(value)` — the per-replica share of a value summed over replicas.
+- `training_scope(engine)` — build and fit under "mirrored", "multi_worker" (TF_CONFIG / jax.distributed)
+  or "jax" (DataParallel); `mtmm zoo train --distribute ENGINE` uses it.
 - `MultiWorkerFitMixin` — `fit` under MultiWorkerMirroredStrategy despite keras-team/keras#20585
   (`multiworker`; JointEmbeddingModel has it).
 """
@@ -17,12 +19,17 @@ from __future__ import annotations
 import keras  # noqa: F401
 
 from mtmm_keras.distribute import multiworker
+from mtmm_keras.distribute.launch import ENGINES, check_engine, is_chief, training_scope
 from mtmm_keras.distribute.gather import all_gather_rows, local_rows_start
 from mtmm_keras.distribute.multiworker import MultiWorkerFitMixin
 from mtmm_keras.distribute.scaling import num_replicas, scale_for_replicas
 from mtmm_keras.distribute.strategy import compile_defaults, model_strategy
 
 __all__ = [
+    "ENGINES",
+    "check_engine",
+    "is_chief",
+    "training_scope",
     "MultiWorkerFitMixin",
     "all_gather_rows",
     "compile_defaults",

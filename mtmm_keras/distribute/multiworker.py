@@ -64,8 +64,11 @@ class MultiWorkerFitMixin:
         return tf.nest.map_structure(lambda v: tf.reshape(v, [1]) if v.shape.rank == 0 else v, logs)
 
     def _maybe_symbolic_build(self, iterator: Any = None, data_batch: Any = None) -> Any:
+        # Any tf.distribute strategy, not only multi-worker: Keras's `strategy.reduce("MEAN", batch)` also
+        # fails under MirroredStrategy when the first batch splits unevenly over the replicas (e.g. a
+        # 27-row validation split on 2 replicas: "AddN must have the same size and shape [14,7] != [13,7]").
         strategy = getattr(self, "_distribute_strategy", None)
-        if iterator is None or not is_multi_worker(strategy):
+        if iterator is None or strategy is None or keras.backend.backend() != "tensorflow":
             return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
         for _, _, batches in iterator:  # as Keras does: one batch from the first epoch's iterator
             data_batch = local_batch(strategy, next(batches))
