@@ -86,8 +86,11 @@ def test_shipped_entry_is_complete(name):
     info = mk.zoo.info(name)
     assert info["pretrained"], f"{name} has no weights or sha256"
     assert mk.zoo.verify(name) == {f: "ok" for f in sorted(os.listdir(folder)) if f != registry.METADATA_FILE}
+    gated = info["builder"] in ("mmoe", "cgc", "ple")  # training also plots the expert gates
     assert sorted(info["sha256"]) == sorted([registry.CONFIG_FILE, registry.WEIGHTS_FILE, registry.CARD_FILE,
-                                             registry.CURVES_FILE, registry.RECIPE_FILE])
+                                             registry.CURVES_FILE, registry.RECIPE_FILE] + (["gates.png"] if gated else []))
+    if gated:
+        assert (folder / "gates.png").stat().st_size > 1000
     assert info["size_bytes"] < 5 * 2**20
     card = (folder / registry.CARD_FILE).read_text()
     for key, value in info["metrics"].items():
