@@ -155,3 +155,21 @@ def test_zoo_evaluation_skips_missing_labels():
     y = {"r": np.array([[1.0], [np.nan], [4.0]]), "c": np.array([0, 1, -1])}
     metrics = evaluation.task_metrics(_Model(), recipe, {"features": np.zeros((3, 1))}, y)
     assert metrics == {"r_rmse": pytest.approx(np.sqrt(2.0)), "c_accuracy": 1.0}
+
+
+def test_missing_labels_in_a_list_y_train_like_the_dict(rng):
+    x, y = _data(rng)
+    y["a"][::3] = np.nan
+    y["b"][1::4] = -1
+    results = []
+    for labels in (y, [y["a"], y["b"]]):
+        keras.utils.set_random_seed(0)
+        model = mk.builders.hard_sharing((6,), _tasks(), trunk_units=(8,))
+        history = model.fit(x, labels, batch_size=16, epochs=1, shuffle=False, verbose=0).history
+        results.append((history, model.get_weights()))
+    (h_dict, w_dict), (h_list, w_list) = results
+    assert np.isfinite(h_list["loss"]).all()
+    for key in h_dict:
+        np.testing.assert_allclose(h_list[key], h_dict[key], rtol=1e-6, err_msg=key)
+    for a, b in zip(w_dict, w_list):
+        np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-7)

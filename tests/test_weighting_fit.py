@@ -222,3 +222,141 @@ def test_set_weighting_replaces_the_method_and_checks_the_task_count():
     two.build_for_tasks(2)
     with pytest.raises(ValueError, match="built for 2 tasks; this model has 3"):
         model.set_weighting(two)
+
+
+def _list_output_model(weighting="static"):
+    keras.utils.set_random_seed(2)
+    inputs = keras.Input((6,))
+    trunk = keras.layers.Dense(8, activation="relu", name="trunk")(inputs)
+    outputs = [keras.layers.Dense(1, name="a")(trunk), keras.layers.Dense(1, name="c")(trunk)]
+    model = mk.models.MultiTaskModel(inputs, outputs)
+    model.set_weighting(weighting)
+    model.compile(optimizer="sgd", loss=["mse", "mae"], loss_weights=[1.0, 2.0])
+    return model
+
+
+@pytest.mark.parametrize("weighting", ["static", "upgrad"])
+def test_list_outputs_use_keras_output_names(data, weighting):
+    x, y = data
+    model = _list_output_model(weighting)
+    assert model.task_names == list(model.output_names) == ["a", "c"]
+    history = model.fit(x, [y["a"], y["c"]], batch_size=16, epochs=1, verbose=0).history
+    assert {"a_loss", "c_loss", "weight/a", "weight/c"} <= set(history)
+    if weighting == "static":  # λ from compile's list loss_weights
+        np.testing.assert_allclose([history["weight/a"][0], history["weight/c"][0]], [1.0, 2.0], rtol=1e-6)
+    else:
+        assert [v.path for v in model.shared_variables()] == ["trunk/kernel", "trunk/bias"]
+
+
+def test_no_task_loss_is_a_clear_error(data):
+    x, y = data
+    model = _list_output_model()
+    model.compile(optimizer="sgd", loss={"zzz": "mse"})
+    with pytest.raises(ValueError, match="No task loss"):
+        model.compute_loss(x[:4], [y["a"][:4], y["c"][:4]], model(x[:4]))
+
+
+def test_loss_weights_are_read_from_compile(data, monkeypatch):
+    x, y = data
+    model = _model()
+    model.compile(optimizer="adam", loss={t.name: t.keras_loss() for t in _tasks()},
+                  loss_weights={"a": 3.0, "b": 0.25, "c": 1.5})
+    monkeypatch.delattr(model._compile_loss, "_user_loss_weights", raising=False)  # the private copy is not read
+    assert model.compiled_loss_weights == {"a": 3.0, "b": 0.25, "c": 1.5}  # compile's argument, not _compile_loss
+    assert [task.weight for task in model._task_plan()] == [3.0, 0.25, 1.5]
+    history = model.fit(x, y, batch_size=16, epochs=1, verbose=0).history
+    np.testing.assert_allclose([history[f"weight/{t}"][0] for t in "abc"], [3.0, 0.25, 1.5], rtol=1e-6)
+
+
+def _graph_walk_shared(model):
+    """The previous implementation (walks Keras's node internals): the reference for the shared sets."""
+    owners = {}
+    for tensor in model.outputs:
+        seen, stack, ids = set(), [tensor], set()
+        while stack:
+            history = getattr(stack.pop(), "_keras_history", None)
+            if history is None or id(history[0]) in seen:
+                continue
+            seen.add(id(history[0]))
+            ids |= {id(v) for v in history[0].trainable_variables}
+            nodes = history[0]._inbound_nodes
+            if history[1] < len(nodes):
+                stack.extend(nodes[history[1]].input_tensors)
+        for key in ids:
+            owners[key] = owners.get(key, 0) + 1
+    return {v.path for v in model.trainable_variables if owners.get(id(v), 0) >= 2}
+
+
+def test_shared_variables_use_public_keras_and_match_the_graph_walk():
+    """`shared_variables` reads the graph through public Keras only (a sub-model per output), gives the
+    same sets as walking Keras's node internals (hard sharing, soft sharing, PLE), and is cached."""
+    import inspect
+
+    source = inspect.getsource(mk.models.MultiTaskModel.shared_variables)
+    assert "_keras_history" not in source and "_inbound_nodes" not in source
+    tasks = [mk.Task("a", 1), mk.Task("b", 2)]
+    keras.utils.set_random_seed(0)
+    cases = {
+        "hard": mk.builders.hard_sharing((4,), tasks, trunk_units=(8,), weighting="upgrad"),
+        "ple": mk.builders.ple((4,), tasks, weighting="upgrad"),
+        "soft": mk.builders.soft_sharing((4,), tasks, (4,), weighting="upgrad"),
+    }
+    for name, model in cases.items():
+        got = model.shared_variables()
+        assert {v.path for v in got} == _graph_walk_shared(model), name
+        assert got and model.shared_variables()[0] is got[0], name  # cached
+    assert {v.path for v in cases["hard"].shared_variables()} == {"trunk_dense1/kernel", "trunk_dense1/bias"}
+
+
+def test_gradient_level_weighting_refuses_loss_scaling(data):
+    """mixed_float16: `compile` wraps the optimizer in a LossScaleOptimizer, which the gradient-level
+    step does not scale for; fit refuses it before any step (weights untouched), loss-level still trains."""
+    x, y = data
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        model = _model("upgrad")
+        assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+        weights = [w.copy() for w in model.get_weights()]
+        with pytest.raises(ValueError, match="upgrad.*LossScaleOptimizer.*mixed_float16"):
+            model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+        assert all(np.array_equal(a, b) for a, b in zip(weights, model.get_weights()))
+        loss_level = _model("uncertainty")
+        assert np.isfinite(loss_level.fit(x, y, batch_size=16, epochs=1, verbose=0).history["loss"]).all()
+    finally:
+        keras.config.set_dtype_policy("float32")
+
+
+def test_gradnorm_records_initial_loss_at_a_tasks_first_labelled_batch(data):
+    from mtmm_keras.weighting.gradnorm import GradNorm
+
+    method = GradNorm()
+    method.build_for_tasks(2)
+    gramian = ops.convert_to_tensor(np.eye(2, dtype="float32"))
+    method.aggregate(gramian, ops.convert_to_tensor([2.0, 0.0]), counts=ops.convert_to_tensor([5.0, 0.0]))
+    np.testing.assert_allclose(np.asarray(method.initial_losses), [2.0, 0.0])  # b: no labels yet
+    method.aggregate(gramian, ops.convert_to_tensor([1.5, 3.0]), counts=ops.convert_to_tensor([5.0, 4.0]))
+    np.testing.assert_allclose(np.asarray(method.initial_losses), [2.0, 3.0])  # b: its first labelled batch
+    method.aggregate(gramian, ops.convert_to_tensor([1.0, 0.5]), counts=ops.convert_to_tensor([5.0, 4.0]))
+    np.testing.assert_allclose(np.asarray(method.initial_losses), [2.0, 3.0])
+
+
+def test_gradnorm_in_fit_with_a_task_unlabelled_in_the_first_batch(data):
+    x, y = data
+    y = {**y, "c": y["c"].copy()}
+    y["c"][:16] = np.nan  # no label of c in the first batch
+    model = _model("gradnorm")
+    model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    assert np.all(np.asarray(model.weighting.initial_losses) > 0)
+
+
+def test_nash_mtl_optim_niter_warns_that_it_is_unused():
+    from mtmm_keras.weighting.nash_mtl import NashMTL
+
+    with pytest.warns(UserWarning, match="optim_niter.*no effect"):
+        method = NashMTL(optim_niter=7)
+    assert method.get_config()["optim_niter"] == 7
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        NashMTL()

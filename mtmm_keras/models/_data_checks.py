@@ -289,9 +289,15 @@ def _check_task_labels(task: str, array: np.ndarray, output: Any, loss: Any) -> 
 def _named_labels(model: Any, y: Any, present: dict[str, np.ndarray] | None = None) -> list[tuple[str, np.ndarray]]:
     """(description, array) for each numpy label array; label structure and per-task checks on the way."""
     outputs = getattr(model, "output", None) if not getattr(model, "_is_joint_embedding", False) else None
+    if isinstance(outputs, (list, tuple)) and len(outputs) > 1:
+        output_names = list(getattr(model, "output_names", None) or [])
+        if len(output_names) == len(outputs):  # a list-output model: its tasks by Keras's output names
+            outputs = dict(zip(output_names, outputs))
     if isinstance(outputs, dict):
         names = list(outputs)
         losses = _task_losses(model, names)
+        if isinstance(y, (list, tuple)) and len(y) == len(names) and all(_is_array(v) for v in y):
+            y = dict(zip(names, y))  # labels in output order: checked (missing labels too) as the dict
         if _is_array(y) and len(names) > 1:
             raise ValueError(
                 f"This model has {len(names)} tasks {names}: pass `y` as a dict {{task name: labels}}, "

@@ -12,19 +12,17 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from keras.src import backend
+import keras
 
 from mtmm_keras.models import _gradient_step, _task_losses
 
 
 def train_step(model: Any, state: Any, data: Any) -> Any:
-    from keras.src.trainers.data_adapters import data_adapter_utils
-
     trainable, non_trainable, optimizer_variables, metrics_variables = state
-    x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
+    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
     plan = model._task_plan()
     lambdas = jnp.asarray([task.weight for task in plan], dtype="float32")
-    kwargs = {"training": True} if model._call_has_training_arg else {}
+    kwargs = {"training": True} if getattr(model, "_call_has_training_arg", True) else {}  # functional: True
 
     def task_loss_vector(trainable_values):
         y_pred, new_non_trainable, added = model.stateless_call(
@@ -32,7 +30,7 @@ def train_step(model: Any, state: Any, data: Any) -> Any:
         )
         mapping = list(zip(model.trainable_variables, trainable_values))
         mapping += list(zip(model.non_trainable_variables, new_non_trainable))
-        with backend.StatelessScope(state_mapping=mapping):
+        with keras.StatelessScope(state_mapping=mapping):
             means, counts = _task_losses.compute_task_losses(plan, y, y_pred, sample_weight)
             extras = model._extra_losses(added)
         extra = sum(extras[1:], extras[0]) if extras else jnp.zeros((), "float32")
@@ -46,10 +44,10 @@ def train_step(model: Any, state: Any, data: Any) -> Any:
     shared_ids = {id(v) for v in model.shared_variables()}
     shared_index = [i for i, v in enumerate(model.trainable_variables) if id(v) in shared_ids]
     mapping = list(zip(model.non_trainable_variables, non_trainable))
-    with backend.StatelessScope(state_mapping=mapping) as scope:
+    with keras.StatelessScope(state_mapping=mapping) as scope:
         if shared_index:
             gramian = _gradient_step.gramian([jacobian[i][:count] for i in shared_index])
-            weights = model.weighting.aggregate(gramian, task_losses)
+            weights = _gradient_step.aggregate(model.weighting, gramian, task_losses, counts)
         else:
             weights = jnp.ones((count,), "float32")
     non_trainable = [
@@ -66,9 +64,9 @@ def train_step(model: Any, state: Any, data: Any) -> Any:
     trainable, optimizer_variables = model.optimizer.stateless_apply(optimizer_variables, gradients, trainable)
     total = jnp.sum(weights * task_losses) + vector[count]
     metrics_mapping = list(zip(model.metrics_variables, metrics_variables))
-    with backend.StatelessScope(state_mapping=metrics_mapping) as scope:
+    with keras.StatelessScope(state_mapping=metrics_mapping) as scope:
         batch = next(i for i in jax.tree_util.tree_leaves(x) if i is not None).shape[0]
-        model._loss_tracker.update_state(total, sample_weight=batch)
+        _gradient_step.loss_tracker(model).update_state(total, sample_weight=batch)
         model._task_logs.update_state(means, counts, weights * lambdas)
         logs = model.compute_metrics(x, y, y_pred, sample_weight)
     metrics_variables = [
@@ -76,3 +74,4 @@ def train_step(model: Any, state: Any, data: Any) -> Any:
         for variable in model.metrics_variables
     ]
     return logs, (trainable, non_trainable, optimizer_variables, metrics_variables)
+

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import keras
 import tensorflow as tf
 from keras import ops
 
@@ -22,13 +23,11 @@ def _dense(gradient: Any) -> Any:
 
 
 def train_step(model: Any, data: Any) -> Any:
-    from keras.src.trainers.data_adapters import data_adapter_utils
-
-    x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
+    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
     plan = model._task_plan()
     lambdas = [task.weight for task in plan]
     with tf.GradientTape(persistent=True) as tape:
-        y_pred = model(x, training=True) if model._call_has_training_arg else model(x)
+        y_pred = model(x, training=True)  # Layer.__call__ passes `training` on only where `call` takes it
         means, counts = _task_losses.compute_task_losses(plan, y, y_pred, sample_weight)
         scaled = [mean * lam for mean, lam in zip(means, lambdas)]
         extras = model._extra_losses()
@@ -44,7 +43,9 @@ def train_step(model: Any, data: Any) -> Any:
     }
     task_losses = tf.stack(scaled)
     if shared_index:
-        weights = model.weighting.aggregate(_gradient_step.gramian([stacked[i] for i in shared_index]), task_losses)
+        weights = _gradient_step.aggregate(
+            model.weighting, _gradient_step.gramian([stacked[i] for i in shared_index]), task_losses, tf.stack(counts)
+        )
     else:
         weights = tf.ones((len(plan),), task_losses.dtype)
     weights = tf.stop_gradient(tf.cast(weights, task_losses.dtype))
@@ -60,6 +61,13 @@ def train_step(model: Any, data: Any) -> Any:
         gradients.append(gradient)
     model.optimizer.apply_gradients(zip(gradients, variables))
     total = tf.reduce_sum(weights * task_losses) + (extra if extra is not None else 0.0)
-    model._loss_tracker.update_state(total, sample_weight=tf.shape(tf.nest.flatten(x)[0])[0])
+    _track_loss(model, total, tf.shape(tf.nest.flatten(x)[0])[0])
     model._task_logs.update_state(means, counts, ops.cast(weights, "float32") * tf.constant(lambdas, "float32"))
     return model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+
+def _track_loss(model: Any, total: Any, batch_size: Any) -> None:
+    """Update Keras's `loss` metric (the trainer's private `_loss_tracker`, the first of `model.metrics`)."""
+    tracker = _gradient_step.loss_tracker(model)
+    tracker.update_state(total, sample_weight=batch_size)
+

@@ -76,9 +76,9 @@ def _resolve_loss(identifier: Any) -> Any:
 def task_losses_of(model: Any) -> list[TaskLoss]:
     """The per-task losses the model was compiled with (`loss`, `loss_weights`), in output order,
     with each task's missing-label rule from its `Task` config."""
-    names = list(model.output) if isinstance(model.output, dict) else [t.name for t in model.outputs]
+    names = list(model.output_names)
     loss = model.loss
-    weights = getattr(getattr(model, "_compile_loss", None), "_user_loss_weights", None)  # compile's loss_weights
+    weights = compiled_loss_weights(model)
     if isinstance(loss, dict):
         losses = {name: loss.get(name) for name in names}
     elif isinstance(loss, (list, tuple)):
@@ -99,6 +99,17 @@ def task_losses_of(model: Any) -> list[TaskLoss]:
         nan, value = missing_rule(settings.get(name, "auto"), losses[name])
         result.append(TaskLoss(name, _resolve_loss(losses[name]), float(lambdas[name]), nan, value))
     return result
+
+
+def compiled_loss_weights(model: Any) -> Any:
+    """`compile(loss_weights=...)`: as `MultiTaskModel.compile` recorded it; for another model, Keras's
+    public `get_compile_config()` (eager only: it serializes the optimizer). None: every λ_t = 1."""
+    if "compiled_loss_weights" in getattr(model, "__dict__", {}):
+        return model.compiled_loss_weights
+    try:
+        return (model.get_compile_config() or {}).get("loss_weights")
+    except Exception:  # noqa: BLE001 - inside a traced function the optimizer cannot be serialized
+        return None
 
 
 def present_and_safe(label: Any, task: TaskLoss) -> tuple[Any, Any]:
@@ -135,16 +146,9 @@ def _expand_to(weights: Any, values: Any) -> Any:
     return weights
 
 
-def _scale_for_distribution(value: Any) -> Any:
-    try:
-        from keras.src.losses.loss import scale_loss_for_distribution
-    except ImportError:  # a Keras without it: no strategy-aware scaling
-        return value
-    return scale_loss_for_distribution(value)
-
-
 def task_loss(task: TaskLoss, label: Any, prediction: Any, sample_weight: Any = None) -> tuple[Any, Any]:
-    """(mean loss over the rows where the task's label is present, number of those rows)."""
+    """(mean loss over the rows where the task's label is present, number of those rows). Not scaled
+    for tf.distribute replicas: the caller scales the combined total once (`scale_for_replicas`)."""
     present, safe = present_and_safe(label, task)
     values = _per_row(task.loss, safe, prediction)
     dtype = values.dtype
@@ -158,14 +162,14 @@ def task_loss(task: TaskLoss, label: Any, prediction: Any, sample_weight: Any = 
     total = ops.sum(values if weights is None else values * _expand_to(weights, values))
     if present is not None and len(values.shape) == 1:  # one value per row (the usual case): fewer ops
         count = ops.sum(ops.cast(present, dtype))
-        return _scale_for_distribution(total / ops.maximum(count, 1.0)), count
+        return total / ops.maximum(count, 1.0), count
     elements = ops.cast(ops.prod(ops.convert_to_tensor(ops.shape(values), dtype="int32")), dtype)
     if present is None:
-        return _scale_for_distribution(ops.divide_no_nan(total, elements)), rows
+        return ops.divide_no_nan(total, elements), rows
     count = ops.sum(ops.cast(present, dtype))
     per_row = elements / ops.maximum(rows, 1.0)  # values per row
     mean = total / ops.maximum(count * per_row, 1.0)
-    return _scale_for_distribution(mean), count
+    return mean, count
 
 
 def compute_task_losses(tasks: Sequence[TaskLoss], y: Any, y_pred: Any, sample_weight: Any = None) -> tuple[list, list]:
@@ -178,6 +182,27 @@ def compute_task_losses(tasks: Sequence[TaskLoss], y: Any, y_pred: Any, sample_w
         means.append(mean)
         counts.append(count)
     return means, counts
+
+
+def global_task_losses(means: Sequence[Any], counts: Sequence[Any]) -> tuple[list, list]:
+    """Under a tf.distribute strategy with several replicas: each task's mean over the present rows of
+    the *global* batch and the global row count (one all-reduce of Σ mean·count and of the counts, which
+    is differentiable), the same on every replica. A replica's own mean over its local present rows is
+    not its share of the global mean when replicas see different numbers of present rows. Elsewhere
+    (one replica, JAX): unchanged."""
+    from mtmm_keras.distribute.scaling import num_replicas
+
+    if num_replicas() == 1:
+        return list(means), list(counts)
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    dtypes = [mean.dtype for mean in means]
+    local_means = ops.stack([ops.cast(mean, "float32") for mean in means])
+    local_counts = ops.stack([ops.cast(count, "float32") for count in counts])
+    sums, totals = context.all_reduce("sum", [local_means * local_counts, local_counts])
+    global_means = sums / ops.maximum(totals, 1.0)
+    return [ops.cast(global_means[t], dtype) for t, dtype in enumerate(dtypes)], [totals[t] for t in range(len(dtypes))]
 
 
 def _pick(structure: Any, name: str, index: int) -> Any:

@@ -9,6 +9,7 @@ from typing import Any, Sequence
 import keras
 from keras import ops
 
+from mtmm_keras.distribute.scaling import scale_for_replicas
 from mtmm_keras.models import _task_losses
 from mtmm_keras.distribute.multiworker import MultiWorkerFitMixin
 from mtmm_keras.models.in_memory_fit import InMemoryFitMixin
@@ -26,23 +27,6 @@ class _WeightingEpochEnd(keras.callbacks.Callback):
         names = self._owner._task_logs.task_names
         if all(f"{name}_loss" in logs for name in names):
             self._owner.weighting.on_epoch_end([float(logs[f"{name}_loss"]) for name in names])
-
-
-def _graph_operations(tensor: Any, seen: set[int], found: list[Any]) -> None:
-    """Every operation upstream of a functional-graph tensor (iterative, so deep graphs are fine)."""
-    stack = [tensor]
-    while stack:
-        history = getattr(stack.pop(), "_keras_history", None)
-        if history is None:
-            continue
-        operation, node_index = history[0], history[1]
-        if id(operation) in seen:
-            continue
-        seen.add(id(operation))
-        found.append(operation)
-        nodes = getattr(operation, "_inbound_nodes", [])
-        if node_index < len(nodes):
-            stack.extend(nodes[node_index].input_tensors)
 
 
 @keras.saving.register_keras_serializable(package="mtmm")
@@ -71,8 +55,25 @@ class MultiTaskModel(MultiWorkerFitMixin, InMemoryFitMixin, keras.Model):
 
     @property
     def task_names(self) -> list[str]:
-        output = self.output
-        return list(output) if isinstance(output, dict) else [t.name.split(":")[0] for t in self.outputs]
+        """The output names (Keras's public `output_names`: dict keys, or the output layers' names)."""
+        return list(self.output_names)
+
+    def compile(self, *args: Any, **kwargs: Any) -> None:
+        """Keras's `compile`; also records its `loss_weights` argument (the λ_t the weighting multiplies
+        in), read at trace time where `get_compile_config()` cannot serialize the optimizer."""
+        import inspect
+
+        bound = inspect.signature(keras.Model.compile).bind(self, *args, **kwargs)
+        object.__setattr__(self, "compiled_loss_weights", bound.arguments.get("loss_weights"))
+        super().compile(*args, **kwargs)
+
+    def compile_from_config(self, config: dict[str, Any]) -> None:
+        """Keras's own `compile_from_config` (which skips a model whose `compile` is overridden): compile
+        with the saved arguments, then build the optimizer's variables."""
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if getattr(self, "optimizer", None) is not None and self.built:
+            self.optimizer.build(self.trainable_variables)
 
     def set_weighting(self, weighting: Any = "static", **kwargs: Any) -> None:
         """Use `weighting` (a method name from `mk.weighting.names()` with its keyword arguments, or an
@@ -109,26 +110,33 @@ class MultiTaskModel(MultiWorkerFitMixin, InMemoryFitMixin, keras.Model):
         return _task_losses.task_losses_of(self)
 
     def shared_variables(self) -> list[Any]:
-        """Trainable variables upstream of two or more task outputs (read from the functional graph):
-        the ones a gradient-level method aggregates over; every other variable gets Σ_t ∇(λ_t L_t)."""
+        """Trainable variables upstream of two or more task outputs: the ones a gradient-level method
+        aggregates over; every other variable gets Σ_t ∇(λ_t L_t). Read with public Keras only (a
+        functional `keras.Model(inputs, output)` per output lists the variables that output depends
+        on); computed once per model and cached (the graph of a functional model does not change)."""
+        cached = self.__dict__.get("_shared_variables_cache")
+        if cached is not None:
+            return list(cached)
         output = self.output
         tensors = list(output.values()) if isinstance(output, dict) else list(self.outputs)
         owners: dict[int, int] = {}
-        variables: dict[int, Any] = {}
         for tensor in tensors:
-            operations: list[Any] = []
-            _graph_operations(tensor, set(), operations)
-            ids = set()
-            for operation in operations:
-                for variable in getattr(operation, "trainable_variables", []):
-                    ids.add(id(variable))
-                    variables[id(variable)] = variable
-            for key in ids:
+            for key in {id(v) for v in keras.Model(self.inputs, tensor).trainable_variables}:
                 owners[key] = owners.get(key, 0) + 1
-        return [v for v in self.trainable_variables if owners.get(id(v), 0) >= 2]
+        shared = [v for v in self.trainable_variables if owners.get(id(v), 0) >= 2]
+        object.__setattr__(self, "_shared_variables_cache", tuple(shared))
+        return shared
 
     def _extra_losses(self, losses: Any = None) -> list[Any]:
-        return [self._aggregate_additional_loss(loss) for loss in (self.losses if losses is None else losses)]
+        """The model's `add_loss`/regularization terms, each summed to a float scalar (as Keras's
+        `compute_loss` adds them)."""
+        result = []
+        for loss in self.losses if losses is None else losses:
+            loss = ops.convert_to_tensor(loss)
+            if not keras.backend.is_float_dtype(loss.dtype):
+                loss = ops.cast(loss, keras.backend.floatx())
+            result.append(ops.sum(loss))
+        return result
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """Σ over tasks as the weighting combines them (static: Σ_t λ_t L_t), each L_t a mean over
@@ -136,7 +144,17 @@ class MultiTaskModel(MultiWorkerFitMixin, InMemoryFitMixin, keras.Model):
         if not self._weighting_active():
             return super().compute_loss(x, y, y_pred, sample_weight, training=training)
         plan = self._task_plan()
+        if not plan:
+            raise ValueError(
+                f"No task loss to compute: none of this model's outputs {self.task_names} has a loss in "
+                f"`compile(loss=...)` (got {self.loss!r}). Give a loss per output name."
+            )
+        # Unscaled per-task means over the global batch's present rows (all-reduced under tf.distribute)
+        # for the logs and the weighting; the combined total is scaled once for the replica count, so the
+        # replicas' totals (which the gradient all-reduce sums) add up to the global loss, trainable terms
+        # (uncertainty's ½·s) included.
         means, counts = _task_losses.compute_task_losses(plan, y, y_pred, sample_weight)
+        means, counts = _task_losses.global_task_losses(means, counts)
         lambdas = [task.weight for task in plan]
         scaled = ops.stack([ops.multiply(mean, lam) for mean, lam in zip(means, lambdas)])
         if getattr(self.weighting, "level", "loss") == "gradient":
@@ -146,20 +164,28 @@ class MultiTaskModel(MultiWorkerFitMixin, InMemoryFitMixin, keras.Model):
             total, weights = Static.combine(self.weighting, scaled)
         else:
             total, weights = self.weighting.combine(scaled, training=training)
+        total = scale_for_replicas(total)
         self._task_logs.update_state(means, counts, ops.cast(weights, "float32") * ops.convert_to_tensor(lambdas, "float32"))
         losses = [total] + self._extra_losses()
         return losses[0] if len(losses) == 1 else ops.sum(losses)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         """Keras's compiled metrics, each task's over the rows where its label is present."""
-        if not self._weighting_active() or self._compile_metrics is None:
+        if not self._weighting_active() or getattr(self, "_compile_metrics", None) is None:
             return super().compute_metrics(x, y, y_pred, sample_weight)
         plan = self._task_plan()
         safe, masks = _task_losses.masked_labels(plan, y)
-        if all(mask is None for mask in masks.values()) or not _update_compiled_metrics(
-            self._compile_metrics, y, safe, y_pred, masks, sample_weight
-        ):
+        if all(mask is None for mask in masks.values()):
             return super().compute_metrics(x, y, y_pred, sample_weight)
+        if not _update_compiled_metrics(self._compile_metrics, y, safe, y_pred, masks, sample_weight):
+            # Keras's own update would count the missing rows (NaN or marker labels) in every metric.
+            raise RuntimeError(
+                "Cannot compute this model's compiled metrics over the rows where each task's label is present: "
+                "Keras's compiled-metrics internals (`CompileMetrics._resolved_output_names`, `_flat_metrics`, "
+                "`_flat_weighted_metrics`) are not as expected in this Keras version, and its own update would "
+                "count the missing-label rows. Compile without `metrics` (the per-task `<task>_loss` logs still "
+                "skip missing rows), or pass labels without missing values."
+            )
         return self.get_metrics_result()
 
     def train_step(self, *args: Any) -> Any:
@@ -189,6 +215,14 @@ class MultiTaskModel(MultiWorkerFitMixin, InMemoryFitMixin, keras.Model):
                     f"Gradient-level weighting ({method.method_name!r}) is not supported under a tf.distribute "
                     "strategy yet: each replica would aggregate its own local gradients, not the global batch's. "
                     "Use a loss-level method (static, uncertainty, dwa, rlw) there, or JAX with keras.distribution."
+                )
+            if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+                raise ValueError(
+                    f"Gradient-level weighting ({method.method_name!r}) does not support loss scaling (a "
+                    "`keras.optimizers.LossScaleOptimizer`, which `compile` uses under the 'mixed_float16' "
+                    "dtype policy): its per-task gradients are not loss-scaled. Use a loss-level method "
+                    "(static, uncertainty, dwa, rlw) with mixed_float16, or the 'mixed_bfloat16' policy "
+                    "(no loss scaling) or float32 with this method."
                 )
         if method is not None and type(method).on_epoch_end is not _base_on_epoch_end():
             callbacks = list(callbacks or []) + [_WeightingEpochEnd(self)]
@@ -242,6 +276,10 @@ def _update_compiled_metrics(compiled: Any, y: Any, safe: dict, y_pred: Any, mas
         names = list(safe)  # one output: Keras resolves no names
     if names is None or len(names) != len(plain):
         return False
+    if isinstance(y, (list, tuple)) and len(y) == len(names):
+        y = dict(zip(names, y))  # labels in output order
+    if isinstance(y_pred, (list, tuple)) and len(y_pred) == len(names):
+        y_pred = dict(zip(names, y_pred))
     if not isinstance(y, dict):
         y = {names[0]: y} if len(names) == 1 else None
     if not isinstance(y_pred, dict):

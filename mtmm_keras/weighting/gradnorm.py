@@ -52,16 +52,24 @@ class GradNorm(Weighting):
             count = int(num_tasks)
             self.loss_weights = self.add_weight(shape=(count,), name="loss_weights", trainable=False, initializer="ones")
             self.initial_losses = self.add_weight(shape=(count,), name="initial_losses", trainable=False,
-                                                  initializer="ones")
+                                                  initializer="zeros")  # 0: L_t(0) not recorded yet
             self.steps = self.add_weight(shape=(), name="steps", trainable=False, initializer="zeros")
         super().build_for_tasks(num_tasks)
 
-    def aggregate(self, gramian: Any, task_losses: Any) -> Any:
+    def aggregate(self, gramian: Any, task_losses: Any, counts: Any = None) -> Any:
+        """Weights for this step (and the GradNorm update of the next ones). L_t(0) is recorded per task
+        at the first step where that task has labelled rows (`counts` > 0: the model's train step passes
+        them); until then the task's loss ratio is taken as 1."""
         losses = ops.cast(task_losses, "float32")
         norms = ops.sqrt(ops.maximum(ops.diagonal(ops.cast(gramian, "float32")), 0.0))
         weights = ops.add(self.loss_weights, 0.0)  # a read now, before the assign below
-        initial = ops.where(self.steps > 0, ops.convert_to_tensor(self.initial_losses), losses)
-        ratios = losses / ops.maximum(initial, 1e-12)
+        stored = ops.convert_to_tensor(self.initial_losses)
+        recorded = ops.logical_and(self.steps > 0, stored > 0)  # initial_losses starts at 0: not recorded
+        labelled = ops.ones_like(losses, dtype="bool") if counts is None else ops.cast(counts, "float32") > 0
+        record = ops.logical_and(ops.logical_not(recorded), labelled)
+        initial = ops.where(record, losses, ops.where(recorded, stored, ops.zeros_like(stored)))
+        known = initial > 0
+        ratios = ops.where(known, losses / ops.where(known, initial, ops.ones_like(initial)), ops.ones_like(losses))
         relative = ratios / ops.maximum(ops.mean(ratios), 1e-12)
         scaled_norms = weights * norms
         target = ops.mean(scaled_norms) * ops.power(relative, self.alpha)

@@ -82,8 +82,9 @@ class NashMTL(Weighting):
         n_tasks: number of tasks; None until the model calls `build_for_tasks`.
         max_norm: maximum norm of the combined gradient (0: no clipping).
         update_weights_every: solve for new weights on every this-many-th call, reuse them in between.
-        optim_niter: TorchJD's number of convex-programming iterations; kept for configuration
-            compatibility (the Newton solve here runs a fixed number of steps to convergence).
+        optim_niter: TorchJD's number of convex-programming iterations. It has no effect here (the
+            Newton solve runs to convergence and has no such setting): any value other than the
+            default (20) warns; the value is kept in the config so TorchJD-style configurations round-trip.
     """
 
     level = "gradient"
@@ -104,6 +105,16 @@ class NashMTL(Weighting):
         for arg, value in (("update_weights_every", update_weights_every), ("optim_niter", optim_niter)):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"`{arg}` must be a positive integer, got {value!r}.")
+        if optim_niter != 20:
+            import warnings
+
+            warnings.warn(
+                f"NashMTL: `optim_niter`={optim_niter!r} has no effect: this Nash-MTL solves α ⊙ (Gα) = 1 by damped "
+                "Newton steps to convergence, not by TorchJD's iterative convex program (the value is only kept "
+                "in the config for TorchJD-compatible configurations). Leave it unset.",
+                UserWarning,
+                stacklevel=2,
+            )
         self.max_norm = float(max_norm)
         self.update_weights_every = int(update_weights_every)
         self.optim_niter = int(optim_niter)

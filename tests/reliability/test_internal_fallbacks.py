@@ -146,3 +146,66 @@ def test_token_id_checks_survive_an_unwalkable_graph(monkeypatch):
     with pytest.raises(ValueError, match="whole numbers"):
         model.fit({**x, "text": x["text"] + 0.5}, epochs=1, verbose=0)
     assert model.predict(x, verbose=0)["text"].shape == (8, 4)
+
+
+# ---------------------------------------------------------------- weighting / missing-label internals
+
+
+def _weighted_model(method):
+    keras.utils.set_random_seed(0)
+    return mk.builders.hard_sharing((6,), TASKS, trunk_units=(8,), weighting=method, steps_per_execution=1)
+
+
+def test_gradient_step_loss_metric_falls_back_to_the_public_metrics(monkeypatch):
+    """Without the trainer's private `_loss_tracker` the gradient-level step finds Keras's `loss`
+    metric in the public `model.metrics`; with neither, a clear error instead of an AttributeError."""
+    from mtmm_keras.models import _gradient_step
+
+    model = _weighted_model("upgrad")
+    tracker = model._loss_tracker
+
+    class NoPrivateTracker:
+        _loss_tracker = None
+        metrics = [tracker]
+
+    assert _gradient_step.loss_tracker(NoPrivateTracker()) is tracker
+
+    class Nothing:
+        _loss_tracker = None
+        metrics = []
+
+    with pytest.raises(RuntimeError, match="loss-level method"):
+        _gradient_step.loss_tracker(Nothing())
+    history = _fit(model)
+    assert np.isfinite(history.history["loss"]).all()
+
+
+def test_gradient_step_trains_without_the_private_training_arg_flag(monkeypatch):
+    """The TF gradient step no longer reads `_call_has_training_arg` (Layer.__call__ passes `training`)."""
+    import inspect
+
+    from mtmm_keras.models import _gradient_step_tf
+
+    assert "_call_has_training_arg" not in inspect.getsource(_gradient_step_tf)
+    monkeypatch.delattr(mk.models.MultiTaskModel, "_call_has_training_arg", raising=False)
+    model = _weighted_model("upgrad")
+    history = _fit(model)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+
+
+def test_masked_metrics_refuse_rather_than_count_missing_rows(monkeypatch):
+    """When Keras's compiled-metrics internals are not as expected, metrics over labels with missing rows
+    raise a clear error (Keras's own update would silently count the missing rows); labels without
+    missing values still train with Keras's own metrics."""
+    from keras.src.trainers import compile_utils
+
+    monkeypatch.setattr(compile_utils.CompileMetrics, "_flat_metrics", property(
+        lambda self: (_ for _ in ()).throw(AttributeError("renamed"))), raising=False)
+    tasks = [mk.Task("a", 1, metrics=["mae"]), mk.Task("b", 2, metrics=["mae"])]
+    keras.utils.set_random_seed(0)
+    model = mk.builders.hard_sharing((6,), tasks, trunk_units=(8,), steps_per_execution=1)
+    x, y = _data()
+    y_missing = {**y, "a": y["a"].copy()}
+    y_missing["a"][::4] = np.nan
+    with pytest.raises(RuntimeError, match="missing-label rows"):
+        model.fit(x, y_missing, epochs=1, batch_size=16, verbose=0)
