@@ -145,7 +145,7 @@ class InMemoryFitMixin:
 
         if model_strategy(self) is not None:
             return None  # the model's strategy (also when fit outside its scope): Keras's fit distributes
-        if _has_backup_and_restore(args["callbacks"]):
+        if _has_backup_and_restore(args.get("callbacks")):
             return None  # a restarted fit must see the uninterrupted fit's later epochs, not epoch 0's order
         if _keras_debug_caps():
             return None  # Keras's debugging caps: leave them to Keras
