@@ -128,14 +128,14 @@ class MultiTaskModel(MultiWorkerFitMixin, InMemoryFitMixin, keras.Model):
         return shared
 
     def _extra_losses(self, losses: Any = None) -> list[Any]:
-        """The model's `add_loss`/regularization terms, each summed to a float scalar (as Keras's
-        `compute_loss` adds them)."""
+        """The model's `add_loss`/regularization terms, each summed to a float scalar and divided by the
+        replica count under tf.distribute (as Keras's `compute_loss` adds them)."""
         result = []
         for loss in self.losses if losses is None else losses:
             loss = ops.convert_to_tensor(loss)
             if not keras.backend.is_float_dtype(loss.dtype):
                 loss = ops.cast(loss, keras.backend.floatx())
-            result.append(ops.sum(loss))
+            result.append(scale_for_replicas(ops.sum(loss)))  # once in total over the replicas, as Keras does
         return result
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):

@@ -59,7 +59,7 @@ def _raw_batch(model, n=16, seed=0):
 
 def _raw_kind(recipe, modality):
     spec = recipe["encoders"][modality]
-    return {"image": "uint8", "audio": "waveform"}.get(spec["kind"], "float32")
+    return {"image": "uint8", "audio": "waveform", "text": "int32"}.get(spec["kind"], "float32")
 
 
 # ---- encoders -------------------------------------------------------------------------------------
@@ -134,6 +134,8 @@ def test_every_entry_model_declares_raw_inputs(name):
             assert str(inputs[modality].dtype) == "uint8", modality
         elif kind == "waveform":
             assert tuple(inputs[modality].shape[1:]) == (_audio.WINDOW,), modality
+        elif kind == "int32":  # text: the dataset's token ids
+            assert str(inputs[modality].dtype) == "int32", modality
         else:  # tabular: the features as the dataset stores them (standardised with train statistics), float32
             assert str(inputs[modality].dtype) == "float32", modality
 
