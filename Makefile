@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[all]"
+	$(BIN)/python -m pip install -q --no-deps -c constraints.txt open_clip_torch==3.3.0  # test oracle (CLIP/SigLIP losses); --no-deps: its torchvision cannot sit beside this torch
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -31,8 +31,11 @@ def joint_embedding(
     (`embed_dim=None` keeps the encoders' own outputs, which must then have one size) and, for
     `similarity="cosine"`, L2 normalisation; this tower is its own `keras.Model`, named
     "<modality>_tower" (see `tower(model, modality)`). Step 2: s = ⟨f_m(x), f_n(y)⟩. Step 3: `loss`
-    ("max_margin" (default), "hardest_negative", "contrastive", "cosine_embedding" or a Loss
-    instance) on in-batch negatives, or on labelled pairs for the cosine-embedding loss.
+    ("max_margin" (default), "hardest_negative", "contrastive", "clip", "siglip", "cosine_embedding"
+    or a Loss instance) on in-batch negatives, or on labelled pairs for the cosine-embedding loss.
+    "clip" / "siglip" (`mk.losses.CLIPLoss` / `SigLIPLoss`) learn their temperature (and SigLIP's
+    bias): the model gets a `LearnedTemperature` layer (`model.temperature`) whose trainable weights
+    `logit_scale` / `logit_bias` start at the loss's `init_logit_scale` / `init_logit_bias`.
 
     Built inside a `tf.distribute` strategy scope, it compiles with settings that work there and its
     loss sees the global batch's negatives on every replica (see `JointEmbeddingModel`).
@@ -57,6 +60,8 @@ def joint_embedding(
         tower = _tower(modality, encoder, embed_dim, similarity)
         outputs[modality] = tower(inputs[modality])
     model = JointEmbeddingModel(inputs, outputs, name=name)
+    if getattr(loss_fn, "learned_temperature", False):  # CLIP / SigLIP: the temperature is a model weight
+        model.temperature = loss_fn.make_temperature()
     # 2.–3. similarity and loss live in JointEmbeddingModel.compute_loss
     if compile:
         # the builders' defaults, with what a tf.distribute strategy needs laid over them (the model

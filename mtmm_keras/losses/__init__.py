@@ -1,4 +1,4 @@
-"""Losses for multi-modal training: ranking, contrastive and cosine-embedding losses.
+"""Losses for multi-modal training: ranking, contrastive (fixed or learned temperature) and cosine-embedding losses.
 
 `get(name)` resolves the names the joint-embedding builder accepts.
 """
@@ -9,9 +9,11 @@ from typing import Any
 
 import keras
 
+from mtmm_keras.losses.clip import CLIPLoss, SigLIPLoss, clip_loss, siglip_loss
 from mtmm_keras.losses.contrastive import ContrastiveLoss, contrastive
 from mtmm_keras.losses.cosine_embedding import CosineEmbeddingLoss, cosine_embedding, pair_cosine
 from mtmm_keras.losses.ranking import MaxMarginRankingLoss, max_margin_ranking
+from mtmm_keras.losses.temperature import LearnedTemperature
 
 _BY_NAME = {
     "max_margin": MaxMarginRankingLoss,
@@ -20,6 +22,8 @@ _BY_NAME = {
     "contrastive": ContrastiveLoss,
     "infonce": ContrastiveLoss,
     "cosine_embedding": CosineEmbeddingLoss,
+    "clip": CLIPLoss,
+    "siglip": SigLIPLoss,
 }
 
 
@@ -37,13 +41,18 @@ def names() -> list[str]:
 
 
 __all__ = [
+    "CLIPLoss",
     "ContrastiveLoss",
     "CosineEmbeddingLoss",
+    "LearnedTemperature",
     "MaxMarginRankingLoss",
+    "SigLIPLoss",
+    "clip_loss",
     "contrastive",
     "cosine_embedding",
     "get",
     "max_margin_ranking",
     "names",
     "pair_cosine",
+    "siglip_loss",
 ]

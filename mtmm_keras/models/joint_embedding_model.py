@@ -28,6 +28,11 @@ class JointEmbeddingModel(MultiWorkerFitMixin, InMemoryFitMixin, keras.Model):
       matching pairs and every other item is an in-batch negative. `y` may give group ids so that
       items of the same group are not counted as negatives; `fit(x)` with no `y` uses one group per row.
     - a pairwise loss (`CosineEmbeddingLoss`, two modalities): row i is a pair with label `y[i]` ∈ {1, −1}.
+    - a learned-temperature loss (`CLIPLoss`, `SigLIPLoss`): as a similarity-matrix loss, with the current
+      values of the model's `temperature` layer (`mk.losses.LearnedTemperature`: trainable weights
+      `logit_scale` and, for SigLIP, `logit_bias`) passed along. That layer is no part of the inference
+      graph (predictions and exports are the embeddings alone) but is trained, saved and reloaded with
+      the model; `joint_embedding(loss="clip" | "siglip")` attaches it (`model.temperature`).
 
     Across replicas (`tf.distribute`) the loss is the one-device loss of the global batch: each
     replica gathers every replica's embeddings, group ids and sample weights
@@ -40,6 +45,38 @@ class JointEmbeddingModel(MultiWorkerFitMixin, InMemoryFitMixin, keras.Model):
     """
 
     _is_joint_embedding = True  # `y` holds group ids or pair labels, not one array per output
+    temperature = None  # a LearnedTemperature layer for CLIPLoss / SigLIPLoss (set by the builder)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        if self.temperature is not None:
+            config["temperature"] = keras.saving.serialize_keras_object(self.temperature)
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], custom_objects: Any = None) -> "JointEmbeddingModel":
+        config = dict(config)
+        temperature = config.pop("temperature", None)
+        model = super().from_config(config, custom_objects=custom_objects)
+        if temperature is not None:  # attached like the builder does: its weights load after this
+            model.temperature = keras.saving.deserialize_keras_object(temperature, custom_objects=custom_objects)
+        return model
+
+    def _loss_inputs(self, loss_fn: Any) -> Any:
+        """similarity -> the loss's y_pred: the matrix, or for a learned temperature the dict with its values."""
+        if not getattr(loss_fn, "learned_temperature", False):
+            return lambda similarity: similarity
+        if self.temperature is None:
+            raise ValueError(
+                f"{type(loss_fn).__name__} learns its temperature as model weights, and this model has none: build "
+                f"it with mk.builders.joint_embedding(..., loss={type(loss_fn).__name__}(...)) (or loss='clip' / "
+                "'siglip'), or set `model.temperature = loss.make_temperature()` before compiling."
+            )
+        extra = {"logit_scale": self.temperature.scale()}
+        bias = self.temperature.bias()
+        if bias is not None:
+            extra["logit_bias"] = bias
+        return lambda similarity: {"similarity": similarity, **extra}
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         loss_fn = self.loss
@@ -59,9 +96,10 @@ class JointEmbeddingModel(MultiWorkerFitMixin, InMemoryFitMixin, keras.Model):
             total = loss_fn(y, ops.stack(embeddings, axis=1), sample_weight)
         else:
             group_ids = y if y is not None else ops.arange(ops.shape(embeddings[0])[0])
+            loss_inputs = self._loss_inputs(loss_fn)
             total = 0.0
             for a, b in itertools.combinations(embeddings, 2):
-                total = total + loss_fn(group_ids, ops.matmul(a, ops.transpose(b)), sample_weight)
+                total = total + loss_fn(group_ids, loss_inputs(ops.matmul(a, ops.transpose(b))), sample_weight)
         if replicas > 1 and getattr(loss_fn, "reduction", None) not in _KERAS_SCALED_REDUCTIONS:
             # every replica computed the whole global loss: its share is 1/replicas of it
             total = scaling.scale_for_replicas(total)
