@@ -36,8 +36,9 @@ def flatten(tensor: Any) -> Any:
     return keras.layers.Flatten()(tensor) if len(tensor.shape) > 2 else tensor
 
 
-def modality_features(encoders: Any, min_modalities: int, builder: str) -> tuple[dict, dict]:
-    """For each modality, an `Input` named after it and the encoder's features for it."""
+def modality_features(encoders: Any, min_modalities: int, builder: str, flatten_features: bool = True) -> tuple[dict, dict]:
+    """For each modality, an `Input` named after it and the encoder's features for it (flattened to
+    `[batch, features]` unless `flatten_features=False`)."""
     if not isinstance(encoders, dict):
         raise TypeError(f"`encoders` must be a dict {{modality name: keras.Model}}, got {type(encoders).__name__}.")
     if len(encoders) < min_modalities:
@@ -48,6 +49,8 @@ def modality_features(encoders: Any, min_modalities: int, builder: str) -> tuple
     for modality, encoder in encoders.items():
         if not isinstance(modality, str) or not modality.isidentifier():
             raise ValueError(f"`encoders` keys must be identifiers (they name inputs and outputs), got {modality!r}.")
+        if modality == MODALITY_MASK:
+            raise ValueError(f"`encoders` key {MODALITY_MASK!r} is reserved for the modality-mask input; rename the modality.")
         if not isinstance(encoder, keras.Model):
             raise TypeError(f"`encoders[{modality!r}]` must be a keras.Model, got {type(encoder).__name__}.")
         if len(encoder.inputs) != 1 or len(encoder.outputs) != 1:
@@ -57,8 +60,31 @@ def modality_features(encoders: Any, min_modalities: int, builder: str) -> tuple
             )
         spec = encoder.inputs[0]
         inputs[modality] = keras.Input(shape=spec.shape[1:], dtype=spec.dtype, name=modality)
-        features[modality] = flatten(encoder(inputs[modality]))
+        features[modality] = encoder(inputs[modality])
+        if flatten_features:
+            features[modality] = flatten(features[modality])
     return inputs, features
+
+
+MODALITY_MASK = "modality_mask"  # the extra input of a fusion model built for missing modalities
+
+
+def modality_mask_input(modalities: Sequence[str], modality_dropout: Any, modality_mask: Any) -> tuple[Any, Any]:
+    """(the `modality_mask` Input `[batch, M]`, the mask the fusion reads) for a fusion builder, or (None, None).
+
+    With `modality_dropout` > 0 or `modality_mask=True` the model takes `modality_mask` (1 = present, columns in
+    `modalities` order) and passes it through `ModalityDropout(modality_dropout)` (drops modalities while
+    training, never all of a row's; identity at inference).
+    """
+    from mtmm_keras.layers import ModalityDropout
+
+    rate = _checks.dropout_rate(modality_dropout, "modality_dropout")
+    if not isinstance(modality_mask, bool):
+        raise TypeError(f"`modality_mask` must be True or False, got {modality_mask!r}.")
+    if not (rate > 0 or modality_mask):
+        return None, None
+    mask_input = keras.Input(shape=(len(modalities),), name=MODALITY_MASK)
+    return mask_input, ModalityDropout(rate, name="modality_dropout")(mask_input)
 
 
 def dense_stack(x: Any, units: Sequence[int], activation: str, dropout: float, prefix: str) -> Any:

@@ -25,6 +25,8 @@ def attention_fusion(
     projection_activation: str | None = "tanh",
     attention_units: int | None = None,
     dropout: float = 0.0,
+    modality_dropout: float = 0.0,
+    modality_mask: bool = False,
     optimizer: Any = "adam",
     learning_rate: float | None = None,
     weighting: Any = "static",
@@ -41,6 +43,11 @@ def attention_fusion(
     `attention_model(model)`, or `with_attention_output(model)` for predictions plus α in one call.
     `weighting` (keyword): how the task losses combine, a name from `mk.weighting.names()` or an
     `mk.weighting.Weighting` (default "static": λ_t); see `MultiTaskModel`.
+    Missing modalities: with `modality_dropout=p > 0` or `modality_mask=True` the model has an extra input
+    `modality_mask` (`[batch, M]`, 1 = present, columns in `encoders` order; `fit`/`predict` fill ones when
+    it is not given); a missing modality gets α = 0 and cannot change the outputs, and while training each
+    modality of each row is dropped with probability p (never all of them; `mk.layers.ModalityDropout`).
+    A row with every modality missing fuses to the zero vector (the heads see only their biases).
     """
     tasks = validate_tasks(tasks)
     fusion_dim = _checks.positive_int(fusion_dim, "fusion_dim")
@@ -51,13 +58,16 @@ def attention_fusion(
     _common.check_reserved_names(tasks, reserved | {ATTENTION_OUTPUT}, "modality/output names")
     # 1. per-modality encoders, projected to a common size
     inputs, features = _common.modality_features(encoders, min_modalities=2, builder="attention_fusion")
+    mask_input, mask = _common.modality_mask_input(list(features), modality_dropout, modality_mask)
+    if mask_input is not None:
+        inputs[_common.MODALITY_MASK] = mask_input
     projected = [
         keras.layers.Dense(fusion_dim, activation=projection_activation, name=f"{m}_projection")(features[m])
         for m in features
     ]
     # 2. attention over modalities and the weighted sum
     fused, _ = AttentionFusion(attention_units=attention_units, name=FUSION_LAYER)(
-        projected, return_attention_scores=True
+        projected, modality_mask=mask, return_attention_scores=True
     )
     # 3. prediction layers
     x = _common.dense_stack(fused, hidden_units, "relu", dropout, prefix="fused")

@@ -8,6 +8,7 @@ import keras
 from keras import ops
 
 from mtmm_keras import _checks
+from mtmm_keras.layers.modality_mask import masked_softmax, present
 
 
 @keras.saving.register_keras_serializable(package="mtmm")
@@ -15,8 +16,9 @@ class AttentionFusion(keras.layers.Layer):
     """Fuse M modality vectors of equal size d into one vector with learned attention weights.
 
     Call it on a list of M tensors `[batch, d]` (or one stacked tensor `[batch, M, d]`).
-    `modality_mask` (`[batch, M]`, 1 = present) removes missing modalities from the softmax, so
-    their α is exactly 0. With `return_attention_scores=True` the call returns `(fused, alpha)`.
+    `modality_mask` (`[batch, M]`, 1 = present, > 0.5 counts as present) removes missing modalities from the
+    softmax, so their α is exactly 0 and their vectors (zeroed first) cannot reach the output; a row with
+    every modality missing fuses to the zero vector. With `return_attention_scores=True` the call returns `(fused, alpha)`.
 
     Args:
         attention_units: width of the hidden scoring layer W (default: d).
@@ -57,15 +59,16 @@ class AttentionFusion(keras.layers.Layer):
 
     def call(self, inputs: Any, modality_mask: Any = None, return_attention_scores: bool = False) -> Any:
         h = ops.stack(inputs, axis=1) if isinstance(inputs, (list, tuple)) else inputs  # [B, M, d]
+        if modality_mask is not None:
+            mask = present(modality_mask, h.dtype)
+            # a missing modality's vector is replaced by zeros first: whatever it held never reaches the output
+            h = ops.where(ops.expand_dims(mask, -1) > 0, h, ops.zeros_like(h))
         scores = ops.matmul(ops.tanh(ops.matmul(h, self.W) + self.b), self.v)  # e: [B, M]
         if modality_mask is None:
             alpha = ops.softmax(scores, axis=-1)
         else:
-            mask = ops.cast(modality_mask, scores.dtype)
-            scores = ops.where(mask > 0, scores, ops.full_like(scores, -1e9))
-            alpha = ops.softmax(scores, axis=-1) * mask
-            # a sample with every modality missing gets α = 0 everywhere, not NaN
-            alpha = ops.divide_no_nan(alpha, ops.sum(alpha, axis=-1, keepdims=True))
+            # α = 0 for missing modalities, renormalised over the present ones; a row with none present gets α = 0
+            alpha = masked_softmax(scores, mask, axis=-1)
         fused = ops.sum(h * ops.expand_dims(alpha, -1), axis=1)
         if return_attention_scores:
             return fused, alpha

@@ -56,9 +56,74 @@ def _input_struct(model: Any) -> Any:
         return None
 
 
+MODALITY_MASK = "modality_mask"  # the presence-mask input of fusion models built for missing modalities
+
+
+def fill_modality_mask(model: Any, x: Any) -> Any:
+    """A fusion model's `modality_mask` input (`[batch, M]`, 1 = present) defaults to all ones: `x` given as a
+    dict without that key (arrays or tensors, or a tf.data dataset yielding such dicts) gets it added, so a
+    model built for missing modalities trains and predicts on complete data as it is. Anything else is
+    returned unchanged."""
+    struct = _input_struct(model)
+    if not isinstance(struct, dict) or MODALITY_MASK not in struct:
+        return x
+    modalities = struct[MODALITY_MASK].shape[-1]
+    if isinstance(x, dict):
+        if MODALITY_MASK in x or not x:
+            return x
+        first = next(iter(x.values()))
+        if _is_array(first) and np.ndim(first):
+            return {**x, MODALITY_MASK: np.ones((len(first), modalities), dtype="float32")}
+        try:
+            rows = keras.ops.shape(first)[0]
+        except Exception:  # noqa: BLE001 - not a tensor: Keras reports the missing input itself
+            return x
+        return {**x, MODALITY_MASK: keras.ops.ones((rows, modalities), dtype="float32")}
+    return _fill_dataset_mask(x, modalities)
+
+
+def _fill_dataset_mask(dataset: Any, modalities: int) -> Any:
+    """A batched tf.data dataset whose inputs are a dict without `modality_mask`, with all-ones masks added."""
+    import sys
+
+    tf = sys.modules.get("tensorflow")
+    if tf is None or not isinstance(dataset, tf.data.Dataset):
+        return dataset
+    spec = dataset.element_spec
+    inputs = spec[0] if isinstance(spec, tuple) and spec else spec
+    if not isinstance(inputs, dict) or MODALITY_MASK in inputs or not inputs:
+        return dataset
+
+    def add_mask(x):
+        first = next(iter(x.values()))
+        return {**x, MODALITY_MASK: tf.ones(tf.stack([tf.shape(first)[0], modalities]), dtype=tf.float32)}
+
+    if isinstance(spec, tuple):
+        return dataset.map(lambda x, *rest: (add_mask(x), *rest))
+    return dataset.map(add_mask)
+
+
+def _check_modality_mask(description: str, array: np.ndarray, spec: Any) -> None:
+    """The presence mask: [rows, M] with M the number of modalities (columns in `encoders` order), 0 or 1."""
+    expected = spec.shape[-1]
+    if array.ndim != 2 or array.shape[1] != expected:
+        raise ValueError(
+            f"{description} has shape {array.shape}, but the model expects [rows, {expected}]: one column per "
+            f"modality, in the order of the `encoders` dict the model was built from, 1 = present, 0 = missing."
+        )
+    if array.size and not np.all((array == 0) | (array == 1)):
+        bad = ~((array == 0) | (array == 1))
+        raise ValueError(
+            f"{description} must hold only 0 (modality missing) and 1 (present); {int(bad.sum())} value(s) are "
+            f"neither (first at row {int(np.argmax(bad.any(axis=1)))}: {_scalar(array[bad][0])!r})."
+        )
+
+
 def unwrap_single_input(model: Any, x: Any) -> Any:
     """`{input_name: array}` for a one-input model becomes the bare array (what Keras expects; a dict
-    works too but warns that its structure does not match). Anything else is returned unchanged."""
+    works too but warns that its structure does not match); a fusion model's missing `modality_mask`
+    becomes all ones (`fill_modality_mask`). Anything else is returned unchanged."""
+    x = fill_modality_mask(model, x)
     struct = _input_struct(model)
     if isinstance(x, dict) and len(x) == 1 and isinstance(struct, keras.KerasTensor):
         (key, value), = x.items()
@@ -432,6 +497,8 @@ def check(model: Any, x: Any, y: Any = None, sample_weight: Any = None, *, call:
     for description, array, spec in inputs:
         if spec is None:
             continue
+        if spec.name == MODALITY_MASK:
+            _check_modality_mask(description, array, spec)
         _check_input_shape(description, array, spec)
         if "int" in str(spec.dtype):
             _check_integer_input(model, description, array, spec)
