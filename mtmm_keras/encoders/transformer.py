@@ -1,0 +1,234 @@
+"""Transformer text encoder: token + learned position embeddings, pre-norm encoder blocks with a padding
+mask (token id 0), and masked mean or CLS pooling. Every piece is a registered `keras.ops` layer, so the
+model reloads in safe mode and exports to TFLite built-in ops and ONNX."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import ops
+
+from mtmm_keras import _checks
+
+POOLINGS = ("mean", "cls")
+
+
+@keras.saving.register_keras_serializable(package="mtmm")
+class PaddingMask(keras.layers.Layer):
+    """Token ids `[batch, length]` → float32 mask `[batch, num_prefix_tokens + length]`: 1 for a real token,
+    0 where the id equals `padding_id`.
+
+    `num_prefix_tokens` leading ones stand for tokens the model prepends itself (a CLS token). A float mask
+    (not bool) keeps the exported graph to ops every runtime has (NOT_EQUAL, CAST, CONCATENATION).
+    """
+
+    def __init__(self, padding_id: int = 0, num_prefix_tokens: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(padding_id, int) or isinstance(padding_id, bool):
+            raise TypeError(f"`padding_id` must be an integer token id, got {padding_id!r}.")
+        self.padding_id = padding_id
+        if not isinstance(num_prefix_tokens, int) or isinstance(num_prefix_tokens, bool) or num_prefix_tokens < 0:
+            raise ValueError(f"`num_prefix_tokens` must be a non-negative integer, got {num_prefix_tokens!r}.")
+        self.num_prefix_tokens = num_prefix_tokens
+
+    def call(self, tokens: Any) -> Any:
+        mask = ops.cast(ops.not_equal(tokens, ops.cast(self.padding_id, tokens.dtype)), "float32")
+        if self.num_prefix_tokens:
+            prefix = ops.ones_like(mask[:, :1])
+            mask = ops.concatenate([prefix] * self.num_prefix_tokens + [mask], axis=1)
+        return mask
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        length = input_shape[1]
+        return (input_shape[0], None if length is None else length + self.num_prefix_tokens)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(padding_id=self.padding_id, num_prefix_tokens=self.num_prefix_tokens)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="mtmm")
+class PositionEmbedding(keras.layers.Layer):
+    """Adds a learned vector per position to `[batch, sequence_length, dim]` embeddings (BERT/ViT style)."""
+
+    def __init__(self, sequence_length: int, initializer: Any = "glorot_uniform", **kwargs):
+        super().__init__(**kwargs)
+        self.sequence_length = _checks.positive_int(sequence_length, "sequence_length")
+        self.initializer = keras.initializers.get(initializer)
+
+    def build(self, input_shape: Any) -> None:
+        if input_shape[1] is not None and input_shape[1] != self.sequence_length:
+            raise ValueError(f"PositionEmbedding(sequence_length={self.sequence_length}) got inputs of length {input_shape[1]}.")
+        self.position_embeddings = self.add_weight(
+            name="embeddings", shape=(self.sequence_length, input_shape[-1]), initializer=self.initializer)
+
+    def call(self, inputs: Any) -> Any:
+        return inputs + ops.cast(self.position_embeddings, inputs.dtype)[None]
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(sequence_length=self.sequence_length, initializer=keras.initializers.serialize(self.initializer))
+        return config
+
+
+@keras.saving.register_keras_serializable(package="mtmm")
+class ClassToken(keras.layers.Layer):
+    """Prepends one learned vector (the CLS token) to `[batch, length, dim]` → `[batch, 1 + length, dim]`."""
+
+    def build(self, input_shape: Any) -> None:
+        self.token = self.add_weight(name="token", shape=(1, 1, input_shape[-1]), initializer="zeros")
+
+    def call(self, inputs: Any) -> Any:
+        # zeros_like(first position) + token broadcasts to the batch without a dynamic Shape/BroadcastTo op
+        first = ops.zeros_like(inputs[:, :1, :]) + ops.cast(self.token, inputs.dtype)
+        return ops.concatenate([first, inputs], axis=1)
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        length = input_shape[1]
+        return (input_shape[0], None if length is None else length + 1, input_shape[2])
+
+
+@keras.saving.register_keras_serializable(package="mtmm")
+class TransformerEncoderBlock(keras.layers.Layer):
+    """Pre-norm transformer encoder block (as in ViT and GPT-2; more stable than BERT's post-norm):
+
+        x = x + Dropout(MHA(LN(x), LN(x), mask))
+        x = x + Dropout(W2 · act(W1 · LN(x)))
+
+    `padding_mask` (`[batch, length]`, 1 = token, 0 = padding) stops every position from attending to padding.
+    The model dimension is the input's last axis; it must divide by `num_heads`. `activation="gelu"` is
+    GELU's tanh approximation (as in BERT): the exact form lowers to Erfc, which ONNX has no op for.
+    """
+
+    def __init__(self, num_heads: int, ff_dim: int, dropout: float = 0.0, activation: str = "gelu",
+                 epsilon: float = 1e-6, **kwargs):
+        super().__init__(**kwargs)
+        self.num_heads = _checks.positive_int(num_heads, "num_heads")
+        self.ff_dim = _checks.positive_int(ff_dim, "ff_dim")
+        self.dropout = _checks.dropout_rate(dropout, "dropout")
+        if not isinstance(activation, str):
+            raise TypeError(f"`activation` must be a Keras activation name such as 'gelu' or 'relu', got {activation!r}.")
+        self.activation = _checks.activation(activation, "activation")
+        self.epsilon = float(epsilon)
+
+    def build(self, inputs_shape: Any, padding_mask_shape: Any = None) -> None:
+        input_shape = tuple(inputs_shape)
+        dim = input_shape[-1]
+        if dim is None or dim % self.num_heads:
+            raise ValueError(f"The model dimension ({dim}) must be divisible by `num_heads` ({self.num_heads}).")
+        self.attention_norm = keras.layers.LayerNormalization(epsilon=self.epsilon, name="attention_norm")
+        self.attention = keras.layers.MultiHeadAttention(self.num_heads, key_dim=dim // self.num_heads,
+                                                         dropout=self.dropout, name="attention")
+        self.ffn_norm = keras.layers.LayerNormalization(epsilon=self.epsilon, name="ffn_norm")
+        self.ffn_inner = keras.layers.Dense(self.ff_dim, name="ffn_inner")
+        self.ffn_outer = keras.layers.Dense(dim, name="ffn_outer")
+        self.residual_dropout = keras.layers.Dropout(self.dropout, name="residual_dropout")
+        self.attention_norm.build(input_shape)
+        self.attention.build(input_shape, input_shape)
+        self.ffn_norm.build(input_shape)
+        self.ffn_inner.build(input_shape)
+        self.ffn_outer.build(tuple(input_shape[:-1]) + (self.ff_dim,))
+
+    def call(self, inputs: Any, padding_mask: Any = None, training: Any = None) -> Any:
+        attention_mask = None
+        if padding_mask is not None:  # [batch, 1, length]: every query ignores padded keys
+            attention_mask = ops.expand_dims(ops.greater(padding_mask, 0.5), 1)
+        h = self.attention_norm(inputs)
+        h = self.attention(h, h, attention_mask=attention_mask, training=training)
+        x = inputs + self.residual_dropout(h, training=training)
+        h = self.ffn_inner(self.ffn_norm(x))
+        if self.activation == "gelu":  # tanh approximation (as BERT): exact GELU lowers to Erfc, which ONNX lacks
+            h = ops.gelu(h, approximate=True)
+        else:
+            h = keras.activations.get(self.activation)(h)
+        h = self.ffn_outer(h)
+        return x + self.residual_dropout(h, training=training)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(num_heads=self.num_heads, ff_dim=self.ff_dim, dropout=self.dropout,
+                      activation=self.activation, epsilon=self.epsilon)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="mtmm")
+class SequencePooling(keras.layers.Layer):
+    """`[batch, length, dim]` → `[batch, dim]`: "mean" averages the positions where `padding_mask` is 1
+    (all positions without a mask; an all-padding row gives zeros), "first" takes position 0 (the CLS token)."""
+
+    MODES = ("mean", "first")
+
+    def __init__(self, mode: str = "mean", **kwargs):
+        super().__init__(**kwargs)
+        self.mode = _checks.one_of(mode, "mode", self.MODES)
+
+    def call(self, inputs: Any, padding_mask: Any = None) -> Any:
+        if self.mode == "first":
+            return inputs[:, 0, :]
+        if padding_mask is None:
+            return ops.mean(inputs, axis=1)
+        weights = ops.expand_dims(ops.cast(padding_mask, inputs.dtype), -1)
+        total = ops.sum(inputs * weights, axis=1)
+        return total / ops.maximum(ops.sum(weights, axis=1), 1.0)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(mode=self.mode)
+        return config
+
+
+def transformer_text(
+    vocab_size: int,
+    sequence_length: int,
+    embed_dim: int = 64,
+    num_heads: int = 4,
+    num_layers: int = 2,
+    ff_dim: int = 128,
+    dropout: float = 0.1,
+    pooling: str = "mean",
+    output_dim: int | None = None,
+    input_name: str = "text",
+    name: str = "transformer_text_encoder",
+) -> keras.Model:
+    """Token ids `[batch, sequence_length]` (int32, 0 = padding) → one feature vector per sequence.
+
+    Token embedding + learned position embedding, `num_layers` pre-norm encoder blocks
+    (`TransformerEncoderBlock`: multi-head self-attention + a GELU (tanh approximation) feed-forward of width `ff_dim`), a
+    final LayerNorm, then pooling: "mean" averages the real tokens, "cls" prepends a learned CLS token and
+    returns its final state. Padded positions are never attended to nor pooled, so a sequence's features
+    do not depend on how much padding follows it. `output_dim` adds a Dense(ReLU) projection.
+    """
+    vocab_size = _checks.positive_int(vocab_size, "vocab_size")
+    sequence_length = _checks.positive_int(sequence_length, "sequence_length")
+    embed_dim = _checks.positive_int(embed_dim, "embed_dim")
+    num_heads = _checks.positive_int(num_heads, "num_heads")
+    num_layers = _checks.positive_int(num_layers, "num_layers")
+    ff_dim = _checks.positive_int(ff_dim, "ff_dim")
+    dropout = _checks.dropout_rate(dropout, "dropout")
+    _checks.one_of(pooling, "pooling", POOLINGS)
+    if embed_dim % num_heads:
+        raise ValueError(f"`embed_dim` ({embed_dim}) must be divisible by `num_heads` ({num_heads}).")
+    tokens = keras.Input(shape=(sequence_length,), dtype="int32", name=input_name)
+    cls = pooling == "cls"
+    mask = PaddingMask(0, num_prefix_tokens=int(cls), name="padding_mask")(tokens)
+    x = keras.layers.Embedding(vocab_size, embed_dim, name="token_embedding")(tokens)
+    x = PositionEmbedding(sequence_length, name="position_embedding")(x)
+    if cls:
+        x = ClassToken(name="cls_token")(x)
+    if dropout:
+        x = keras.layers.Dropout(dropout, name="embedding_dropout")(x)
+    for i in range(num_layers):
+        x = TransformerEncoderBlock(num_heads, ff_dim, dropout=dropout, name=f"block{i + 1}")(x, padding_mask=mask)
+    x = keras.layers.LayerNormalization(epsilon=1e-6, name="final_norm")(x)
+    if cls:
+        x = SequencePooling("first", name="pool")(x)
+    else:
+        x = SequencePooling("mean", name="pool")(x, padding_mask=mask)
+    if output_dim is not None:
+        x = keras.layers.Dense(_checks.positive_int(output_dim, "output_dim"), activation="relu", name="features")(x)
+    return keras.Model(tokens, x, name=name)
