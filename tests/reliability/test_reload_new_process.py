@@ -84,6 +84,8 @@ models["joint_contrastive"] = (mk.builders.joint_embedding(pair_encoders(), embe
 models["joint_cosine_pairs"] = (mk.builders.joint_embedding(
     pair_encoders(), embed_dim=4, loss=mk.losses.CosineEmbeddingLoss(margin=0.1)),
     {"a": tab6, "b": tab4}, np.where(digit > 0, 1.0, -1.0).astype("float32"))
+for loss in ("clip", "siglip"):  # learned temperature: LearnedTemperature's weights ride along with the model
+    models[f"joint_{loss}"] = (mk.builders.joint_embedding(pair_encoders(), embed_dim=4, loss=loss), {"a": tab6, "b": tab4}, digit)
 inputs = keras.Input((6,), name="features")
 plain = keras.Model(inputs, keras.layers.Dense(4, name="scores")(inputs), name="recall_metric")
 plain.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=[mk.metrics.RecallAtK(k=2)])
