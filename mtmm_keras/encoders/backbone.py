@@ -141,6 +141,11 @@ def from_backbone(
                          f"{spec.dtype} inputs of shape {tuple(spec.shape)}.")
     default_name = main_key or spec.name.split(":")[0]
     inputs = keras.Input(shape=shape, dtype=spec.dtype, name=input_name or default_name)
+    sequence_only, _ = _split_outputs(backbone.output)
+    if pooling != "pooled" and isinstance(backbone.output, dict) and sequence_only is not None:
+        # the backbone's graph up to its sequence output only: layers that feed just the pooled output
+        # (BERT's pooled_dense) would get no gradient and make every fit warn about it
+        backbone = keras.Model(backbone.input, sequence_only, name=backbone.name)
     if isinstance(structure, dict):
         feed = {main_key: inputs}
         for key in derived:

@@ -77,6 +77,15 @@ fusion_audio = mk.encoders.audio((400,), filters=(4,), output_dim=4,  # waveform
 models["attention_fusion"] = (mk.builders.attention_fusion(
     {"image": mk.encoders.image((4, 4, 1), **small), "tabular": fusion_tab, "audio": fusion_audio}, tasks(), fusion_dim=4),
     {"image": image, "tabular": tab6, "audio": wave}, y_tasks)
+# transformer text tower (CLS pooling) and a dict-input text backbone fed from token ids alone (masked mean)
+models["transformer_text"] = (mk.builders.hard_sharing(mk.encoders.transformer_text(
+    16, 5, embed_dim=4, num_heads=2, num_layers=1, ff_dim=8, pooling="cls"), tasks(), trunk_units=(4,)), tokens, y_tasks)
+ids, seg, pad = (keras.Input((5,), dtype="int32", name=k) for k in ("token_ids", "segment_ids", "padding_mask"))
+seq = keras.layers.Add()([keras.layers.Embedding(16, 4)(ids), keras.layers.Embedding(2, 4)(seg), keras.layers.Embedding(2, 4)(pad)])
+toy_backbone = keras.Model({"token_ids": ids, "segment_ids": seg, "padding_mask": pad}, {"sequence_output": seq})
+models["backbone_fusion"] = (mk.builders.attention_fusion(
+    {"text": mk.encoders.from_backbone(toy_backbone, pooling="mean"), "tabular": mk.encoders.tabular(6, hidden_units=(4,))},
+    tasks(), fusion_dim=4), {"text": tokens, "tabular": tab6}, y_tasks)
 pair_encoders = lambda: {"a": mk.encoders.tabular(6, hidden_units=(4,), input_name="a", name="a_encoder"),
                          "b": mk.encoders.tabular(4, hidden_units=(4,), input_name="b", name="b_encoder")}
 models["joint_contrastive"] = (mk.builders.joint_embedding(pair_encoders(), embed_dim=4, loss="contrastive"),
