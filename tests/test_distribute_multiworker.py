@@ -1,8 +1,11 @@
-"""MultiWorkerMirroredStrategy over 127.0.0.1: two worker processes train like one process.
+"""MultiWorkerMirroredStrategy over 127.0.0.1: two worker processes train every builder like one process.
 
-Each worker creates the strategy first (collectives must be configured before other TF ops), then
-trains a one-process reference (no strategy) and the same model under the two-worker strategy, and
-finally runs the keras-team/keras#20585 canaries: a plain `keras.Model.fit` under the strategy, and
+One pair of worker processes does it all. Each creates the strategy first (collectives must be
+configured before other TF ops); then, builder by builder (joint embedding, hard and soft sharing,
+attention fusion, MMoE, PLE, cross-stitch; tiny widths, 128 rows, global batch 64, 2 epochs, SGD), the
+chief trains a one-process reference (eagerly: faster than tracing 4 steps) and both workers train the
+same initial weights under the two-worker strategy, built with the builders' own defaults inside the
+scope. Last come the keras-team/keras#20585 canaries: a plain `keras.Model.fit` under the strategy, and
 one with only the mixin's symbolic-build half, both of which still fail on the Keras versions
 `mk.distribute.multiworker` works around. When a canary starts passing, that half of the workaround
 is no longer needed (drop it from `MultiWorkerFitMixin`, and the canary).
@@ -32,25 +35,65 @@ import keras, numpy as np
 import mtmm_keras.distribute.multiworker  # noqa: F401  (mk.distribute.multiworker)
 import mtmm_keras as mk
 
+EPOCHS, ROWS, BATCH = 2, 128, 64
 rng = np.random.default_rng(0)
-shared = rng.normal(size=(128, 5)).astype("float32")
-x = {"a": shared + 0.3 * rng.normal(size=(128, 5)).astype("float32"),
-     "b": shared[:, ::-1] + 0.3 * rng.normal(size=(128, 5)).astype("float32")}
+shared = rng.normal(size=(ROWS, 5)).astype("float32")
+pair = {"a": shared + 0.3 * rng.normal(size=(ROWS, 5)).astype("float32"),
+        "b": shared[:, ::-1] + 0.3 * rng.normal(size=(ROWS, 5)).astype("float32")}
+flat = rng.normal(size=(ROWS, 6)).astype("float32")
+DATA = {  # (x, y) per builder: one regression and one classification task, or image-text pairs
+    "joint_embedding": (pair, None),
+    "attention_fusion": (pair, {"reg": pair["a"][:, :1] - pair["b"][:, 1:2], "cls": (pair["a"][:, 0] > 0).astype("int32")}),
+}
+for case in ("hard_sharing", "soft_sharing", "mmoe", "ple", "cross_stitch"):
+    DATA[case] = (flat, {"reg": flat[:, :1] * 2.0, "cls": (flat[:, 1] > 0).astype("int32")})
 
-def build():
-    encoders = {m: mk.encoders.tabular(5, (8,), input_name=m, name=f"{m}_encoder") for m in ("a", "b")}
-    return mk.builders.joint_embedding(encoders, embed_dim=4, steps_per_execution=1)
+def build(case, **kwargs):
+    """Tiny widths; builders' own defaults otherwise (inside the scope they pick the strategy's). Plain
+    SGD: its step is linear in the gradient, so a gradient off by the replica count shows (Adam's first
+    steps, g/sqrt(g²), would hide it), and its update traces in a fraction of Adam's time."""
+    kwargs.setdefault("optimizer", "sgd")
+    kwargs.setdefault("learning_rate", 0.1)
+    tasks = [mk.Task("reg", 1), mk.Task("cls", 2, loss="sparse_categorical_crossentropy")]
+    b = mk.builders
+    if case in ("joint_embedding", "attention_fusion"):
+        encoders = {m: mk.encoders.tabular(5, (8,), input_name=m, name=f"{m}_encoder") for m in ("a", "b")}
+        if case == "joint_embedding":
+            return b.joint_embedding(encoders, embed_dim=4, **kwargs)
+        return b.attention_fusion(encoders, tasks, fusion_dim=8, **kwargs)
+    if case == "hard_sharing":
+        return b.hard_sharing((6,), tasks, trunk_units=(8,), **kwargs)
+    if case == "soft_sharing":
+        return b.soft_sharing((6,), tasks, tower_units=(8,), alpha=1e-2, **kwargs)
+    if case == "mmoe":
+        return b.mmoe((6,), tasks, num_experts=2, expert_units=(8,), tower_units=(4,), **kwargs)
+    if case == "ple":
+        return b.ple((6,), tasks, num_levels=2, shared_experts=1, task_experts=1, expert_units=(8,),
+                     tower_units=(4,), **kwargs)
+    return b.cross_stitch((6,), tasks, tower_units=(8, 4), **kwargs)
 
-keras.utils.set_random_seed(0)
-single = build()
-initial = single.get_weights()
-one = single.fit(x, batch_size=64, epochs=2, shuffle=False, verbose=0).history["loss"]
-with strategy.scope():
-    model = build()
-    model.set_weights(initial)
-    two = model.fit(x, batch_size=64, epochs=2, shuffle=False, verbose=0).history["loss"]
-out = {"replicas": strategy.num_replicas_in_sync, "one": one, "two": two,
-       "weights_one": [w.tolist() for w in single.get_weights()], "weights_two": [w.tolist() for w in model.get_weights()]}
+out = {"replicas": strategy.num_replicas_in_sync, "cases": {}}
+for case in DATA:
+    x, y = DATA[case]
+    keras.utils.set_random_seed(0)
+    # the one-process reference: the chief only (the other worker waits at the first collective),
+    # eager (4 steps run faster than tracing them)
+    single = build(case, steps_per_execution=1, jit_compile=False, run_eagerly=True)
+    initial = single.get_weights()
+    if index == 0:
+        one = single.fit(x, y, batch_size=BATCH, epochs=EPOCHS, shuffle=False, verbose=0).history["loss"]
+    try:
+        with strategy.scope():
+            model = build(case)
+            model.set_weights(initial)
+            two = model.fit(x, y, batch_size=BATCH, epochs=EPOCHS, shuffle=False, verbose=0).history["loss"]
+        out["cases"][case] = {"two": two, "settings": [model.steps_per_execution, model.jit_compile],
+                              "weights_two": [w.tolist() for w in model.get_weights()]}
+        if index == 0:
+            out["cases"][case].update(one=one, weights_one=[w.tolist() for w in single.get_weights()],
+                                      moved=max(float(np.max(np.abs(a - b))) for a, b in zip(single.get_weights(), initial)))
+    except Exception as error:
+        out["cases"][case] = {"error": f"{type(error).__name__}: {str(error)[:1500]}"}
 
 with strategy.scope():  # keras-team/keras#20585 canary: stock Keras under the strategy
     inputs = keras.Input((4,))
@@ -112,14 +155,24 @@ def two_workers() -> list[dict]:
     return results
 
 
+BUILDERS = ["joint_embedding", "hard_sharing", "soft_sharing", "attention_fusion", "mmoe", "ple", "cross_stitch"]
+
+
 @pytest.mark.slow
-def test_two_workers_train_the_joint_embedding_like_one_process(two_workers):
+@pytest.mark.parametrize("case", BUILDERS)
+def test_two_workers_train_each_builder_like_one_process(two_workers, case):
+    reference = two_workers[0]["cases"][case]  # the chief also trained the one-process reference
+    assert "error" not in reference, reference["error"]
     for out in two_workers:
         assert out["replicas"] == 2
-        np.testing.assert_allclose(out["two"], out["one"], rtol=1e-5)
-        for a, b in zip(out["weights_one"], out["weights_two"]):
+        result = out["cases"][case]
+        assert "error" not in result, result["error"]
+        assert result["settings"] == [1, False]  # the builder's defaults in the scope: the strategy's settings
+        np.testing.assert_allclose(result["two"], reference["one"], rtol=1e-5)
+        assert reference["moved"] > 1e-3  # training did move the weights: equal weights are no accident
+        for a, b in zip(reference["weights_one"], result["weights_two"]):
             a, b = np.asarray(a), np.asarray(b)
-            assert np.max(np.abs(a - b)) <= 1e-5 * max(np.max(np.abs(a)), 1e-12)
+            assert np.max(np.abs(a - b)) <= 1e-5 * max(np.max(np.abs(a)), 1e-12), case
 
 
 @pytest.mark.slow
