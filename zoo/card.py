@@ -12,7 +12,7 @@ def _table(metrics: dict[str, float]) -> list[str]:
 
 
 def _lower_is_better(metric: str) -> bool:
-    return metric.endswith(("_rmse", "_mae", "_loss"))
+    return metric.endswith(("_rmse", "_mae", "_loss", "_median_rank"))
 
 
 def _references(metrics: dict[str, float], references: list[dict[str, Any]]) -> list[str]:
@@ -56,6 +56,9 @@ def render(name: str, recipe: dict[str, Any], meta: dict[str, Any]) -> str:
     if recipe["builder"] == "joint_embedding":
         lines += ["", f"Recall@K: each test item queries the whole test split of the other modality; a hit is a "
                   f"retrieved item with the same `{recipe.get('group_label', 'label')}`."]
+        if any(k.endswith(("_median_rank", "_map")) for k in meta["metrics"]):
+            lines += ["`median_rank`: median 1-based rank of the first hit; `map`: mean average precision over all "
+                      "items with the query's label. Ties count against the query (`mtmm_keras.retrieval`)."]
     if meta.get("baselines"):
         lines += ["", "## Baselines (same recipe, one modality / view at a time)", "", "| model | metric | value |", "|---|---|---|"]
         for baseline, metrics in meta["baselines"].items():

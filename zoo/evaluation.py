@@ -1,10 +1,10 @@
 """Test-split metrics for a zoo model: accuracy per classification task, RMSE per regression task,
 ROC AUC per binary task that lists the "auc" metric (and `mean_auc` over them when there are two or
-more), Recall@K in both directions for joint embeddings. Training and `mtmm zoo evaluate` both use this."""
+more), Recall@1/5/10, median rank and mAP in both directions for joint embeddings. Training and
+`mtmm zoo evaluate` both use this."""
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import keras
@@ -89,14 +89,12 @@ def task_metrics(model: keras.Model, recipe: dict[str, Any], x: dict, y: dict) -
     return metrics
 
 
-def retrieval_metrics(model: keras.Model, x: dict, groups: np.ndarray, ks=(1, 5)) -> dict[str, float]:
-    """Recall@K in both directions for every modality pair; a hit is a gallery item of the query's class."""
+def retrieval_metrics(model: keras.Model, x: dict, groups: np.ndarray, ks=(1, 5, 10)) -> dict[str, float]:
+    """Recall@K, median rank and mAP in both directions for every modality pair: each test item queries the
+    whole test set of the other modality, and a hit is an item of the query's class (ties count against
+    the query). Scored in blocks of queries (`mtmm_keras.retrieval`), never as one n × n matrix."""
     embeddings = {m: mk.builders.tower(model, m).predict(x[m], batch_size=256, verbose=0) for m in x}
-    metrics = {}
-    for a, b in itertools.permutations(embeddings, 2):
-        recall = mk.metrics.retrieval_recall(embeddings[a], embeddings[b], ks=ks, query_ids=groups, gallery_ids=groups)
-        metrics.update({f"{a}_to_{b}_{k.replace('@', '_at_')}": v for k, v in recall.items()})
-    return metrics
+    return mk.metrics.cross_modal_metrics(embeddings, np.asarray(groups).reshape(-1), ks=ks)
 
 
 def evaluate_model(model: keras.Model, recipe: dict[str, Any], x: dict, y: dict) -> dict[str, float]:
