@@ -53,7 +53,7 @@ _SUBMODULES = (
 _ATTRIBUTES = {"Task": "mtmm_keras.tasks"}
 # Every module that defines a class registered under package "mtmm" (tests check this list is complete).
 _REGISTERING = (
-    "mtmm_keras.encoders",  # LogMelSpectrogram (the waveform front end)
+    "mtmm_keras.encoders",  # LogMelSpectrogram (waveform front end), transformer_text layers, TokenIdsTo (from_backbone)
     "mtmm_keras.layers",
     "mtmm_keras.losses",
     "mtmm_keras.metrics",
