@@ -8,6 +8,8 @@
 - `num_replicas()` / `scale_for_replicas(value)` — the per-replica share of a value summed over replicas.
 - `training_scope(engine)` — build and fit under "mirrored", "multi_worker" (TF_CONFIG / jax.distributed)
   or "jax" (DataParallel); `mtmm zoo train --distribute ENGINE` uses it.
+- `jax_multi_process(coordinator, num_processes, process_id)` / `process_local_rows(data, batch_size)` —
+  JAX data parallelism over several processes (`jax.distributed`), each feeding its share of every batch.
 - `MultiWorkerFitMixin` — `fit` under MultiWorkerMirroredStrategy despite keras-team/keras#20585
   (`multiworker`; JointEmbeddingModel has it).
 """
@@ -21,6 +23,7 @@ import keras  # noqa: F401
 from mtmm_keras.distribute import multiworker
 from mtmm_keras.distribute.launch import ENGINES, check_engine, is_chief, training_scope
 from mtmm_keras.distribute.gather import all_gather_rows, local_rows_start
+from mtmm_keras.distribute.jax_processes import jax_multi_process, process_local_rows
 from mtmm_keras.distribute.multiworker import MultiWorkerFitMixin
 from mtmm_keras.distribute.scaling import num_replicas, scale_for_replicas
 from mtmm_keras.distribute.strategy import compile_defaults, model_strategy
@@ -33,6 +36,8 @@ __all__ = [
     "MultiWorkerFitMixin",
     "all_gather_rows",
     "compile_defaults",
+    "jax_multi_process",
+    "process_local_rows",
     "local_rows_start",
     "model_strategy",
     "multiworker",

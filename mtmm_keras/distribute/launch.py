@@ -5,9 +5,10 @@ and user scripts wrap building *and* fitting in this scope.
 
 - "mirrored": `tf.distribute.MirroredStrategy` over this host's devices (TensorFlow backend).
 - "multi_worker": `tf.distribute.MultiWorkerMirroredStrategy`, cluster and role from `TF_CONFIG`
-  (TensorFlow backend), every worker running the same command; on JAX, `jax.distributed.initialize()`
-  (coordinator address, process count and id from its `JAX_COORDINATOR_ADDRESS`/`JAX_NUM_PROCESSES`/
-  `JAX_PROCESS_ID` settings) followed by DataParallel over every process's devices.
+  (TensorFlow backend), every worker running the same command; on JAX, `jax_multi_process()` (coordinator
+  address, process count and id from `JAX_COORDINATOR_ADDRESS`/`JAX_NUM_PROCESSES`/`JAX_PROCESS_ID`):
+  DataParallel over every process's devices, each process feeding its share of every batch
+  (`process_local_rows`).
 - "jax": `keras.distribution.DataParallel` over this host's devices (JAX backend).
 """
 
@@ -39,6 +40,14 @@ def check_engine(engine: Any) -> str | None:
     if engine == "multi_worker" and backend == "tensorflow" and not os.environ.get("TF_CONFIG"):
         raise ValueError("`distribute='multi_worker'` reads the cluster from TF_CONFIG, which is not set; see the "
                          "README section 'Training on more than one device'.")
+    if engine == "multi_worker" and backend == "jax":
+        from mtmm_keras.distribute import jax_processes
+
+        names = (jax_processes.ENV_COORDINATOR, jax_processes.ENV_NUM_PROCESSES, jax_processes.ENV_PROCESS_ID)
+        missing = [name for name in names if not os.environ.get(name)]
+        if missing and not jax_processes._initialized():
+            raise ValueError(f"`distribute='multi_worker'` on JAX reads the coordinator from {', '.join(names)}; "
+                             f"{', '.join(missing)} not set. See the README section 'Training on more than one device'.")
     return engine
 
 
@@ -73,11 +82,12 @@ def training_scope(engine: str | None) -> Iterator[Any]:
         with strategy.scope():
             yield strategy
         return
-    if engine == "multi_worker":
-        import jax
+    if engine == "multi_worker":  # every process feeds its own rows: `process_local_rows`
+        from mtmm_keras.distribute.jax_processes import jax_multi_process
 
-        jax.distributed.initialize()
-    distribution = keras.distribution.DataParallel(devices=keras.distribution.list_devices())
+        distribution = jax_multi_process()
+    else:
+        distribution = keras.distribution.DataParallel(devices=keras.distribution.list_devices())
     previous = keras.distribution.distribution()
     keras.distribution.set_distribution(distribution)
     try:
