@@ -50,13 +50,10 @@ class LearnedTemperature(keras.layers.Layer):
             init_logit_scale, init_logit_bias, max_logit_scale
         )
         high = None if self.max_logit_scale is None else math.log(self.max_logit_scale)
-        # aggregation="mean": the constraint's assign runs in replica context under tf.distribute
-        # (every replica holds the same value, so the mean is that value)
         self.logit_scale = self.add_weight(
             shape=(),
             initializer=keras.initializers.Constant(self.init_logit_scale),
             constraint=None if high is None else _ClampAbove(high),
-            aggregation="mean",
             name="logit_scale",
         )
         self.logit_bias = None
@@ -64,8 +61,7 @@ class LearnedTemperature(keras.layers.Layer):
             self.logit_bias = self.add_weight(
                 shape=(),
                 initializer=keras.initializers.Constant(self.init_logit_bias),
-                aggregation="mean",
-                name="logit_bias",
+                    name="logit_bias",
             )
         self.built = True
 
