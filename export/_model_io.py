@@ -62,6 +62,8 @@ def sample_inputs(model: keras.Model, num_samples: int = 32, seed: int = 0) -> d
         shape = (num_samples,) + tuple(d or 1 for d in info.shape[1:])
         if "int" in info.dtype:
             batch[info.name] = rng.integers(0, vocab, size=shape).astype(info.dtype)
+        elif info.name == "modality_mask":  # a fusion model's presence mask: 0/1 (missing modalities checked too)
+            batch[info.name] = rng.integers(0, 2, size=shape).astype(info.dtype)
         else:
             batch[info.name] = rng.normal(size=shape).astype(info.dtype)
     return batch

@@ -197,8 +197,8 @@ def _dense(x, dense):
     return x @ _np(dense.kernel) + _np(dense.bias)
 
 
-def _gelu(x):
-    return 0.5 * x * (1.0 + np.vectorize(math.erf)(x / math.sqrt(2.0)))
+def _gelu(x):  # tanh approximation (Hendrycks & Gimpel), as the layer uses
+    return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
 
 
 def _block(layer, i, x, key_mask):

@@ -10,9 +10,6 @@ from keras import ops
 
 from mtmm_keras import _checks
 
-# A logit for a missing entry: finite (no inf - inf = NaN anywhere), far below any real score in float32.
-MASKED_LOGIT = -1e9
-
 
 def present(mask: Any, dtype: Any = "float32") -> Any:
     """The presence mask as 0/1 floats: an entry counts as present when it is above 0.5."""
@@ -27,13 +24,18 @@ def safe_divide(numerator: Any, denominator: Any) -> Any:
 
 def masked_softmax(logits: Any, mask: Any, axis: int = 1) -> Any:
     """Softmax over `axis` (the modality axis) that gives missing entries weight exactly 0 and renormalises over
-    the present ones; a row with nothing present gets all-zero weights (not NaN). `mask`: 0/1, `[batch, M]`
-    (broadcast over the trailing axes of `logits`)."""
+    the present ones; a row with nothing present gets all-zero weights (not NaN). `mask`: 0/1 or bool, `[batch, M]`
+    (broadcast over the trailing axes of `logits`) or any shape broadcastable to `logits` of the same rank."""
+    mask = ops.cast(mask, logits.dtype)
     while len(mask.shape) < len(logits.shape):
         mask = ops.expand_dims(mask, -1)
-    logits = ops.where(mask > 0, logits, ops.full_like(logits, MASKED_LOGIT))
-    weights = ops.softmax(logits, axis=axis) * mask
-    return safe_divide(weights, ops.sum(weights, axis=axis, keepdims=True))
+    # No -inf/-1e9 sentinel: a tensor holding one gets an int8 range so wide that every real logit quantizes
+    # to the same value. Missing entries take the row's smallest logit instead, so the shift m is the largest
+    # present logit, exp(l - m) <= 1 everywhere, and the mask zeroes the missing terms exactly.
+    lowest = ops.min(logits, axis=axis, keepdims=True)
+    logits = ops.where(mask > 0, logits, lowest)
+    shifted = ops.exp(logits - ops.max(logits, axis=axis, keepdims=True)) * mask
+    return safe_divide(shifted, ops.sum(shifted, axis=axis, keepdims=True))
 
 
 def zero_missing(features: Any, column: Any) -> Any:

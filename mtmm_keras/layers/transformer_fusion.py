@@ -10,7 +10,28 @@ import keras
 from keras import ops
 
 from mtmm_keras import _checks
-from mtmm_keras.layers.modality_mask import present, safe_divide, zero_missing
+from mtmm_keras.layers.modality_mask import masked_softmax, present, safe_divide, zero_missing
+
+
+def _gelu(x: Any) -> Any:
+    """GELU, tanh approximation: the exact form lowers to Erfc on TensorFlow, which ONNX (opset ≤ 20) lacks."""
+    return keras.activations.gelu(x, approximate=True)
+
+
+class _MaskedMultiHeadAttention(keras.layers.MultiHeadAttention):
+    """`keras.layers.MultiHeadAttention` whose masked softmax uses no -1e9 sentinel (`masked_softmax`): Keras's
+    `where(mask, scores, -1e9)` stretches the int8 range of the scores so far that a full-integer TFLite
+    export attends uniformly. Same probabilities in float. Created only inside `TransformerFusion.build`
+    (never in a saved config, hence not registered); should Keras rename `_masked_softmax`, Keras's own
+    masking applies again (still exact in float)."""
+
+    def _masked_softmax(self, attention_scores: Any, attention_mask: Any = None) -> Any:
+        if attention_mask is None:
+            return super()._masked_softmax(attention_scores, attention_mask)
+        axis = -len(self._attention_axes) * 2 - 1
+        while len(attention_mask.shape) < len(attention_scores.shape):
+            attention_mask = ops.expand_dims(attention_mask, axis=axis)
+        return masked_softmax(attention_scores, attention_mask, axis=-1)
 
 
 @keras.saving.register_keras_serializable(package="mtmm")
@@ -19,8 +40,8 @@ class TransformerFusion(keras.layers.Layer):
 
     Each modality's tokens get a learned modality embedding (and, when T_m > 1, a learned position embedding).
     Full fusion: the concatenated tokens go through `num_blocks` pre-norm blocks,
-    x ← x + MHA(LN(x)); x ← x + FFN(LN(x)) (FFN: Dense(ffn_units, gelu) → Dense(d)), a final LayerNorm, and a
-    mean over the tokens. Bottleneck fusion (`bottleneck_tokens=k > 0`, Nagrani et al. 2021): each block has
+    x ← x + MHA(LN(x)); x ← x + FFN(LN(x)) (FFN: Dense(ffn_units, gelu (tanh form)) → Dense(d)), a final
+    LayerNorm, and a mean over the tokens. Bottleneck fusion (`bottleneck_tokens=k > 0`, Nagrani et al. 2021): each block has
     one Transformer block per modality over [its tokens, the k bottleneck tokens]; the bottleneck tokens'
     new value is the mean of the modalities' updates, so modalities only exchange information through them
     (fusion starts at the first block; the encoders play the paper's unimodal early layers).
@@ -72,10 +93,10 @@ class TransformerFusion(keras.layers.Layer):
         key_dim = self.key_dim or max(1, dim // self.num_heads)
         block = {
             "norm1": keras.layers.LayerNormalization(epsilon=1e-6, name=f"block{index}_norm1"),
-            "attention": keras.layers.MultiHeadAttention(self.num_heads, key_dim, dropout=self.dropout,
-                                                         name=f"block{index}_attention"),
+            "attention": _MaskedMultiHeadAttention(self.num_heads, key_dim, dropout=self.dropout,
+                                                   name=f"block{index}_attention"),
             "norm2": keras.layers.LayerNormalization(epsilon=1e-6, name=f"block{index}_norm2"),
-            "ffn1": keras.layers.Dense(self.ffn_units or 2 * dim, activation="gelu", name=f"block{index}_ffn1"),
+            "ffn1": keras.layers.Dense(self.ffn_units or 2 * dim, activation=_gelu, name=f"block{index}_ffn1"),
             "ffn2": keras.layers.Dense(dim, name=f"block{index}_ffn2"),
             "dropout": keras.layers.Dropout(self.dropout, name=f"block{index}_dropout"),
         }
