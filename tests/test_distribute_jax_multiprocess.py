@@ -168,3 +168,53 @@ def test_process_local_rows_cuts_every_global_batch(monkeypatch):
         jax_processes.process_local_rows(rows, 8)
     with pytest.raises(ValueError, match="same number of rows"):
         jax_processes.process_local_rows({"x": rows, "y": rows[:5]}, 12)
+
+
+# --- `mtmm zoo train --distribute multi_worker` on JAX: the same command in every process --------------
+
+def _mtmm(*args: str, env: dict[str, str]) -> subprocess.Popen:
+    full = {**os.environ, "PYTHONPATH": REPO, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "3",
+            "CUDA_VISIBLE_DEVICES": "", **env}
+    full.pop("XLA_FLAGS", None)
+    for name in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
+        if name not in env:
+            full.pop(name, None)
+    return subprocess.Popen([sys.executable, "-m", "mtmm_keras.cli", *args], env=full, cwd=REPO, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.slow
+def test_zoo_train_multi_worker_on_two_jax_processes(tmp_path):
+    pytest.importorskip("jax")
+    pytest.importorskip("tensorflow_datasets")
+    out = str(tmp_path / "entry")
+    settings = {"JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{_free_port()}", "JAX_NUM_PROCESSES": "2"}
+    runs = [_mtmm("zoo", "train", "penguins_hard", "--epochs", "30", "--distribute", "multi_worker", "--out", out,
+                  env={**settings, "JAX_PROCESS_ID": str(i)}) for i in range(2)]
+    try:
+        done = [(*run.communicate(timeout=600), run.returncode) for run in runs]
+        done = [(rc, stdout, stderr) for stdout, stderr, rc in done]
+    finally:
+        for run in runs:
+            if run.poll() is None:
+                run.kill()
+    for rc, stdout, stderr in done:
+        assert rc == 0, stderr[-3000:]
+    assert "the chief writes the entry" in done[1][1] and "wrote " in done[0][1]
+    assert "data-parallel training: multi_worker (2 replicas/devices)" in done[0][1], done[0][1]
+    meta = json.loads(open(os.path.join(out, "metadata.json")).read())
+    assert meta["training"]["distribute"] == "multi_worker" and meta["training"]["backend"] == "jax"
+    assert meta["metrics"]["species_accuracy"] >= 0.95
+    verified = subprocess.run([sys.executable, "-m", "mtmm_keras.cli", "zoo", "verify", out], capture_output=True,
+                              text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_zoo_train_multi_worker_on_jax_without_settings_is_one_clean_line(tmp_path):
+    pytest.importorskip("jax")
+    run = _mtmm("zoo", "train", "penguins_hard", "--epochs", "1", "--distribute", "multi_worker", "--out",
+                str(tmp_path / "entry"), env={"JAX_NUM_PROCESSES": "2"})
+    stdout, stderr = run.communicate(timeout=300)
+    assert run.returncode != 0 and "Traceback" not in stderr, stderr[-3000:]
+    assert "JAX_COORDINATOR_ADDRESS" in stderr and "JAX_PROCESS_ID" in stderr, stderr
+    assert not os.path.exists(tmp_path / "entry")

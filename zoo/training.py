@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import keras
+import numpy as np
 
 from mtmm_keras import _extras, _output_folder
 from mtmm_keras import distribute as distribute_lib
@@ -73,6 +74,11 @@ def _fit(model: keras.Model, recipe: dict, x: dict, y: dict, epochs: int, verbos
         if validation_split and val_end > split_at:
             validation_data = (part(inputs, split_at, val_end), part(labels, split_at, val_end))
         inputs, labels, validation_split = part(inputs, 0, train_end), part(labels, 0, train_end), 0.0
+        if _jax_processes() > 1:  # jax.distributed: each process feeds its share of every global batch
+            local = distribute_lib.process_local_rows
+            if validation_data is not None:
+                validation_data = tuple(local(part_, batch_size)[0] for part_ in validation_data)
+            (inputs, labels), batch_size = local((inputs, labels), batch_size)
     with recipes.seeded(recipes.seed_of(recipe)):  # deterministic retraining; the caller's RNGs come back after
         history = model.fit(
             inputs, labels, epochs=epochs, batch_size=batch_size, validation_split=validation_split,
@@ -110,12 +116,13 @@ def train(name: str, epochs: int | None = None, out_dir: str | None = None, verb
           f"({len(next(iter(x_train.values())))} train / {len(next(iter(x_test.values())))} test examples, {epochs} epochs)")
     with distribute_lib.training_scope(engine) as strategy:
         if strategy is not None:
-            print(f"data-parallel training: {engine} ({getattr(strategy, 'num_replicas_in_sync', None) or len(getattr(strategy, 'devices', []) or [])} replicas/devices)")
+            print(f"data-parallel training: {engine} ({getattr(strategy, 'num_replicas_in_sync', None) or _row_multiple(strategy)} replicas/devices)")
         model = recipes.build(recipe)
         adapt_normalizers(model, x_train)
         start = time.perf_counter()
         history = _fit(model, recipe, x_train, y_train, epochs, verbose, row_multiple=_row_multiple(strategy))
         seconds = time.perf_counter() - start
+    model = _process_local_copy(model, recipe)
     presets.check_finite_weights(model, f"zoo entry {name!r}")
     metrics = evaluation.evaluate_model(model, recipe, x_test, y_test)
     print("test metrics: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
@@ -127,6 +134,7 @@ def train(name: str, epochs: int | None = None, out_dir: str | None = None, verb
             adapt_normalizers(baseline, x_train)
             _fit(baseline, recipe, {m: x_train[m] for m in subset}, y_train, epochs, verbose=0,
                  row_multiple=_row_multiple(strategy))
+        baseline = _process_local_copy(baseline, recipe, modalities=subset)
         baselines["+".join(subset) + " only"] = evaluation.evaluate_model(baseline, recipe, {m: x_test[m] for m in subset}, y_test)
         print("  " + ", ".join(f"{k} {v:.4f}" for k, v in baselines["+".join(subset) + " only"].items()))
     meta = {
@@ -167,6 +175,26 @@ def _row_multiple(strategy: Any) -> int:
         return 1
     mesh = getattr(strategy, "device_mesh", None)
     return max(1, len(getattr(mesh, "devices", None).flatten()) if mesh is not None else 1)
+
+
+def _jax_processes() -> int:
+    """How many `jax.distributed` processes share the run (1 without JAX or without jax.distributed)."""
+    if keras.backend.backend() != "jax":
+        return 1
+    import jax
+
+    return jax.process_count()
+
+
+def _process_local_copy(model: keras.Model, recipe: dict, modalities: Any = None) -> keras.Model:
+    """`model` itself, or after a multi-process JAX fit (weights held across every process's devices) the same
+    model rebuilt on this process alone with those weights, so that evaluating and saving need no peers."""
+    if _jax_processes() == 1:
+        return model
+    weights = [np.asarray(w) for w in model.get_weights()]  # replicated: every process holds them whole
+    local = recipes.build(recipe) if modalities is None else recipes.build(recipe, modalities=modalities)
+    local.set_weights(weights)
+    return local
 
 
 def _backend_version() -> str:
