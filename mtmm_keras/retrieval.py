@@ -101,11 +101,11 @@ def _block_counts(scores, lo, hi, want_ap: bool) -> tuple[np.ndarray, np.ndarray
     return ahead, _ap_by_sorting(scores, values, counts, starts)
 
 
-def _ap_from(position_counts: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """AP of rows whose m-th relevant item (m = 1, 2, ...) has `position_counts[:, m-1]` = its 1-based
+def _ap_from(positions: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """AP of rows whose m-th relevant item (m = 1, 2, ...) has `positions[:, m-1]` = its 1-based
     position in the tie-broken order (0 where the row has fewer relevant items)."""
-    m = np.arange(1, position_counts.shape[1] + 1)
-    precision = np.where(position_counts > 0, m / np.maximum(position_counts, 1), 0.0)
+    m = np.arange(1, positions.shape[1] + 1)
+    precision = np.where(positions > 0, m / np.maximum(positions, 1), 0.0)
     return precision.sum(axis=1) / np.maximum(counts, 1)
 
 
@@ -215,8 +215,8 @@ def cross_modal_metrics(
                          + (f" with keys {list(embeddings)}" if isinstance(embeddings, dict) else "") + ".")
     metrics = {}
     for a, b in itertools.permutations(embeddings, 2):
-        result = retrieval_metrics(embeddings[a], embeddings[b], group_ids, group_ids if group_ids is not None else None,
-                                   ks=ks, block_size=block_size, mean_average_precision=mean_average_precision)
+        result = retrieval_metrics(embeddings[a], embeddings[b], group_ids, group_ids, ks=ks, block_size=block_size,
+                                   mean_average_precision=mean_average_precision)
         metrics.update({f"{a}_to_{b}_{key.replace('@', '_at_')}": value for key, value in result.items()})
     return metrics
 
