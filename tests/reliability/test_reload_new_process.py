@@ -77,6 +77,16 @@ fusion_audio = mk.encoders.audio((400,), filters=(4,), output_dim=4,  # waveform
 models["attention_fusion"] = (mk.builders.attention_fusion(
     {"image": mk.encoders.image((4, 4, 1), **small), "tabular": fusion_tab, "audio": fusion_audio}, tasks(), fusion_dim=4),
     {"image": image, "tabular": tab6, "audio": wave}, y_tasks)
+# the other fusion designs, with the missing-modality mask input (ModalityDropout) and a mask that drops some
+fusion_pair = lambda: {"image": mk.encoders.image((4, 4, 1), **small), "tabular": mk.encoders.tabular(6, hidden_units=(4,))}
+fusion_x = {"image": image, "tabular": tab6, "modality_mask": np.array([[1, 1], [0, 1], [1, 0], [1, 1]] * 2, "float32")}
+models["concat_fusion"] = (mk.builders.concat_fusion(fusion_pair(), tasks(), fusion_dim=4, hidden_units=(4,),
+                                                     modality_mask=True), fusion_x, y_tasks)
+models["gated_fusion"] = (mk.builders.gated_fusion(fusion_pair(), tasks(), fusion_dim=4, modality_dropout=0.2), fusion_x, y_tasks)
+models["transformer_fusion"] = (mk.builders.transformer_fusion(fusion_pair(), tasks(), fusion_dim=4, modality_dropout=0.2),
+                                fusion_x, y_tasks)
+models["bottleneck_fusion"] = (mk.builders.transformer_fusion(fusion_pair(), tasks(), fusion_dim=4, bottleneck_tokens=2),
+                               {"image": image, "tabular": tab6}, y_tasks)
 # transformer text tower (CLS pooling) and a dict-input text backbone fed from token ids alone (masked mean)
 models["transformer_text"] = (mk.builders.hard_sharing(mk.encoders.transformer_text(
     16, 5, embed_dim=4, num_heads=2, num_layers=1, ff_dim=8, pooling="cls"), tasks(), trunk_units=(4,)), tokens, y_tasks)
