@@ -44,6 +44,7 @@ _SUBMODULES = (
     "metrics",
     "models",
     "regularizers",
+    "retrieval",
     "saving",
     "tasks",
     "weighting",

@@ -7,10 +7,9 @@ which cannot sit beside this torch): the test loads its `open_clip/loss.py` file
 
 from __future__ import annotations
 
-import ast
 import importlib.metadata
-import importlib.util
 import math
+import sys
 from pathlib import Path
 
 import keras
@@ -20,38 +19,25 @@ from keras import ops
 
 import mtmm_keras as mk
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmarks/ is a repo folder, not installed
+from benchmarks import open_clip_reference  # noqa: E402
+
 TOL = 1e-5
 
 
 # --- open_clip's loss.py, loaded without running the open_clip package --------------------------------
 
 
-def _open_clip_loss_file() -> Path | None:
-    try:
-        dist = importlib.metadata.distribution("open_clip_torch")
-    except importlib.metadata.PackageNotFoundError:
-        return None
-    path = Path(dist.locate_file("open_clip/loss.py"))
-    return path if path.is_file() else None
-
-
 @pytest.fixture(scope="module")
 def open_clip_loss():
-    path = _open_clip_loss_file()
-    if path is None:
+    """open_clip's loss.py loaded on its own (benchmarks/open_clip_reference.py: the same oracle the benchmark times)."""
+    if open_clip_reference.open_clip_loss_file() is None:
         pytest.skip("open_clip_torch is not installed (CI installs it: `pip install --no-deps open_clip_torch==3.3.0`)")
     pytest.importorskip("torch", reason="torch (a test-only dependency) is not installed")
-    assert importlib.metadata.version("open_clip_torch") == "3.3.0"
+    assert importlib.metadata.version("open_clip_torch") == open_clip_reference.OPEN_CLIP_VERSION == "3.3.0"
     # the file must stand alone: nothing imported from its own package (which would run open_clip/__init__)
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom):
-            assert node.level == 0 and not (node.module or "").startswith("open_clip"), ast.dump(node)
-        if isinstance(node, ast.Import):
-            assert not any(alias.name.startswith("open_clip") for alias in node.names), ast.dump(node)
-    spec = importlib.util.spec_from_file_location("_open_clip_loss_under_test", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    assert open_clip_reference.standalone_problems(open_clip_reference.open_clip_loss_file()) == []
+    return open_clip_reference.load_open_clip_losses()
 
 
 def _torch_value_and_grads(loss_module, kind, a, b, scale, bias):

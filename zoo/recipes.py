@@ -26,6 +26,8 @@ from mtmm_keras.encoders import audio as _audio  # noqa: F401  registers LogMelS
 ENCODER_KINDS = ("image", "audio", "tabular", "text")
 # Builders whose tasks share one input representation: several encoders are concatenated into it.
 SINGLE_TRUNK_BUILDERS = ("hard_sharing", "soft_sharing", "mmoe", "cgc", "ple", "cross_stitch")
+# Builders that take one encoder per modality and fuse them (their one-modality baseline is hard sharing).
+FUSION_BUILDERS = ("attention_fusion", "concat_fusion", "gated_fusion", "transformer_fusion")
 
 
 def encoder(modality: str, spec: dict[str, Any]) -> keras.Model:
@@ -141,15 +143,15 @@ def _build(recipe: dict[str, Any], modalities: Sequence[str] | None, compile: bo
     fit = recipe.get("fit", {})
     optimizer = keras.optimizers.Adam(fit.get("learning_rate", 1e-3))
     builder = recipe["builder"]
-    if modalities is not None and len(chosen) == 1 and builder == "attention_fusion":
+    if modalities is not None and len(chosen) == 1 and builder in FUSION_BUILDERS:
         (only,) = encoders.values()
         width = kwargs.get("fusion_dim", 64)
         return mk.builders.hard_sharing(only, tasks(recipe), trunk_units=(width,), optimizer=optimizer, compile=compile, name=f"{chosen[0]}_only")
     if builder in SINGLE_TRUNK_BUILDERS:
         trunk_input = next(iter(encoders.values())) if len(encoders) == 1 else concatenated(encoders)
         return getattr(mk.builders, builder)(trunk_input, tasks(recipe), optimizer=optimizer, compile=compile, **kwargs)
-    if builder == "attention_fusion":
-        return mk.builders.attention_fusion(encoders, tasks(recipe), optimizer=optimizer, compile=compile, **kwargs)
+    if builder in FUSION_BUILDERS:
+        return getattr(mk.builders, builder)(encoders, tasks(recipe), optimizer=optimizer, compile=compile, **kwargs)
     if builder == "joint_embedding":
         loss = mk.losses.get(kwargs.pop("loss", "max_margin"))
         loss_config = recipe.get("loss_config")
