@@ -81,7 +81,10 @@ def jax_multi_process(coordinator: str | None = None, num_processes: int | None 
 
 
 def _process_layout() -> tuple[int, int, int]:
-    """(process count, this process's index, devices per process) of the running JAX job."""
+    """(process count, this process's index, devices per process) of the running JAX job; one process
+    on other backends (no JAX import: importing it would start a second runtime beside TensorFlow's)."""
+    if keras.backend.backend() != "jax":
+        return 1, 0, 1
     import jax
 
     return jax.process_count(), jax.process_index(), jax.local_device_count()
