@@ -15,6 +15,29 @@ def _lower_is_better(metric: str) -> bool:
     return metric.endswith(("_rmse", "_mae", "_loss", "_median_rank"))
 
 
+def _missing_modalities(recipe: dict[str, Any], meta: dict[str, Any]) -> list[str]:
+    """Scores of the same model with one modality missing, beside the dedicated model for what is left."""
+    modalities = list(recipe["encoders"])
+    lines = ["", "## With a modality missing (the same model, `modality_mask` column 0 and the input zeros)", "",
+             "| modalities present | metric | this model | dedicated model (baseline) | difference |", "|---|---|---|---|---|"]
+    baselines = meta.get("baselines") or {}
+    for key, value in meta["metrics"].items():
+        if "_without_" in key:
+            continue
+        lines.append(f"| all: {', '.join(modalities)} | {key} | {value:.4f} | | |")
+    for missing in modalities:
+        present = [m for m in modalities if m != missing]
+        dedicated = baselines.get("+".join(present) + " only", {})
+        for key, value in meta["metrics"].items():
+            if not key.endswith(f"_without_{missing}"):
+                continue
+            base_key = key[: -len(f"_without_{missing}")]
+            reference = dedicated.get(base_key)
+            cells = (f"{reference:.4f} | {value - reference:+.4f}" if reference is not None else " | ")
+            lines.append(f"| {', '.join(present)} | {base_key} | {value:.4f} | {cells} |")
+    return lines
+
+
 def _references(metrics: dict[str, float], references: list[dict[str, Any]]) -> list[str]:
     """The recipe's reference numbers (models outside this library, or targets), each beside this model's."""
     lines = ["", "## Reference numbers (from the recipe, not measured here)", "",
@@ -46,8 +69,10 @@ def render(name: str, recipe: dict[str, Any], meta: dict[str, Any]) -> str:
         "",
         "Measured by `mtmm zoo evaluate " + name + "` (the same function that wrote this card):",
         "",
-        *_table(meta["metrics"]),
+        *_table({k: v for k, v in meta["metrics"].items() if "_without_" not in k}),
     ]
+    if any("_without_" in k for k in meta["metrics"]):
+        lines += _missing_modalities(recipe, meta)
     if any(k.endswith("_auc") for k in meta["metrics"]):
         lines += ["", "`<task>_auc`: ROC AUC of the task's score on the test rows; `mean_auc`: the mean over those tasks; "
                   "`<task>_accuracy` of a binary task thresholds its probability at 0.5."]

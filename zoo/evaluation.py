@@ -1,7 +1,9 @@
 """Test-split metrics for a zoo model: accuracy per classification task, RMSE per regression task,
 ROC AUC per binary task that lists the "auc" metric (and `mean_auc` over them when there are two or
-more), Recall@1/5/10, median rank and mAP in both directions for joint embeddings. Training and
-`mtmm zoo evaluate` both use this."""
+more), Recall@1/5/10, median rank and mAP in both directions for joint embeddings. A fused model with a
+`modality_mask` input is also measured with each modality missing (`<metric>_without_<modality>`: that
+modality's mask column 0 and its input zeros, from the same model). Training and `mtmm zoo evaluate` both use
+this."""
 
 from __future__ import annotations
 
@@ -24,9 +26,22 @@ def split_arrays(recipe: dict[str, Any], split: str, limit: int | None = None) -
     return inputs, labels
 
 
+MASK_INPUT = "modality_mask"
+
+
 def _model_inputs(model: keras.Model, x: dict) -> Any:
     names = [t.name.split(":")[0] for t in model.inputs]
+    if MASK_INPUT in names and MASK_INPUT not in x:  # every modality present
+        x = {**x, MASK_INPUT: np.ones((len(next(iter(x.values()))), len(names) - 1), "float32")}
     return x[names[0]] if len(names) == 1 else {n: x[n] for n in names}
+
+
+def without(x: dict, modalities: list[str], missing: str) -> dict:
+    """`x` as a device sends it with `missing` absent: its input zeros and its `modality_mask` column 0
+    (columns in the recipe's `encoders` order, as the builders number them)."""
+    mask = np.ones((len(next(iter(x.values()))), len(modalities)), "float32")
+    mask[:, modalities.index(missing)] = 0.0
+    return {**x, missing: np.zeros_like(x[missing]), MASK_INPUT: mask}
 
 
 def present_rows(truth: np.ndarray, task: dict[str, Any]) -> np.ndarray:
@@ -100,7 +115,13 @@ def retrieval_metrics(model: keras.Model, x: dict, groups: np.ndarray, ks=(1, 5,
 def evaluate_model(model: keras.Model, recipe: dict[str, Any], x: dict, y: dict) -> dict[str, float]:
     if recipe["builder"] == "joint_embedding":
         return retrieval_metrics(model, x, np.asarray(y["group"]))
-    return task_metrics(model, recipe, x, y)
+    metrics = task_metrics(model, recipe, x, y)
+    if MASK_INPUT in [t.name.split(":")[0] for t in model.inputs]:
+        modalities = list(recipe["encoders"])
+        for missing in modalities:
+            scores = task_metrics(model, recipe, without(x, modalities, missing), y)
+            metrics.update({f"{key}_without_{missing}": value for key, value in scores.items()})
+    return metrics
 
 
 def evaluate(name: str, weights_dir: str | None = None) -> dict[str, Any]:
