@@ -218,3 +218,30 @@ def test_zoo_train_multi_worker_on_jax_without_settings_is_one_clean_line(tmp_pa
     assert run.returncode != 0 and "Traceback" not in stderr, stderr[-3000:]
     assert "JAX_COORDINATOR_ADDRESS" in stderr and "JAX_PROCESS_ID" in stderr, stderr
     assert not os.path.exists(tmp_path / "entry")
+
+
+def test_jax_multi_process_names_bad_settings(monkeypatch):
+    import keras
+
+    import mtmm_keras as mk
+
+    for name in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
+        monkeypatch.delenv(name, raising=False)
+    if keras.backend.backend() != "jax":
+        with pytest.raises(ValueError, match="jax backend"):
+            mk.distribute.jax_multi_process("127.0.0.1:1234", 2, 0)
+        return
+    from mtmm_keras.distribute import jax_processes
+
+    if jax_processes._initialized():
+        pytest.skip("this process already joined a jax.distributed run")
+    with pytest.raises(ValueError, match="process_id` must be in \\[0, 1\\]"):
+        mk.distribute.jax_multi_process("127.0.0.1:1234", 2, 2)
+    with pytest.raises(ValueError, match="coordinator` must be 'host:port'"):
+        mk.distribute.jax_multi_process("localhost", 2, 0)
+    with pytest.raises(ValueError, match="JAX_NUM_PROCESSES"):
+        mk.distribute.jax_multi_process("127.0.0.1:1234", None, 0)
+    monkeypatch.setenv("JAX_PROCESS_ID", "one")
+    with pytest.raises(ValueError, match="JAX_PROCESS_ID must be an integer"):
+        mk.distribute.jax_multi_process("127.0.0.1:1234", 2)
+    assert not jax_processes._initialized()
