@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--force", action="store_true", help="replace --out if it holds an earlier zoo entry (never any other folder)")
     train.add_argument("--distribute", choices=DISTRIBUTE_ENGINES, default=None,
                        help="train data-parallel: mirrored (TF, this host's devices), multi_worker (TF_CONFIG, or "
-                            "jax.distributed settings on JAX; run the same command on every worker), jax (DataParallel)")
+                            "JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID on JAX; run the same command on every worker), jax (DataParallel)")
     verify = zoo_commands.add_parser("verify", help="re-check the sha256 of every file of an entry or preset folder")
     verify.add_argument("name", help="entry name or preset folder")
     evaluate = zoo_commands.add_parser("evaluate", help="measure an entry on its test split, beside the card's numbers")
