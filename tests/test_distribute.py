@@ -31,6 +31,8 @@ import keras
 import mtmm_keras as mk
 
 EPOCHS, ROWS, BATCH = 1, 192, 64   # global batch 64: the issue's 27.102 (global) vs 13.355 (local) case
+FUSIONS = ("attention_fusion", "concat_fusion", "gated_fusion", "transformer_fusion")
+MULTITASK = ["hard_sharing", "soft_sharing", "mmoe", "ple", "cross_stitch", *FUSIONS]
 JOINT_LOSSES = {
     "max_margin": lambda: "max_margin",
     "hardest_negative": lambda: "hardest_negative",
@@ -42,10 +44,10 @@ JOINT_LOSSES = {
 
 def data(case):
     rng = np.random.default_rng(0)
-    if case in ("hard_sharing", "soft_sharing"):
+    if case in ("hard_sharing", "soft_sharing", "mmoe", "ple", "cross_stitch"):
         x = rng.normal(size=(ROWS, 6)).astype("float32")
         return x, {"reg": x[:, :1] * 2.0, "cls": (x[:, 1] > 0).astype("int32")}, None
-    if case == "attention_fusion":
+    if case in FUSIONS:
         x = {m: rng.normal(size=(ROWS, 5)).astype("float32") for m in ("a", "b")}
         return x, {"reg": x["a"][:, :1] - x["b"][:, 1:2], "cls": (x["a"][:, 0] > 0).astype("int32")}, None
     shared = rng.normal(size=(ROWS, 5)).astype("float32")
@@ -63,6 +65,12 @@ def build(case, **compile_kwargs):
         return mk.builders.hard_sharing((6,), tasks, trunk_units=(8,), **compile_kwargs)
     if case == "soft_sharing":
         return mk.builders.soft_sharing((6,), tasks, tower_units=(8,), alpha=1e-2, **compile_kwargs)
+    if case == "mmoe":
+        return mk.builders.mmoe((6,), tasks, num_experts=3, expert_units=(8,), tower_units=(4,), **compile_kwargs)
+    if case == "ple":
+        return mk.builders.ple((6,), tasks, num_levels=2, expert_units=(8,), tower_units=(4,), **compile_kwargs)
+    if case == "cross_stitch":
+        return mk.builders.cross_stitch((6,), tasks, tower_units=(8, 4), **compile_kwargs)
     encoders = {m: mk.encoders.tabular(5, (8,), input_name=m, name=f"{m}_encoder") for m in ("a", "b")}
     if case == "contrastive_l2":
         def penalised(m):
@@ -70,8 +78,9 @@ def build(case, **compile_kwargs):
             hidden = keras.layers.Dense(8, activation="relu", kernel_regularizer=keras.regularizers.L2(0.05))(inputs)
             return keras.Model(inputs, hidden, name=f"{m}_encoder")
         encoders = {m: penalised(m) for m in ("a", "b")}
-    if case == "attention_fusion":
-        return mk.builders.attention_fusion(encoders, tasks, fusion_dim=8, **compile_kwargs)
+    if case in FUSIONS:  # the mask input on (dropout p = 0: the same function on every replica and on one device)
+        extra = {} if case == "attention_fusion" else {"modality_mask": True}
+        return getattr(mk.builders, case)(encoders, tasks, fusion_dim=8, **extra, **compile_kwargs)
     return mk.builders.joint_embedding(encoders, embed_dim=4, loss=JOINT_LOSSES[case](), **compile_kwargs)
 
 class FirstStep(keras.callbacks.Callback):
@@ -97,7 +106,7 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 EXPLICIT = {"steps_per_execution": 1, "jit_compile": False}
 out = {}
-for case in ["hard_sharing", "soft_sharing", "attention_fusion", *JOINT_LOSSES]:
+for case in [*MULTITASK, *JOINT_LOSSES]:
     keras.utils.set_random_seed(0)
     single = build(case, steps_per_execution=1)
     initial = single.get_weights()
@@ -165,9 +174,10 @@ print("RESULT" + json.dumps(out))
 '''
 
 _JAX_WORKER = _COMMON + r'''
+JAX_CASES = ["hard_sharing", "mmoe", "ple", "cross_stitch", *FUSIONS, "max_margin", "contrastive"]
 devices = keras.distribution.list_devices()
 out = {"devices": len(devices)}
-for case in ["hard_sharing", "max_margin", "contrastive"]:
+for case in JAX_CASES:
     keras.distribution.set_distribution(None)
     keras.utils.set_random_seed(0)
     single = build(case, steps_per_execution=1)
@@ -214,7 +224,8 @@ def jax_data_parallel() -> dict:
                                      "XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
 
 
-MULTITASK = ["hard_sharing", "soft_sharing", "attention_fusion"]
+MULTITASK = ["hard_sharing", "soft_sharing", "mmoe", "ple", "cross_stitch", "attention_fusion", "concat_fusion",
+             "gated_fusion", "transformer_fusion"]
 JOINT = ["max_margin", "hardest_negative", "contrastive", "cosine_embedding", "max_margin_sum_groups_weights",
          "contrastive_l2"]
 
@@ -271,7 +282,8 @@ def test_fast_fit_steps_aside_for_a_model_built_in_a_scope(mirrored):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", ["hard_sharing", "max_margin", "contrastive"])
+@pytest.mark.parametrize("case", ["hard_sharing", "mmoe", "ple", "cross_stitch", "attention_fusion", "concat_fusion",
+                                  "gated_fusion", "transformer_fusion", "max_margin", "contrastive"])
 def test_jax_data_parallel_two_devices_train_like_one(jax_data_parallel, case):
     assert jax_data_parallel["devices"] == 2
     result = jax_data_parallel[case]
