@@ -137,7 +137,6 @@ def run_fusion(dataset: str, fusion: str, p: float, seed: int, data: dict, epoch
     """Train one fusion model and score it with all modalities and with each one missing."""
     import keras
 
-    import mtmm_keras as mk
     from mtmm_keras.zoo import recipes as zoo_recipes
 
     record: dict[str, Any] = {"dataset": dataset, "model": fusion, "modality_dropout": p, "seed": seed, "status": "ok",
@@ -162,7 +161,6 @@ def run_single(dataset: str, modality: str, seed: int, data: dict, epochs: int |
     """The dedicated one-modality model (the zoo's baseline recipe) for `modality`."""
     import keras
 
-    import mtmm_keras as mk
     from mtmm_keras.zoo import recipes as zoo_recipes
 
     record: dict[str, Any] = {"dataset": dataset, "model": f"only {modality}", "modality_dropout": None, "seed": seed,

@@ -2,7 +2,6 @@
 verified against Keras, no Flex ops; the gate read-out model exports too."""
 
 import json
-import os
 
 import keras
 import numpy as np

@@ -1,7 +1,6 @@
 """Every shipped zoo entry: its card is reproduced by evaluate, and it exports to all four TFLite
 flavours (built-in ops only) plus SavedModel and ONNX, with int8 within 1 point of float32."""
 
-import numpy as np
 import pytest
 
 import mtmm_keras as mk

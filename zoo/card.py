@@ -62,7 +62,7 @@ def render(name: str, recipe: dict[str, Any], meta: dict[str, Any]) -> str:
         f"- **Builder:** `mk.builders.{recipe['builder']}`; encoders: "
         + ", ".join(f"`{m}` ({spec['kind']})" for m, spec in recipe["encoders"].items()),
         f"- **Data:** `{recipe['data']}` (mtmm_keras.data), train split for fitting, test split for every number below",
-        f"- **Tasks:** " + (", ".join(f"`{t['name']}` ({t['units']} units, {t['loss']}, λ={t.get('weight', 1.0)})" for t in recipe.get("tasks", [])) or "cross-modal retrieval"),
+        "- **Tasks:** " + (", ".join(f"`{t['name']}` ({t['units']} units, {t['loss']}, λ={t.get('weight', 1.0)})" for t in recipe.get("tasks", [])) or "cross-modal retrieval"),
         f"- **Parameters:** {meta['params']:,}; weights `{meta['weights_file']}` {meta['weights_bytes'] / 1e6:.2f} MB, sha256 `{meta['sha256'][meta['weights_file']]}`",
         "",
         "## Metrics",

@@ -180,3 +180,47 @@ def check_reserved_names(tasks: Sequence[Task], reserved: set[str], where: str) 
     clash = sorted({t.name for t in tasks} & reserved)
     if clash:
         raise ValueError(f"`tasks` names {clash} clash with {where}; rename the task(s).")
+
+
+# --- the steps every fusion builder shares (attention, concat, gated, Transformer) -----------------
+
+def check_fusion_arguments(encoders: Any, tasks: Sequence[Task], fusion_dim: Any, hidden_units: Any, dropout: Any,
+                           reserved_outputs: Sequence[str] = ()) -> tuple[list[Task], int, tuple[int, ...], float]:
+    """The checked (tasks, fusion_dim, hidden_units, dropout) of a fusion builder, before anything is built;
+    task names may not clash with the modality names (inputs) or `reserved_outputs`."""
+    from mtmm_keras.tasks import validate_tasks
+
+    tasks = validate_tasks(tasks)
+    fusion_dim = _checks.positive_int(fusion_dim, "fusion_dim")
+    hidden_units = _checks.units_tuple(hidden_units, "hidden_units")
+    dropout = _checks.dropout_rate(dropout, "dropout")
+    reserved = (set(encoders) if isinstance(encoders, dict) else set()) | set(reserved_outputs)
+    check_reserved_names(tasks, reserved, "modality/output names" if reserved_outputs else "modality names")
+    return tasks, fusion_dim, hidden_units, dropout
+
+
+def fusion_inputs(encoders: Any, builder: str, modality_dropout: Any, modality_mask: Any,
+                  flatten_features: bool = True) -> tuple[dict, dict, Any]:
+    """Step 1 of a fusion builder: (inputs by modality plus `modality_mask` when the model takes it, each
+    encoder's features, the mask the fusion layer reads or None)."""
+    inputs, features = modality_features(encoders, min_modalities=2, builder=builder, flatten_features=flatten_features)
+    mask_input, mask = modality_mask_input(list(features), modality_dropout, modality_mask)
+    if mask_input is not None:
+        inputs[MODALITY_MASK] = mask_input
+    return inputs, features, mask
+
+
+def fused_task_model(inputs: dict, fused: Any, tasks: Sequence[Task], hidden_units: Sequence[int], dropout: float, *,
+                     optimizer: Any, learning_rate: float | None, weighting: Any, compile: bool, name: str,
+                     compile_kwargs: dict[str, Any]) -> keras.Model:
+    """The last step of a fusion builder: `hidden_units` ReLU layers on the fused vector, one head per task,
+    the (compiled) `MultiTaskModel`."""
+    from mtmm_keras.models import MultiTaskModel
+
+    x = dense_stack(fused, hidden_units, "relu", dropout, prefix="fused")
+    outputs = {task.name: task.build_head(x) for task in tasks}
+    model = MultiTaskModel(inputs, outputs, name=name)
+    model.set_tasks(tasks)
+    if compile:
+        compile_for_tasks(model, tasks, optimizer, learning_rate, weighting=weighting, **compile_kwargs)
+    return model

@@ -10,7 +10,7 @@ from mtmm_keras import _checks
 from mtmm_keras.builders import _common
 from mtmm_keras.layers import AttentionFusion
 from mtmm_keras.models import MultiTaskModel
-from mtmm_keras.tasks import Task, validate_tasks
+from mtmm_keras.tasks import Task
 
 ATTENTION_OUTPUT = "attention"
 FUSION_LAYER = "attention_fusion"
@@ -49,18 +49,11 @@ def attention_fusion(
     modality of each row is dropped with probability p (never all of them; `mk.layers.ModalityDropout`).
     A row with every modality missing fuses to the zero vector (the heads see only their biases).
     """
-    tasks = validate_tasks(tasks)
-    fusion_dim = _checks.positive_int(fusion_dim, "fusion_dim")
-    hidden_units = _checks.units_tuple(hidden_units, "hidden_units")
-    dropout = _checks.dropout_rate(dropout, "dropout")
+    tasks, fusion_dim, hidden_units, dropout = _common.check_fusion_arguments(
+        encoders, tasks, fusion_dim, hidden_units, dropout, reserved_outputs=(ATTENTION_OUTPUT,))
     _checks.activation(projection_activation, "projection_activation")
-    reserved = set(encoders) if isinstance(encoders, dict) else set()
-    _common.check_reserved_names(tasks, reserved | {ATTENTION_OUTPUT}, "modality/output names")
     # 1. per-modality encoders, projected to a common size
-    inputs, features = _common.modality_features(encoders, min_modalities=2, builder="attention_fusion")
-    mask_input, mask = _common.modality_mask_input(list(features), modality_dropout, modality_mask)
-    if mask_input is not None:
-        inputs[_common.MODALITY_MASK] = mask_input
+    inputs, features, mask = _common.fusion_inputs(encoders, "attention_fusion", modality_dropout, modality_mask)
     projected = [
         keras.layers.Dense(fusion_dim, activation=projection_activation, name=f"{m}_projection")(features[m])
         for m in features
@@ -70,13 +63,9 @@ def attention_fusion(
         projected, modality_mask=mask, return_attention_scores=True
     )
     # 3. prediction layers
-    x = _common.dense_stack(fused, hidden_units, "relu", dropout, prefix="fused")
-    outputs = {task.name: task.build_head(x) for task in tasks}
-    model = MultiTaskModel(inputs, outputs, name=name)
-    model.set_tasks(tasks)
-    if compile:
-        _common.compile_for_tasks(model, tasks, optimizer, learning_rate, weighting=weighting, **compile_kwargs)
-    return model
+    return _common.fused_task_model(inputs, fused, tasks, hidden_units, dropout, optimizer=optimizer,
+                                    learning_rate=learning_rate, weighting=weighting, compile=compile, name=name,
+                                    compile_kwargs=compile_kwargs)
 
 
 def _attention_tensor(model: keras.Model) -> Any:

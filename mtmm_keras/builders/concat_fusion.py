@@ -9,8 +9,7 @@ import keras
 from mtmm_keras import _checks
 from mtmm_keras.builders import _common
 from mtmm_keras.layers import ConcatFusion
-from mtmm_keras.models import MultiTaskModel
-from mtmm_keras.tasks import Task, validate_tasks
+from mtmm_keras.tasks import Task
 
 FUSION_LAYER = "concat_fusion"
 
@@ -45,18 +44,11 @@ def concat_fusion(
     vector. Concatenation has no per-modality weights to read (`fusion_weights` refuses it).
     `weighting`: how the task losses combine (`mk.weighting.names()`), see `MultiTaskModel`.
     """
-    tasks = validate_tasks(tasks)
-    fusion_dim = _checks.positive_int(fusion_dim, "fusion_dim")
-    hidden_units = _checks.units_tuple(hidden_units, "hidden_units")
-    dropout = _checks.dropout_rate(dropout, "dropout")
-    reserved = set(encoders) if isinstance(encoders, dict) else set()
-    _common.check_reserved_names(tasks, reserved, "modality names")
+    tasks, fusion_dim, hidden_units, dropout = _common.check_fusion_arguments(
+        encoders, tasks, fusion_dim, hidden_units, dropout)
     _checks.activation(projection_activation, "projection_activation")
     # 1. per-modality encoders, projected to a common size
-    inputs, features = _common.modality_features(encoders, min_modalities=2, builder="concat_fusion")
-    mask_input, mask = _common.modality_mask_input(list(features), modality_dropout, modality_mask)
-    if mask_input is not None:
-        inputs[_common.MODALITY_MASK] = mask_input
+    inputs, features, mask = _common.fusion_inputs(encoders, "concat_fusion", modality_dropout, modality_mask)
     projected = [
         keras.layers.Dense(fusion_dim, activation=projection_activation, name=f"{m}_projection")(features[m])
         for m in features
@@ -64,10 +56,6 @@ def concat_fusion(
     # 2. concatenation (missing modalities zeroed, mask appended)
     fused = ConcatFusion(name=FUSION_LAYER)(projected, modality_mask=mask)
     # 3. prediction layers
-    x = _common.dense_stack(fused, hidden_units, "relu", dropout, prefix="fused")
-    outputs = {task.name: task.build_head(x) for task in tasks}
-    model = MultiTaskModel(inputs, outputs, name=name)
-    model.set_tasks(tasks)
-    if compile:
-        _common.compile_for_tasks(model, tasks, optimizer, learning_rate, weighting=weighting, **compile_kwargs)
-    return model
+    return _common.fused_task_model(inputs, fused, tasks, hidden_units, dropout, optimizer=optimizer,
+                                    learning_rate=learning_rate, weighting=weighting, compile=compile, name=name,
+                                    compile_kwargs=compile_kwargs)

@@ -6,11 +6,9 @@ from typing import Any, Sequence
 
 import keras
 
-from mtmm_keras import _checks
 from mtmm_keras.builders import _common
 from mtmm_keras.layers import GatedFusion
-from mtmm_keras.models import MultiTaskModel
-from mtmm_keras.tasks import Task, validate_tasks
+from mtmm_keras.tasks import Task
 
 FUSION_LAYER = "gated_fusion"
 
@@ -47,24 +45,13 @@ def gated_fusion(
     probability p (never all of them). A row with every modality missing fuses to the zero vector.
     `weighting`: how the task losses combine (`mk.weighting.names()`), see `MultiTaskModel`.
     """
-    tasks = validate_tasks(tasks)
-    fusion_dim = _checks.positive_int(fusion_dim, "fusion_dim")
-    hidden_units = _checks.units_tuple(hidden_units, "hidden_units")
-    dropout = _checks.dropout_rate(dropout, "dropout")
-    reserved = set(encoders) if isinstance(encoders, dict) else set()
-    _common.check_reserved_names(tasks, reserved, "modality names")
+    tasks, fusion_dim, hidden_units, dropout = _common.check_fusion_arguments(
+        encoders, tasks, fusion_dim, hidden_units, dropout)
     # 1. per-modality encoders
-    inputs, features = _common.modality_features(encoders, min_modalities=2, builder="gated_fusion")
-    mask_input, mask = _common.modality_mask_input(list(features), modality_dropout, modality_mask)
-    if mask_input is not None:
-        inputs[_common.MODALITY_MASK] = mask_input
+    inputs, features, mask = _common.fusion_inputs(encoders, "gated_fusion", modality_dropout, modality_mask)
     # 2. the gated multimodal unit
     fused, _ = GatedFusion(fusion_dim, name=FUSION_LAYER)(list(features.values()), modality_mask=mask, return_gates=True)
     # 3. prediction layers
-    x = _common.dense_stack(fused, hidden_units, "relu", dropout, prefix="fused")
-    outputs = {task.name: task.build_head(x) for task in tasks}
-    model = MultiTaskModel(inputs, outputs, name=name)
-    model.set_tasks(tasks)
-    if compile:
-        _common.compile_for_tasks(model, tasks, optimizer, learning_rate, weighting=weighting, **compile_kwargs)
-    return model
+    return _common.fused_task_model(inputs, fused, tasks, hidden_units, dropout, optimizer=optimizer,
+                                    learning_rate=learning_rate, weighting=weighting, compile=compile, name=name,
+                                    compile_kwargs=compile_kwargs)

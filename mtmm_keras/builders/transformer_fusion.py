@@ -7,11 +7,9 @@ from typing import Any, Sequence
 
 import keras
 
-from mtmm_keras import _checks
 from mtmm_keras.builders import _common
 from mtmm_keras.layers import TransformerFusion
-from mtmm_keras.models import MultiTaskModel
-from mtmm_keras.tasks import Task, validate_tasks
+from mtmm_keras.tasks import Task
 
 FUSION_LAYER = "transformer_fusion"
 
@@ -56,20 +54,12 @@ def transformer_fusion(
     missing pools to the zero vector. `dropout` applies in the blocks and after the hidden layers.
     `weighting`: how the task losses combine (`mk.weighting.names()`), see `MultiTaskModel`.
     """
-    tasks = validate_tasks(tasks)
-    fusion_dim = _checks.positive_int(fusion_dim, "fusion_dim")
-    hidden_units = _checks.units_tuple(hidden_units, "hidden_units")
-    dropout = _checks.dropout_rate(dropout, "dropout")
-    reserved = set(encoders) if isinstance(encoders, dict) else set()
-    _common.check_reserved_names(tasks, reserved, "modality names")
+    tasks, fusion_dim, hidden_units, dropout = _common.check_fusion_arguments(
+        encoders, tasks, fusion_dim, hidden_units, dropout)
     fusion = TransformerFusion(num_blocks=num_blocks, num_heads=num_heads, ffn_units=ffn_units, dropout=dropout,
                                bottleneck_tokens=bottleneck_tokens, name=FUSION_LAYER)  # checks its arguments
     # 1. per-modality encoders; their outputs as token sequences of a common size
-    inputs, features = _common.modality_features(encoders, min_modalities=2, builder="transformer_fusion",
-                                                 flatten_features=False)
-    mask_input, mask = _common.modality_mask_input(list(features), modality_dropout, modality_mask)
-    if mask_input is not None:
-        inputs[_common.MODALITY_MASK] = mask_input
+    inputs, features, mask = _common.fusion_inputs(encoders, "transformer_fusion", modality_dropout, modality_mask, flatten_features=False)
     tokens = []
     for modality, feature in features.items():
         shape = tuple(feature.shape[1:])
@@ -86,10 +76,6 @@ def transformer_fusion(
     # 2. attention across modalities (or through the bottleneck tokens), masked mean pool
     fused, _ = fusion(tokens, modality_mask=mask, return_attention_scores=True)
     # 3. prediction layers
-    x = _common.dense_stack(fused, hidden_units, "relu", dropout, prefix="fused")
-    outputs = {task.name: task.build_head(x) for task in tasks}
-    model = MultiTaskModel(inputs, outputs, name=name)
-    model.set_tasks(tasks)
-    if compile:
-        _common.compile_for_tasks(model, tasks, optimizer, learning_rate, weighting=weighting, **compile_kwargs)
-    return model
+    return _common.fused_task_model(inputs, fused, tasks, hidden_units, dropout, optimizer=optimizer,
+                                    learning_rate=learning_rate, weighting=weighting, compile=compile, name=name,
+                                    compile_kwargs=compile_kwargs)

@@ -164,7 +164,7 @@ class TransformerFusion(keras.layers.Layer):
                 x, scores = self._run_block(i, x, value_mask, training)
                 maps.append(scores)
         else:
-            k, count = self.bottleneck_tokens, len(tokens)
+            count = len(tokens)
             shared = ops.zeros_like(tokens[0][:, :1, :1]) + ops.expand_dims(self.bottleneck, 0)  # [B, k, d]
             for b in range(self.num_blocks):
                 updates = []

@@ -5,7 +5,6 @@ scores like the one-device entry; a wrong engine for the backend is one clean li
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 

@@ -6,15 +6,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import keras
 import numpy as np
 import pytest
 
 import mtmm_keras as mk
-from mtmm_keras.zoo import evaluation, presets, registry
-from reliability_helpers import assert_clean_cli_error, run_cli, run_python, tree_listing
+from mtmm_keras.zoo import evaluation, registry
+from reliability_helpers import assert_clean_cli_error, run_python, tree_listing
 
 
 def _cli_here(capsys, *argv):
