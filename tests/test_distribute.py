@@ -174,7 +174,7 @@ print("RESULT" + json.dumps(out))
 '''
 
 _JAX_WORKER = _COMMON + r'''
-JAX_CASES = ["hard_sharing", "mmoe", "ple", "cross_stitch", *FUSIONS, "max_margin", "contrastive"]
+JAX_CASES = ["hard_sharing", "soft_sharing", "mmoe", "ple", "cross_stitch", *FUSIONS, "max_margin", "contrastive"]
 devices = keras.distribution.list_devices()
 out = {"devices": len(devices)}
 for case in JAX_CASES:
@@ -282,7 +282,7 @@ def test_fast_fit_steps_aside_for_a_model_built_in_a_scope(mirrored):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", ["hard_sharing", "mmoe", "ple", "cross_stitch", "attention_fusion", "concat_fusion",
+@pytest.mark.parametrize("case", ["hard_sharing", "soft_sharing", "mmoe", "ple", "cross_stitch", "attention_fusion", "concat_fusion",
                                   "gated_fusion", "transformer_fusion", "max_margin", "contrastive"])
 def test_jax_data_parallel_two_devices_train_like_one(jax_data_parallel, case):
     assert jax_data_parallel["devices"] == 2

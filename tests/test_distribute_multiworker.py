@@ -43,8 +43,10 @@ pair = {"a": shared + 0.3 * rng.normal(size=(ROWS, 5)).astype("float32"),
 flat = rng.normal(size=(ROWS, 6)).astype("float32")
 DATA = {  # (x, y) per builder: one regression and one classification task, or image-text pairs
     "joint_embedding": (pair, None),
-    "attention_fusion": (pair, {"reg": pair["a"][:, :1] - pair["b"][:, 1:2], "cls": (pair["a"][:, 0] > 0).astype("int32")}),
 }
+FUSIONS = ("attention_fusion", "concat_fusion", "gated_fusion", "transformer_fusion")
+for case in FUSIONS:
+    DATA[case] = (pair, {"reg": pair["a"][:, :1] - pair["b"][:, 1:2], "cls": (pair["a"][:, 0] > 0).astype("int32")})
 for case in ("hard_sharing", "soft_sharing", "mmoe", "ple", "cross_stitch"):
     DATA[case] = (flat, {"reg": flat[:, :1] * 2.0, "cls": (flat[:, 1] > 0).astype("int32")})
 
@@ -56,11 +58,12 @@ def build(case, **kwargs):
     kwargs.setdefault("learning_rate", 0.1)
     tasks = [mk.Task("reg", 1), mk.Task("cls", 2, loss="sparse_categorical_crossentropy")]
     b = mk.builders
-    if case in ("joint_embedding", "attention_fusion"):
+    if case == "joint_embedding" or case in FUSIONS:
         encoders = {m: mk.encoders.tabular(5, (8,), input_name=m, name=f"{m}_encoder") for m in ("a", "b")}
         if case == "joint_embedding":
             return b.joint_embedding(encoders, embed_dim=4, **kwargs)
-        return b.attention_fusion(encoders, tasks, fusion_dim=8, **kwargs)
+        mask = {} if case == "attention_fusion" else {"modality_mask": True}  # the mask input, filled with ones
+        return getattr(b, case)(encoders, tasks, fusion_dim=8, **mask, **kwargs)
     if case == "hard_sharing":
         return b.hard_sharing((6,), tasks, trunk_units=(8,), **kwargs)
     if case == "soft_sharing":
@@ -155,7 +158,8 @@ def two_workers() -> list[dict]:
     return results
 
 
-BUILDERS = ["joint_embedding", "hard_sharing", "soft_sharing", "attention_fusion", "mmoe", "ple", "cross_stitch"]
+BUILDERS = ["joint_embedding", "hard_sharing", "soft_sharing", "attention_fusion", "concat_fusion", "gated_fusion",
+            "transformer_fusion", "mmoe", "ple", "cross_stitch"]
 
 
 @pytest.mark.slow
