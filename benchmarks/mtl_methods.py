@@ -465,6 +465,40 @@ def _merge_single(runs: list[dict], tasks: Sequence[str]) -> list[dict]:
     return [*by_seed.values(), *merged]
 
 
+def merge_reports(paths: Sequence[str], out: str) -> dict[str, Any]:
+    """One table per dataset from several reports' runs (grids run in parts, same settings): the single-task
+    runs of every part are pooled (they are the same recipe and seeds), then rows and Δm are computed as in `run`.
+    Refuses reports whose settings other than the architectures and methods differ."""
+    reports = [json.loads(Path(p).read_text()) for p in paths]
+    keys = ("seeds", "epochs", "batch_size", "max_train_rows", "max_test_rows", "config", "tasks")
+    first = {k: reports[0]["settings"].get(k) for k in keys}
+    for path, report in zip(paths, reports):
+        mine = {k: report["settings"].get(k) for k in keys}
+        if mine != first:
+            raise ValueError(f"--merge: {path} was run with {mine}, {paths[0]} with {first}; only grids run with the "
+                             "same settings can share a table.")
+    merged: dict[str, Any] = {"command": "python -m benchmarks.mtl_methods --merge " + " ".join(paths),
+                              "parts": [r["command"] for r in reports], "settings": first, "datasets": {}}
+    for report in reports:
+        for name, entry in report["datasets"].items():
+            target = merged["datasets"].setdefault(name, {k: entry[k] for k in ("tasks", "lower_is_better",
+                                                                                 "metric_names", "train_rows",
+                                                                                 "test_rows")} | {"runs": []})
+            target["runs"] += entry["runs"]
+    for name, entry in merged["datasets"].items():
+        rows = summarize_rows(_merge_single(entry["runs"], entry["tasks"]), entry["tasks"], entry["lower_is_better"])
+        order = {a: i for i, a in enumerate(["single_task", *ARCHITECTURES])}
+        rows.sort(key=lambda r: (order.get(r["architecture"], 99), METHODS.index(r["method"])
+                                 if r["method"] in METHODS else 99))
+        entry["rows"] = rows
+        entry["table"] = markdown_table(name, rows, entry["tasks"], entry["metric_names"])
+    _write(merged, out)
+    Path(out).with_suffix(".md").write_text(f"Command: `{merged['command']}`\n\nParts:\n"
+                                            + "".join(f"- `{c}`\n" for c in merged["parts"]) + "\n"
+                                            + "\n\n".join(d["table"] for d in merged["datasets"].values()) + "\n")
+    return merged
+
+
 def _write(report: dict, out: str) -> None:
     os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
     tmp = Path(out).with_suffix(".json.tmp")
@@ -487,11 +521,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=None, help="dataset folder (default $MTMM_DATA_DIR or ~/.cache/mtmm_keras/datasets)")
     parser.add_argument("--time-budget-s", type=float, default=None, help="start no new run after this many seconds")
     parser.add_argument("--out", default=DEFAULT_OUT)
+    parser.add_argument("--merge", nargs="+", default=None, metavar="REPORT",
+                        help="instead of running: one table per dataset from these reports (grids run in parts)")
     parser.add_argument("--sklearn-baselines", action="store_true",
                         help="only fit the scikit-learn GBM baselines of movies (to benchmarks/results/mtl_methods_sklearn_baselines.json)")
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if args.merge:
+        try:
+            merged = merge_reports(args.merge, args.out)
+        except (ValueError, OSError, KeyError) as err:
+            parser.error(f"--merge: {err}")
+        print("\n\n".join(d["table"] for d in merged["datasets"].values()))
+        return 0
     if args.sklearn_baselines:
         out = args.out if args.out != DEFAULT_OUT else "benchmarks/results/mtl_methods_sklearn_baselines.json"
         sklearn_baselines(args.data_dir, out)

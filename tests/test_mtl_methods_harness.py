@@ -110,3 +110,36 @@ def test_unavailable_combination_becomes_a_row(monkeypatch):
     record = mtl_methods.run_one(broken, "hard", "static", 0, 1)
     assert record["status"] == "failed: RuntimeError: no tasks today" and "Traceback" in record["traceback"]
     assert np.isfinite(record["wall_seconds"])
+
+
+def _report(architecture, method, scores, settings=None):
+    runs = [{"architecture": "single_task", "method": "static", "seed": s, "status": "ok", "task": "a",
+             "metrics": {"a": 0.5}, "seconds_per_epoch": 1.0} for s in (0, 1)]
+    runs += [{"architecture": architecture, "method": method, "seed": s, "status": "ok", "metrics": {"a": v},
+              "seconds_per_epoch": 2.0} for s, v in zip((0, 1), scores)]
+    return {"command": f"python -m benchmarks.mtl_methods --architectures {architecture}",
+            "settings": {"seeds": [0, 1], "epochs": 3, "batch_size": 256, "max_train_rows": 10, "max_test_rows": None,
+                         "config": "full", "tasks": None, **(settings or {})},
+            "datasets": {"toy": {"tasks": ["a"], "lower_is_better": {"a": False}, "metric_names": {"a": "acc"},
+                                 "train_rows": 10, "test_rows": 5, "runs": runs}}}
+
+
+def test_merge_pools_parts_into_one_table(tmp_path):
+    parts = [tmp_path / "one.json", tmp_path / "two.json"]
+    parts[0].write_text(json.dumps(_report("soft", "static", [0.6, 0.6])))
+    parts[1].write_text(json.dumps(_report("hard", "upgrad", [0.4, 0.5])))
+    merged = mtl_methods.merge_reports([str(p) for p in parts], str(tmp_path / "all.json"))
+    rows = merged["datasets"]["toy"]["rows"]
+    assert [(r["architecture"], r["method"]) for r in rows] == [("single_task", "static"), ("hard", "upgrad"),
+                                                                ("soft", "static")]
+    assert rows[2]["delta_m"] == pytest.approx([20.0, 20.0])  # 0.6 against the pooled single-task 0.5
+    assert rows[1]["delta_m"] == pytest.approx([-20.0, 0.0])
+    assert "| soft | static | 2 |" in (tmp_path / "all.md").read_text()
+
+
+def test_merge_refuses_parts_run_with_other_settings(tmp_path):
+    parts = [tmp_path / "one.json", tmp_path / "two.json"]
+    parts[0].write_text(json.dumps(_report("soft", "static", [0.6, 0.6])))
+    parts[1].write_text(json.dumps(_report("hard", "upgrad", [0.4, 0.5], {"epochs": 5})))
+    with pytest.raises(ValueError, match="same settings"):
+        mtl_methods.merge_reports([str(p) for p in parts], str(tmp_path / "all.json"))
