@@ -53,6 +53,18 @@ def call_with_named_inputs(model: keras.Model, named: dict[str, Any]) -> dict[st
     return {output_names(model)[0]: outputs}
 
 
+MODALITY_MASK = "modality_mask"  # a fusion model's presence input (mk.builders.*_fusion with modality_mask)
+
+
+def presence_patterns(rows: int, modalities: int, dtype: str = "float32") -> np.ndarray:
+    """`[rows, modalities]` 0/1 masks cycling through every modality present, then each one missing in turn:
+    what `export_model` feeds a fused model whose `modality_mask` the caller left out, so int8 calibration sees
+    both 0 and 1 and verification covers each missing modality."""
+    patterns = np.ones((modalities + 1, modalities), dtype=dtype)
+    patterns[1:][np.arange(modalities), np.arange(modalities)] = 0
+    return patterns[np.arange(rows) % len(patterns)]
+
+
 def sample_inputs(model: keras.Model, num_samples: int = 32, seed: int = 0) -> dict[str, np.ndarray]:
     """A fixed random batch matching the model's inputs (integer inputs stay below the smallest vocabulary)."""
     rng = np.random.default_rng(seed)
@@ -62,7 +74,7 @@ def sample_inputs(model: keras.Model, num_samples: int = 32, seed: int = 0) -> d
         shape = (num_samples,) + tuple(d or 1 for d in info.shape[1:])
         if "int" in info.dtype:
             batch[info.name] = rng.integers(0, vocab, size=shape).astype(info.dtype)
-        elif info.name == "modality_mask":  # a fusion model's presence mask: 0/1 (missing modalities checked too)
+        elif info.name == MODALITY_MASK:  # a fusion model's presence mask: 0/1 (missing modalities checked too)
             batch[info.name] = rng.integers(0, 2, size=shape).astype(info.dtype)
         else:
             batch[info.name] = rng.normal(size=shape).astype(info.dtype)

@@ -60,6 +60,9 @@ def export_model(
         validation_data: `(x, y)` held-out rows (y optional: a dict of labels by output); quantized
             classification outputs are then judged by accuracy against the labels (else by agreement
             with the float model) on these rows, which calibration never sees.
+        A fused model's `modality_mask` input may be left out of both: it is then filled with presence
+            patterns (every modality present, then each one missing in turn), so int8 calibration sees 0 and 1
+            and verification covers each missing modality.
         allow_flex: let TFLite use TensorFlow (Flex) ops; off by default, and a model that needs
             them is refused with the op names and the remedies.
         per_tower: joint-embedding models: also export each modality tower to `out_dir/towers/<modality>/`.
@@ -313,6 +316,13 @@ def _named_inputs(infos, data, argument) -> dict[str, np.ndarray] | None:
         if len(names) != 1:
             raise ValueError(f"`{argument}` must be a dict keyed by the model's inputs {sorted(names)}, got {type(data).__name__}.")
         data = {names[0]: data}
+    mask = _model_io.MODALITY_MASK
+    if mask in names and mask not in data and set(data) == set(names) - {mask} and data:
+        # a fused model's presence mask left out (as `fit`/`predict` allow): every modality present, then each
+        # one missing in turn, so calibration and verification see both
+        infos_by_name = {info.name: info for info in infos}
+        data = {**data, mask: _model_io.presence_patterns(len(np.asarray(next(iter(data.values())))),
+                                                          infos_by_name[mask].shape[-1], infos_by_name[mask].dtype)}
     if set(data) != set(names):
         raise ValueError(f"`{argument}` must be a dict keyed by the model's inputs {sorted(names)}, got {sorted(map(str, data))}.")
     out = {}

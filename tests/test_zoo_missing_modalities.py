@@ -51,6 +51,20 @@ def test_card_compares_missing_modality_scores_with_dedicated_models():
                          "hardware": "cpu", "keras": "3", "backend": "tensorflow", "backend_version": "2"},
             "params": 10, "weights_file": "model.weights.h5", "weights_bytes": 1000, "sha256": {"model.weights.h5": "x"}}
     text = card.render("tiny", RECIPE, meta)
-    assert "| right | digit_accuracy | 0.8000 | 0.8100 | -0.0100 |" in text
-    assert "| left | digit_accuracy | 0.8800 | 0.9000 | -0.0200 |" in text
-    assert "| digit_accuracy_without_left |" not in text  # not repeated in the main table
+    assert "| right | digit_accuracy_without_left | 0.8000 | 0.8100 | -0.0100 |" in text
+    assert "| left | digit_accuracy_without_right | 0.8800 | 0.9000 | -0.0200 |" in text
+    assert "\n| digit_accuracy_without_left |" not in text  # not repeated in the main table
+
+
+def test_export_fills_a_left_out_modality_mask_with_presence_patterns(tmp_path):
+    """Device data without the mask (as fit/predict allow): calibration and verification get every modality
+    present and each one missing in turn, and the artifact still takes the mask input."""
+    model, x, _ = _model_and_data()
+    calibration = {m: v[:40] for m, v in x.items()}
+    held_out = {m: v[40:] for m, v in x.items()}
+    report = mk.export.export_model(model, str(tmp_path / "out"), formats=("tflite",), quantize=("float32", "int8"),
+                                    representative_data=calibration, validation_data=(held_out,), verbose=False)
+    assert report.verified and not report.failed
+    from mtmm_keras.export import _model_io
+
+    np.testing.assert_array_equal(_model_io.presence_patterns(4, 2), [[1, 1], [0, 1], [1, 0], [1, 1]])

@@ -34,7 +34,7 @@ def _missing_modalities(recipe: dict[str, Any], meta: dict[str, Any]) -> list[st
             base_key = key[: -len(f"_without_{missing}")]
             reference = dedicated.get(base_key)
             cells = (f"{reference:.4f} | {value - reference:+.4f}" if reference is not None else " | ")
-            lines.append(f"| {', '.join(present)} | {base_key} | {value:.4f} | {cells} |")
+            lines.append(f"| {', '.join(present)} | {key} | {value:.4f} | {cells} |")
     return lines
 
 
