@@ -40,6 +40,8 @@ JOINT_LOSSES = {
     "cosine_embedding": lambda: "cosine_embedding",
     "max_margin_sum_groups_weights": lambda: mk.losses.MaxMarginRankingLoss(reduction="sum"),
     "contrastive_l2": lambda: "contrastive",  # encoders with an L2 kernel penalty: counted once, not per replica
+    "clip": lambda: "clip",      # learned logit scale: a model weight, mirrored like the others
+    "siglip": lambda: "siglip",  # learned scale and bias
 }
 
 def data(case):
@@ -174,7 +176,7 @@ print("RESULT" + json.dumps(out))
 '''
 
 _JAX_WORKER = _COMMON + r'''
-JAX_CASES = ["hard_sharing", "soft_sharing", "mmoe", "ple", "cross_stitch", *FUSIONS, "max_margin", "contrastive"]
+JAX_CASES = ["hard_sharing", "soft_sharing", "mmoe", "ple", "cross_stitch", *FUSIONS, *JOINT_LOSSES]
 devices = keras.distribution.list_devices()
 out = {"devices": len(devices)}
 for case in JAX_CASES:
@@ -227,7 +229,7 @@ def jax_data_parallel() -> dict:
 MULTITASK = ["hard_sharing", "soft_sharing", "mmoe", "ple", "cross_stitch", "attention_fusion", "concat_fusion",
              "gated_fusion", "transformer_fusion"]
 JOINT = ["max_margin", "hardest_negative", "contrastive", "cosine_embedding", "max_margin_sum_groups_weights",
-         "contrastive_l2"]
+         "contrastive_l2", "clip", "siglip"]
 
 
 @pytest.mark.slow
@@ -282,8 +284,7 @@ def test_fast_fit_steps_aside_for_a_model_built_in_a_scope(mirrored):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", ["hard_sharing", "soft_sharing", "mmoe", "ple", "cross_stitch", "attention_fusion", "concat_fusion",
-                                  "gated_fusion", "transformer_fusion", "max_margin", "contrastive"])
+@pytest.mark.parametrize("case", MULTITASK + JOINT)
 def test_jax_data_parallel_two_devices_train_like_one(jax_data_parallel, case):
     assert jax_data_parallel["devices"] == 2
     result = jax_data_parallel[case]
