@@ -451,17 +451,17 @@ def _merge_single(runs: list[dict], tasks: Sequence[str]) -> list[dict]:
             continue
         seed_record = by_seed.setdefault(run["seed"], {"architecture": "single_task", "method": "static",
                                                        "seed": run["seed"], "status": "ok", "metrics": {},
-                                                       "seconds_per_epoch": None, "_seconds": []})
+                                                       "seconds_per_epoch": None, "_seconds": {}})
         if run["status"] != "ok":
             seed_record["status"] = run["status"]
             continue
         seed_record["metrics"].update(run["metrics"])
-        seed_record["_seconds"].append(run["seconds_per_epoch"])
+        task = run.get("task", next(iter(run["metrics"]), None))
+        seed_record["_seconds"].setdefault(task, []).append(run["seconds_per_epoch"])
     for record in by_seed.values():
-        if record["_seconds"]:
-            record["seconds_per_epoch"] = sum(record.pop("_seconds"))  # all T networks: one epoch each
-        else:
-            record.pop("_seconds")
+        seconds = record.pop("_seconds")
+        if seconds:  # all T networks, one epoch each (a task run in several merged parts: their mean)
+            record["seconds_per_epoch"] = sum(statistics.fmean(values) for values in seconds.values())
     return [*by_seed.values(), *merged]
 
 
