@@ -28,13 +28,13 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from benchmarks import _local_processes as local_processes
 from benchmarks.mtl_methods import ROOT, _write, machine
 
 ENGINES = ("mirrored", "jax", "multi_worker", "resume")
@@ -124,17 +124,6 @@ print("RESULT" + json.dumps(out), flush=True)
 '''
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
 def _env(engine: str, extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": "",
            "KERAS_BACKEND": "jax" if engine == "jax" else "tensorflow"}
@@ -147,14 +136,6 @@ def _env(engine: str, extra: dict[str, str] | None = None) -> dict[str, str]:
 def _start(settings: dict[str, Any], env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", _WORKER, json.dumps(settings)], env=env, cwd=ROOT, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
-def _result(worker: subprocess.Popen, timeout: float) -> dict[str, Any]:
-    stdout, stderr = worker.communicate(timeout=timeout)
-    lines = [line for line in stdout.splitlines() if line.startswith("RESULT")]
-    if worker.returncode != 0 or not lines:
-        raise RuntimeError(f"worker failed (rc {worker.returncode}): {stderr[-2000:]}")
-    return json.loads(lines[-1][len("RESULT"):])
 
 
 def relative_difference(a: Any, b: Any) -> float:
@@ -180,21 +161,15 @@ def run_engine(engine: str, settings: dict[str, Any], timeout: float) -> dict[st
     """One engine's cases: {case: compare(...)}, or {"error": ...}."""
     job = {**settings, "engine": engine}
     if engine == "multi_worker":
-        ports = [f"127.0.0.1:{p}" for p in _free_ports(2)]
+        ports = [f"127.0.0.1:{p}" for p in local_processes.free_ports(2)]
         workers = [
             _start(job, _env(engine, {"TF_CONFIG": json.dumps({"cluster": {"worker": ports},
                                                               "task": {"type": "worker", "index": i}})}))
             for i in range(2)
         ]
-        try:
-            results = [_result(w, timeout) for w in workers]
-        finally:
-            for w in workers:
-                if w.poll() is None:
-                    w.kill()
-        raw = results[0]  # the chief's view; both workers hold the same weights
+        raw = local_processes.results(workers, timeout)[0]  # the chief's view; both workers hold the same weights
     else:
-        raw = _result(_start(job, _env(engine)), timeout)
+        raw = local_processes.results([_start(job, _env(engine))], timeout)[0]
     return {case: compare(raw[case]["one"], raw[case]["two"]) for case in settings["cases"]}
 
 
@@ -211,7 +186,7 @@ def run_resume(settings: dict[str, Any], timeout: float, workdir: Path) -> dict[
             if worker.returncode != -signal.SIGKILL:
                 raise RuntimeError(f"the killed run ended with rc {worker.returncode}, not SIGKILL")
         else:
-            weights[mode] = _result(worker, timeout)["weights"]
+            weights[mode] = local_processes.results([worker], timeout)[0]["weights"]
         timings[f"{mode}_wall_s"] = time.perf_counter() - start
     return {
         **timings,

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,8 @@ import numpy as np
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)  # benchmarks/ is a repo folder, not installed
+from benchmarks import _local_processes as local_processes  # noqa: E402
 
 _WORKER = r'''
 import json, os, signal, sys
@@ -68,20 +69,9 @@ WORKERS = 2
 KILL = "1:2"  # worker 1 dies after batch 2 of epoch 1 (0-based; 6 batches of 8 rows per worker in each epoch)
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
 def _launch(backup_root: str, outs: list[str], kill_at: list[str]) -> list[subprocess.Popen]:
     """Start every worker of one run on fresh ports (the same command for each, as a launcher would)."""
-    ports = ",".join(str(p) for p in _free_ports(WORKERS))
+    ports = ",".join(str(p) for p in local_processes.free_ports(WORKERS))
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": REPO, "KERAS_BACKEND": "tensorflow",
            "CUDA_VISIBLE_DEVICES": ""}
     env.pop("TF_CONFIG", None)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -21,6 +20,8 @@ import numpy as np
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)  # benchmarks/ is a repo folder, not installed
+from benchmarks import _local_processes as local_processes  # noqa: E402
 REL = 1e-5
 
 _WORKER = r'''
@@ -80,34 +81,17 @@ print("RESULT" + json.dumps(out), flush=True)
 '''
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def two_processes() -> list[dict]:
     pytest.importorskip("jax")
-    port = _free_port()
+    port = local_processes.free_ports(1)[0]
     base = {**os.environ, "PYTHONPATH": REPO, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu",
             "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "", "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
             "JAX_NUM_PROCESSES": "2"}
     base.pop("XLA_FLAGS", None)  # one CPU device per process
     workers = [subprocess.Popen([sys.executable, "-c", _WORKER], env={**base, "JAX_PROCESS_ID": str(i)}, cwd=REPO,
                                 text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(2)]
-    results = []
-    try:
-        for worker in workers:
-            stdout, stderr = worker.communicate(timeout=600)
-            lines = [line for line in stdout.splitlines() if line.startswith("RESULT")]
-            assert worker.returncode == 0 and lines, f"process failed (rc {worker.returncode}):\n{stderr[-4000:]}"
-            results.append(json.loads(lines[-1][len("RESULT"):]))
-    finally:
-        for worker in workers:
-            if worker.poll() is None:
-                worker.kill()
-    return results
+    return local_processes.results(workers, timeout=600)
 
 
 def _rel(a, b) -> float:
@@ -188,7 +172,7 @@ def test_zoo_train_multi_worker_on_two_jax_processes(tmp_path):
     pytest.importorskip("jax")
     pytest.importorskip("tensorflow_datasets")
     out = str(tmp_path / "entry")
-    settings = {"JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{_free_port()}", "JAX_NUM_PROCESSES": "2"}
+    settings = {"JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{local_processes.free_ports(1)[0]}", "JAX_NUM_PROCESSES": "2"}
     runs = [_mtmm("zoo", "train", "penguins_hard", "--epochs", "30", "--distribute", "multi_worker", "--out", out,
                   env={**settings, "JAX_PROCESS_ID": str(i)}) for i in range(2)]
     try:

@@ -13,9 +13,7 @@ is no longer needed (drop it from `MultiWorkerFitMixin`, and the canary).
 
 from __future__ import annotations
 
-import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -23,6 +21,8 @@ import numpy as np
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)  # benchmarks/ is a repo folder, not installed
+from benchmarks import _local_processes as local_processes  # noqa: E402
 
 _WORKER = r'''
 import json, os, sys
@@ -125,37 +125,15 @@ print("RESULT" + json.dumps(out), flush=True)
 '''
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
 @pytest.fixture(scope="module")
 def two_workers() -> list[dict]:
-    ports = ",".join(str(p) for p in _free_ports(2))
+    ports = ",".join(str(p) for p in local_processes.free_ports(2))
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": REPO, "KERAS_BACKEND": "tensorflow",
            "CUDA_VISIBLE_DEVICES": ""}
     env.pop("TF_CONFIG", None)
     workers = [subprocess.Popen([sys.executable, "-c", _WORKER, str(i), ports], env=env, cwd=REPO, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(2)]
-    results = []
-    try:
-        for worker in workers:
-            stdout, stderr = worker.communicate(timeout=600)
-            lines = [line for line in stdout.splitlines() if line.startswith("RESULT")]
-            assert worker.returncode == 0 and lines, f"worker failed (rc {worker.returncode}):\n{stderr[-4000:]}"
-            results.append(json.loads(lines[-1][len("RESULT"):]))
-    finally:
-        for worker in workers:
-            if worker.poll() is None:
-                worker.kill()
-    return results
+    return local_processes.results(workers, timeout=600)
 
 
 BUILDERS = ["joint_embedding", "hard_sharing", "soft_sharing", "attention_fusion", "concat_fusion", "gated_fusion",
