@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-JAX_TESTS := tests/test_builders.py tests/test_layers.py tests/test_losses.py tests/test_regularizers.py tests/test_encoders.py tests/test_expert_builders.py tests/test_weighting_aggregators.py tests/test_weighting_fit.py tests/test_missing_labels.py tests/test_losses_contrastive.py tests/test_joint_embedding_clip.py tests/test_fusion_builders.py tests/test_modality_mask.py tests/test_encoders_transformer.py tests/test_encoders_raw.py tests/test_retrieval_metrics.py
+JAX_TESTS := tests/test_builders.py tests/test_layers.py tests/test_losses.py tests/test_regularizers.py tests/test_encoders.py tests/test_expert_builders.py tests/test_weighting_aggregators.py tests/test_weighting_fit.py tests/test_missing_labels.py tests/test_losses_contrastive.py tests/test_joint_embedding_clip.py tests/test_fusion_builders.py tests/test_modality_mask.py tests/test_encoders_transformer.py tests/test_encoders_raw.py tests/test_retrieval_metrics.py tests/test_transformer_fusion_fallback.py
 
 .PHONY: demo test install clean
 
