@@ -43,12 +43,16 @@ def _waveforms(n, seed=0):
 
 
 def _raw_batch(model, n=16, seed=0):
-    """Raw inputs for every input of `model`: uint8 pixels, waveforms, or float features."""
+    """Raw inputs for every input of `model`: uint8 pixels, waveforms, float features, or the 0/1 presence mask."""
+    from mtmm_keras.export import _model_io
+
     rng = np.random.default_rng(seed)
     batch = {}
     for tensor in model.inputs:
         name, shape = tensor.name.split(":")[0], tuple(tensor.shape[1:])
-        if str(tensor.dtype) == "uint8":
+        if name == _model_io.MODALITY_MASK:
+            batch[name] = _model_io.presence_patterns(n, shape[-1])
+        elif str(tensor.dtype) == "uint8":
             batch[name] = rng.integers(0, 256, size=(n, *shape)).astype(np.uint8)
         elif shape == (_audio.WINDOW,):
             batch[name] = _waveforms(n, seed)
@@ -111,13 +115,13 @@ import json, numpy as np, keras
 import mtmm_keras, mtmm_keras.encoders  # the encoders module registers LogMelSpectrogram
 model = keras.saving.load_model({str(tmp_path / 'raw.keras')!r}, safe_mode=True)
 batch = dict(np.load({str(tmp_path / 'batch.npz')!r}))
-print(json.dumps({{"dtypes": [str(t.dtype) for t in model.inputs],
+print(json.dumps({{"dtypes": {{t.name.split(":")[0]: str(t.dtype) for t in model.inputs}},
                    "digit": model.predict(batch, verbose=0)["digit"].tolist()}}))
 """
     result = run_python(code, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
-    assert sorted(out["dtypes"]) == ["float32", "uint8"]
+    assert out["dtypes"] == {"image": "uint8", "audio": "float32", "modality_mask": "float32"}
     np.testing.assert_allclose(np.array(out["digit"]), expected, rtol=1e-5, atol=1e-5)
 
 
@@ -201,7 +205,7 @@ def test_pretrained_entry_exports_match_keras_on_raw_test_inputs(name, tmp_path)
     if "modality_mask" in [t.name.split(":")[0] for t in model.inputs]:  # a device also says what is present
         from mtmm_keras.export import _model_io
 
-        inputs["modality_mask"] = _model_io.presence_patterns(len(next(iter(inputs.values()))),
+        inputs["modality_mask"] = _model_io.presence_patterns(len(x[next(iter(recipe["encoders"]))]),
                                                               len(recipe["encoders"]))
     deltas = _export_and_compare(model, inputs, tmp_path / name)
     print(name, deltas)
