@@ -24,7 +24,7 @@ demo: $(STAMP)
 # Two pytest-xdist workers, one test file each at a time (module fixtures stay per file); the controller
 # builds the zoo's datasets first (tests/conftest.py). Most tests wait on subprocesses and imports,
 # so two workers finish well ahead of one even on two cores.
-PYTEST := $(BIN)/python -m pytest -q -ra -n 2 --dist loadfile
+PYTEST := $(BIN)/python -m pytest -q -ra -n 2 --dist loadfile --durations=15
 
 test: $(STAMP)
 	$(PYTEST)
