@@ -41,6 +41,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from benchmarks import _local_processes as local_processes
 from benchmarks.mtl_methods import ROOT, _EpochTimer, _roc_auc, _write, fmt, machine, parse_list, parse_seeds
 
 FUSIONS = ("attention", "concat", "gated", "transformer")
@@ -255,7 +256,6 @@ def loss_step_times(batches: Sequence[int], dim: int, repeats: int) -> list[dict
 def _jax_ms(kind: str, a: np.ndarray, b: np.ndarray, scale: float, bias: float | None, repeats: int) -> float | None:
     """Our loss's pure math on JAX arrays (keras.ops dispatches on the array type), jitted; None without JAX."""
     import importlib.util
-    import subprocess
 
     if importlib.util.find_spec("jax") is None:
         return None
@@ -275,20 +275,29 @@ def _jax_ms(kind: str, a: np.ndarray, b: np.ndarray, scale: float, bias: float |
         "ts = []\n"
         "for _ in range(repeats):\n"
         "    t = time.perf_counter(); jax.block_until_ready(step(a, b)); ts.append(time.perf_counter() - t)\n"
-        "print('RESULT', 1000 * statistics.median(ts))\n"
+        "print('RESULT' + json.dumps(1000 * statistics.median(ts)))\n"
     )
-    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    done = subprocess.run([sys.executable, "-c", script, json.dumps([kind, len(a), a.shape[1], scale, bias, repeats])],
-                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=1200)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT")]
-    return float(lines[-1].split()[1]) if done.returncode == 0 and lines else None
+    return _timed_in_own_process(script, [kind, len(a), a.shape[1], scale, bias, repeats],
+                                 {"KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3"})
+
+
+def _timed_in_own_process(script: str, settings: list, env: dict[str, str]) -> float | None:
+    """Run a timing `script` (argv[1] = json `settings`) in a fresh process; the ms it printed, or None if it failed."""
+    import subprocess
+
+    worker = subprocess.Popen([sys.executable, "-c", script, json.dumps(settings)], cwd=ROOT, text=True,
+                              env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        return float(local_processes.results([worker], timeout=1200)[0])
+    except (RuntimeError, subprocess.TimeoutExpired):
+        return None
 
 
 def _open_clip_ms(kind: str, a: np.ndarray, b: np.ndarray, scale: float, bias: float | None,
                   repeats: int) -> float | None:
     """open_clip's loss in its own process (torch beside a running TensorFlow runs several times slower); None
     without open_clip_torch or torch."""
-    import subprocess
 
     from benchmarks.open_clip_reference import load_open_clip_losses
 
@@ -310,13 +319,9 @@ def _open_clip_ms(kind: str, a: np.ndarray, b: np.ndarray, scale: float, bias: f
         "ts = []\n"
         "for _ in range(repeats):\n"
         "    t = time.perf_counter(); step(); ts.append(time.perf_counter() - t)\n"
-        "print('RESULT', 1000 * statistics.median(ts))\n"
+        "print('RESULT' + json.dumps(1000 * statistics.median(ts)))\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-c", script, json.dumps([kind, len(a), a.shape[1], scale, bias, repeats])],
-                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=1200)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT")]
-    return float(lines[-1].split()[1]) if done.returncode == 0 and lines else None
+    return _timed_in_own_process(script, [kind, len(a), a.shape[1], scale, bias, repeats], {})
 
 
 # --- tables, main ----------------------------------------------------------------------------------
