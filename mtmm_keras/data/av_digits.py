@@ -137,9 +137,10 @@ class AvDigits(OfflineBuilder, skip_registration=True):
                        test_voices=make_voices(TEST_ACCENTS[:1], TEST_VARIANTS[:2])),
     ]
     DEFAULT_CONFIG_NAME = "full"
-    VERSION = tfds.core.Version("1.1.0")
+    VERSION = tfds.core.Version("1.2.0")
     RELEASE_NOTES = {"1.0.0": "Initial release: `audio` was a [32, 32] log-mel spectrogram.",
-                     "1.1.0": "`audio` is the raw float32 waveform [11052]; models compute the log-mel front end."}
+                     "1.1.0": "`audio` is the raw float32 waveform [11052]; models compute the log-mel front end.",
+                     "1.2.0": "The same waveforms stored as raw bytes: the build is faster, the arrays are identical."}
     INPUTS = ("image", "audio")
     LABELS = ("digit",)
     DESCRIPTION = _DESCRIPTION
@@ -157,7 +158,8 @@ class AvDigits(OfflineBuilder, skip_registration=True):
     def _features(self) -> tfds.features.FeaturesDict:
         return tfds.features.FeaturesDict({
             "image": tfds.features.Image(shape=(28, 28, 1)),
-            "audio": tfds.features.Tensor(shape=(_audio.WINDOW,), dtype=np.float32),
+            # raw bytes, not a protobuf float list: serialising 11,052 floats one by one took a third of the build
+            "audio": tfds.features.Tensor(shape=(_audio.WINDOW,), dtype=np.float32, encoding=tfds.features.Encoding.BYTES),
             "digit": tfds.features.ClassLabel(num_classes=10),
             "voice": tfds.features.Text(),
             "snr_db": tfds.features.Scalar(dtype=np.float32),

@@ -45,7 +45,9 @@ def overlay(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     a[:, :ITEM, :ITEM] = left
     b[:, OFFSET:OFFSET + ITEM, OFFSET:OFFSET + ITEM] = right
     merged = np.maximum(a, b)
-    resized = np.einsum("ij,njk,lk->nil", _RESIZE, merged, _RESIZE)
+    # two batched matmuls (BLAS), not one three-operand einsum (a naive loop: 90 % of the preparation time);
+    # every value is an integer / 81, never within float64 rounding of a .5 tie, so the pixels are the same
+    resized = _RESIZE @ merged.astype(np.float64) @ _RESIZE.T
     return np.clip(np.rint(resized), 0, 255).astype(np.uint8)
 
 

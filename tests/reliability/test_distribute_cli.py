@@ -19,7 +19,7 @@ if keras.backend.backend() == "tensorflow" and engine == "mirrored":
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import mtmm_keras as mk
-result = mk.zoo.train("penguins_hard", epochs=30, out_dir=out, verbose=0, distribute=None if engine == "none" else engine)
+result = mk.zoo.train("penguins_hard", epochs=12, out_dir=out, verbose=0, distribute=None if engine == "none" else engine)
 print("RESULT " + json.dumps(json.load(open(out + "/metadata.json"))["metrics"]))
 '''
 
