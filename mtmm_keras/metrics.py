@@ -51,8 +51,9 @@ class RecallAtK(keras.metrics.Mean):
       `compile(metrics=[...])` of a `JointEmbeddingModel`, one instance per direction. `y_true` holds
       group ids `[B]` (same-group items are matches; `None`: row i matches row i only).
     - Without them, `y_pred` is a `[B, B]` similarity matrix (diagonal = matches), `y_true` group ids.
-    Ties count against the query. In-batch numbers depend on the batch size; for the whole validation
-    gallery use the `RetrievalEvaluation` callback.
+    Ties count against the query. In-batch numbers depend on the batch size (the global batch under
+    `tf.distribute`: each replica's queries search every replica's gallery rows); for the whole
+    validation gallery use the `RetrievalEvaluation` callback.
     """
 
     def __init__(self, k: int = 1, query: str | None = None, gallery: str | None = None, name: str | None = None,
@@ -75,25 +76,35 @@ class RecallAtK(keras.metrics.Mean):
         """True when it reads the model's dict of embeddings (what `JointEmbeddingModel.compile` looks for)."""
         return self.query is not None
 
-    def _scores(self, y_pred: Any) -> Any:
-        if self.query is None:
-            return ops.convert_to_tensor(y_pred)
+    def _embeddings(self, y_pred: Any) -> tuple[Any, Any]:
         if not isinstance(y_pred, dict) or self.query not in y_pred or self.gallery not in y_pred:
             keys = list(y_pred) if isinstance(y_pred, dict) else type(y_pred).__name__
             raise ValueError(f"{self.name}: `query` {self.query!r} and `gallery` {self.gallery!r} must be keys of the "
                              f"model's output dict of embeddings; got {keys}.")
-        queries = ops.cast(y_pred[self.query], "float32")
-        gallery = ops.cast(y_pred[self.gallery], "float32")
-        return ops.matmul(ops.reshape(queries, (ops.shape(queries)[0], -1)),
-                          ops.transpose(ops.reshape(gallery, (ops.shape(gallery)[0], -1))))
+        queries, gallery = (ops.cast(y_pred[m], "float32") for m in (self.query, self.gallery))
+        return (ops.reshape(queries, (ops.shape(queries)[0], -1)), ops.reshape(gallery, (ops.shape(gallery)[0], -1)))
 
     def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
-        scores = ops.cast(self._scores(y_pred), "float32")
-        if y_true is None:
-            ids = ops.arange(ops.shape(scores)[0])
+        if self.query is None:  # a [B, B] similarity matrix
+            scores = ops.cast(ops.convert_to_tensor(y_pred), "float32")
+            ids = ops.arange(ops.shape(scores)[0]) if y_true is None else ops.reshape(ops.convert_to_tensor(y_true), (-1,))
+            query_ids = gallery_ids = ids
         else:
-            ids = ops.reshape(ops.convert_to_tensor(y_true), (-1,))
-        hits = ops.less(_irrelevant_ahead(scores, ids, ids), self.k)
+            from mtmm_keras.distribute import gather
+
+            # Under tf.distribute each replica's queries search the global batch's gallery (like the loss's
+            # negatives); the replicas' sums add up to the one-device number. Identity on one device and JAX.
+            queries, gallery = self._embeddings(y_pred)
+            local = ops.shape(queries)[0]
+            gallery = gather.all_gather_rows(gallery)
+            if y_true is None:  # row i matches row i: global row numbers
+                query_ids = ops.add(ops.arange(local, dtype="int32"), ops.cast(gather.local_rows_start(queries), "int32"))
+                gallery_ids = ops.arange(ops.shape(gallery)[0], dtype="int32")
+            else:
+                query_ids = ops.reshape(ops.convert_to_tensor(y_true), (-1,))
+                gallery_ids = gather.all_gather_rows(query_ids)
+            scores = ops.matmul(queries, ops.transpose(gallery))
+        hits = ops.less(_irrelevant_ahead(scores, query_ids, gallery_ids), self.k)
         super().update_state(ops.cast(hits, "float32"), sample_weight=sample_weight)
 
     def get_config(self) -> dict[str, Any]:

@@ -19,6 +19,24 @@ def rng():
     return np.random.default_rng(0)
 
 
+# Files that take a minute or more on two cores (`make test` prints the slowest tests): they start first, so the
+# last minutes of a pytest-xdist run are not one worker alone on a long file while the other idles.
+SLOW_FILES_FIRST = (
+    "tests/test_distribute.py", "tests/test_zoo_export.py", "tests/reliability/test_export_outside.py",
+    "tests/reliability/test_readme_examples.py", "tests/reliability/test_distribute_cli.py", "tests/test_export.py",
+    "tests/test_export_experts.py", "tests/test_export_fusion.py", "tests/test_distribute_jax_multiprocess.py",
+    "tests/test_distribute_multiworker.py", "tests/reliability/test_reload_new_process.py",
+    "tests/reliability/test_zoo_outside.py", "tests/test_distributed_benchmark.py",
+    "tests/test_distribute_fault_tolerance.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Slow files first (stable: everything else keeps its order); every worker sorts alike."""
+    rank = {path: i for i, path in enumerate(SLOW_FILES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
+
+
 def pytest_configure(config):
     """Under pytest-xdist (`make test` runs `-n`), build the zoo entries' datasets once in the controller
     before the workers start, so two workers never spend the same minutes building the same dataset. The

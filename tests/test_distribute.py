@@ -85,6 +85,18 @@ def build(case, **compile_kwargs):
         return getattr(mk.builders, case)(encoders, tasks, fusion_dim=8, **extra, **compile_kwargs)
     return mk.builders.joint_embedding(encoders, embed_dim=4, loss=JOINT_LOSSES[case](), **compile_kwargs)
 
+def recall_history(model_fn):
+    """In-batch RecallAtK in both directions over one epoch (group ids from the data: pairs share an id)."""
+    keras.utils.set_random_seed(0)
+    model = model_fn()
+    x, y, _ = data("max_margin_sum_groups_weights")
+    history = model.fit(x, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0)
+    return {k: v for k, v in history.history.items() if k.startswith("recall")}
+
+def recall_model():
+    metrics = [mk.metrics.RecallAtK(1, query="a", gallery="b"), mk.metrics.RecallAtK(1, query="b", gallery="a")]
+    return build("max_margin", steps_per_execution=1, metrics=metrics)
+
 class FirstStep(keras.callbacks.Callback):
     """The loss of the first step (with one step per execution, batch 0's logs hold exactly that)."""
     def on_train_batch_end(self, batch, logs=None):
@@ -121,6 +133,12 @@ for case in [*MULTITASK, *JOINT_LOSSES]:
     except Exception as error:
         result["two_error"] = f"{type(error).__name__}: {str(error)[:300]}"
     out[case] = result
+
+# in-batch RecallAtK: each replica's queries search the global batch, as on one device
+def recall_in_scope():
+    with strategy.scope():
+        return recall_model()
+out["recall"] = {"one": recall_history(recall_model), "two": recall_history(recall_in_scope)}
 
 # all_gather_rows: uneven rows (2 + 1), gradient = the global loss's gradient, summed over replicas
 with strategy.scope():
@@ -182,6 +200,10 @@ for case in JAX_CASES:
     keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
     result["two"] = train(build(case, steps_per_execution=1), case, initial)
     out[case] = result
+keras.distribution.set_distribution(None)
+one = recall_history(recall_model)
+keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+out["recall"] = {"one": one, "two": recall_history(recall_model)}
 print("RESULT" + json.dumps(out))
 '''
 
@@ -243,6 +265,17 @@ def test_joint_embedding_step_one_loss_uses_global_negatives(mirrored):
     one, two = mirrored["max_margin"]["one"]["first"], mirrored["max_margin"]["two"]["first"]
     assert one > 20.0  # ~63 negatives per anchor, not ~31
     assert two == pytest.approx(one, rel=REL)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["mirrored", "jax_data_parallel"])
+def test_in_batch_recall_metric_sees_the_global_batch(request, engine):
+    """RecallAtK(query=, gallery=) on 2 replicas = one device (it searched only the local half before)."""
+    recall = request.getfixturevalue(engine)["recall"]
+    assert set(recall["one"]) == {"recall_at_1_a_to_b", "recall_at_1_b_to_a"}
+    for name, values in recall["one"].items():
+        assert 0.0 < values[-1] < 1.0, (name, values)
+        assert np.ravel(recall["two"][name])[-1] == pytest.approx(values[-1], abs=1e-6), name
 
 
 @pytest.mark.slow
