@@ -184,3 +184,25 @@ def _fit_args():
     return dict(x=None, y=None, batch_size=None, epochs=1, verbose=0, callbacks=None, validation_split=0.0,
                 validation_data=None, shuffle=True, class_weight=None, sample_weight=None, initial_epoch=0,
                 steps_per_epoch=None, validation_steps=None, validation_batch_size=None, validation_freq=1)
+
+
+def test_predict_runs_one_step_per_execution_and_keeps_the_compiled_setting():
+    """Keras's TF predict unrolls `steps_per_execution` steps into one graph and traces again for every new
+    chunk length (23 s for movies_ple's first predict at 32 steps); one step per call traces once."""
+    from mtmm_keras.models import in_memory_fit
+
+    x, _ = _data(n=300)
+    fast, stock = _twin_models(steps_per_execution=32)
+    got = fast.predict(x[:70], batch_size=8, verbose=0)  # 9 batches: 8 full, 1 partial
+    function = fast.__dict__[in_memory_fit._PREDICT_CACHE_ATTRIBUTE][1]
+    traced = function.experimental_get_tracing_count()
+    fast.predict(x, batch_size=8, verbose=0)  # 38 batches: unrolled, chunks of 32 and 6 would trace again
+    fast.predict(x[:13], batch_size=8, verbose=0)
+    assert function.experimental_get_tracing_count() == traced <= 2
+    assert fast.steps_per_execution == 32 and fast.predict_function is None  # the compiled setting is untouched
+    stock.steps_per_execution = 1
+    want = keras.Model.predict(stock, x[:70], batch_size=8, verbose=0)
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-6, atol=1e-7)
+    fast.fit(x, {k: v for k, v in _data(n=300)[1].items()}, batch_size=8, epochs=1, verbose=0)  # fit still uses 32
+    assert fast.steps_per_execution == 32
