@@ -61,7 +61,12 @@ def pytest_configure(config):
     if "av_digits" in needed:
         needed.remove("av_digits")
         beside = subprocess.Popen([sys.executable, "-c", "import mtmm_keras as mk; mk.data.prepare('av_digits')"])
-    for dataset in needed:
-        mk.data.prepare(dataset)
+    try:
+        for dataset in needed:
+            mk.data.prepare(dataset)
+    except BaseException:
+        if beside is not None:
+            beside.kill()
+        raise
     if beside is not None and beside.wait() != 0:
         raise pytest.UsageError("preparing the av_digits dataset failed (its error is printed above)")
