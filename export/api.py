@@ -317,7 +317,7 @@ def _named_inputs(infos, data, argument) -> dict[str, np.ndarray] | None:
             raise ValueError(f"`{argument}` must be a dict keyed by the model's inputs {sorted(names)}, got {type(data).__name__}.")
         data = {names[0]: data}
     mask = _model_io.MODALITY_MASK
-    if mask in names and mask not in data and set(data) == set(names) - {mask} and data:
+    if data and mask in names and set(data) == set(names) - {mask}:
         # a fused model's presence mask left out (as `fit`/`predict` allow): every modality present, then each
         # one missing in turn, so calibration and verification see both
         infos_by_name = {info.name: info for info in infos}

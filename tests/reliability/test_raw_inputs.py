@@ -204,11 +204,10 @@ def test_pretrained_entry_exports_match_keras_on_raw_test_inputs(name, tmp_path)
     x, _ = evaluation.split_arrays(recipe, "test", limit=64)
     model = mk.zoo.load(name)
     inputs = {m: x[m] for m in recipe["encoders"]}
-    if "modality_mask" in [t.name.split(":")[0] for t in model.inputs]:  # a device also says what is present
-        from mtmm_keras.export import _model_io
+    from mtmm_keras.export import _model_io
 
-        inputs["modality_mask"] = _model_io.presence_patterns(len(x[next(iter(recipe["encoders"]))]),
-                                                              len(recipe["encoders"]))
+    if _model_io.MODALITY_MASK in [t.name.split(":")[0] for t in model.inputs]:  # a device also says what is present
+        inputs[_model_io.MODALITY_MASK] = _model_io.presence_patterns(len(next(iter(inputs.values()))), len(inputs))
     deltas = _export_and_compare(model, inputs, tmp_path / name)
     print(name, deltas)
 
