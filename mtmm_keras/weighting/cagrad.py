@@ -12,6 +12,7 @@ from typing import Any
 import keras
 from keras import ops
 
+from mtmm_keras import _checks
 from mtmm_keras.weighting import _gramian
 from mtmm_keras.weighting._base import Weighting, register
 
@@ -40,12 +41,8 @@ class CAGrad(Weighting):
 
     def __init__(self, c: float = 0.5, norm_eps: float = 0.0001, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if isinstance(c, bool) or not isinstance(c, (int, float)) or c < 0:
-            raise ValueError(f"`c` must be a non-negative number, got {c!r}.")
-        if isinstance(norm_eps, bool) or not isinstance(norm_eps, (int, float)) or norm_eps < 0:
-            raise ValueError(f"`norm_eps` must be a non-negative number, got {norm_eps!r}.")
-        self.c = float(c)
-        self.norm_eps = float(norm_eps)
+        self.c = _checks.non_negative_float(c, "c")
+        self.norm_eps = _checks.non_negative_float(norm_eps, "norm_eps")
 
     def gramian_weights(self, gramian: Any) -> Any:
         gramian = ops.convert_to_tensor(gramian)

@@ -12,6 +12,7 @@ from typing import Any
 import keras
 from keras import ops
 
+from mtmm_keras import _checks
 from mtmm_keras.weighting import _gramian
 from mtmm_keras.weighting._base import Weighting, register
 
@@ -34,11 +35,9 @@ class MGDA(Weighting):
 
     def __init__(self, epsilon: float = 0.001, max_iters: int = 100, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or epsilon <= 0:
-            raise ValueError(f"`epsilon` must be a positive number, got {epsilon!r}.")
+        self.epsilon = _checks.positive_float(epsilon, "epsilon")
         if isinstance(max_iters, bool) or not isinstance(max_iters, int) or max_iters <= 0:
             raise ValueError(f"`max_iters` must be a positive integer, got {max_iters!r}.")
-        self.epsilon = float(epsilon)
         self.max_iters = int(max_iters)
 
     def gramian_weights(self, gramian: Any) -> Any:

@@ -11,6 +11,7 @@ from typing import Any
 import keras
 from keras import ops
 
+from mtmm_keras import _checks
 from mtmm_keras.weighting import _gramian
 from mtmm_keras.weighting._base import Weighting, register
 
@@ -100,8 +101,7 @@ class NashMTL(Weighting):
         super().__init__(**kwargs)
         if n_tasks is not None and (isinstance(n_tasks, bool) or not isinstance(n_tasks, int) or n_tasks <= 0):
             raise ValueError(f"`n_tasks` must be a positive integer or None, got {n_tasks!r}.")
-        if isinstance(max_norm, bool) or not isinstance(max_norm, (int, float)) or max_norm < 0:
-            raise ValueError(f"`max_norm` must be a non-negative number, got {max_norm!r}.")
+        max_norm = _checks.non_negative_float(max_norm, "max_norm")
         for arg, value in (("update_weights_every", update_weights_every), ("optim_niter", optim_niter)):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"`{arg}` must be a positive integer, got {value!r}.")

@@ -26,7 +26,7 @@ class Uncertainty(Weighting):
 
     def __init__(self, initial_log_variance: float = 0.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.initial_log_variance = _checks._real(initial_log_variance, "initial_log_variance", "a number")
+        self.initial_log_variance = _checks._real(initial_log_variance, "initial_log_variance", "a finite number")
 
     def build_for_tasks(self, num_tasks: int) -> None:
         if getattr(self, "log_variance", None) is None:

@@ -6,11 +6,12 @@ as TorchJD 0.18's `UPGrad` / `UPGradWeighting` with its default `QuadprogProject
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import keras
 from keras import ops
 
+from mtmm_keras import _checks
 from mtmm_keras.weighting import _gramian
 from mtmm_keras.weighting._base import Weighting, register
 
@@ -43,19 +44,14 @@ class UPGrad(Weighting):
     ) -> None:
         super().__init__(**kwargs)
         if pref_vector is not None:
-            try:
-                pref_vector = [float(x) for x in pref_vector]
-            except (TypeError, ValueError) as error:
-                raise TypeError(f"`pref_vector` must be a sequence of numbers or None, got {pref_vector!r}.") from error
+            if isinstance(pref_vector, (str, bytes)) or not isinstance(pref_vector, Iterable):
+                raise TypeError(f"`pref_vector` must be a sequence of finite numbers or None, got {pref_vector!r}.")
+            pref_vector = [_checks._real(x, f"pref_vector[{i}]", "a finite number") for i, x in enumerate(pref_vector)]
             if not pref_vector:
                 raise ValueError("`pref_vector` must not be empty.")
-        if not isinstance(norm_eps, (int, float)) or norm_eps < 0:
-            raise ValueError(f"`norm_eps` must be a non-negative number, got {norm_eps!r}.")
-        if not isinstance(reg_eps, (int, float)) or reg_eps < 0:
-            raise ValueError(f"`reg_eps` must be a non-negative number, got {reg_eps!r}.")
         self.pref_vector = pref_vector
-        self.norm_eps = float(norm_eps)
-        self.reg_eps = float(reg_eps)
+        self.norm_eps = _checks.non_negative_float(norm_eps, "norm_eps")
+        self.reg_eps = _checks.non_negative_float(reg_eps, "reg_eps")
 
     def gramian_weights(self, gramian: Any) -> Any:
         gramian = ops.convert_to_tensor(gramian)
