@@ -1,7 +1,9 @@
 """Training past one device: strategy-aware compile defaults and cross-replica gathers.
 
 - `model_strategy(model)` — the `tf.distribute` strategy a model was built in (or is used under), or None.
-- `compile_defaults(model)` — the builder compile settings that must change under that strategy.
+- `compile_defaults(model)` — the builder compile settings that must change under that strategy, or on
+  the PyTorch backend (one step per execution); `check_compile_arguments(...)` refuses, naming the
+  argument and the backend, an explicit `steps_per_execution` > 1 on torch.
 - `all_gather_rows(x)` / `local_rows_start(x)` — the global batch from inside a replica, gradients
   flowing back to each replica's own rows; the identity on one device and on JAX's DataParallel
   (whose step already sees the global batch).
@@ -26,10 +28,11 @@ from mtmm_keras.distribute.gather import all_gather_rows, local_rows_start
 from mtmm_keras.distribute.jax_processes import jax_multi_process, process_local_rows
 from mtmm_keras.distribute.multiworker import MultiWorkerFitMixin
 from mtmm_keras.distribute.scaling import num_replicas, scale_for_replicas
-from mtmm_keras.distribute.strategy import compile_defaults, model_strategy
+from mtmm_keras.distribute.strategy import check_compile_arguments, compile_defaults, model_strategy
 
 __all__ = [
     "ENGINES",
+    "check_compile_arguments",
     "check_engine",
     "is_chief",
     "training_scope",

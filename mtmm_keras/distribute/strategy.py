@@ -16,6 +16,13 @@ import keras
 #   under tf.distribute (Trainer._resolve_auto_jit_compile); False says so explicitly.
 TF_DISTRIBUTE_COMPILE: dict[str, Any] = {"steps_per_execution": 1, "jit_compile": False}
 
+# Compile settings the builders' defaults must give up on the PyTorch backend (Keras 3.15, torch 2.x):
+# - Keras's torch trainer runs one step per call into the backend; `fit`/`evaluate`/`predict` raise
+#   "`steps_per_execution` must be 1 with the PyTorch backend" for anything else.
+# - jit_compile: Keras's "auto" already means eager on torch (Trainer._resolve_auto_jit_compile);
+#   False says so explicitly. `torch.compile` (jit_compile=True) stays the caller's opt-in.
+TORCH_COMPILE: dict[str, Any] = {"steps_per_execution": 1, "jit_compile": False}
+
 
 def model_strategy(model: keras.Model | None = None) -> Any:
     """The `tf.distribute.Strategy` `model` trains under, or None (one device, or not TensorFlow).
@@ -56,10 +63,35 @@ def _variables_strategy(model: keras.Model) -> Any:
 def compile_defaults(model: keras.Model | None = None) -> dict[str, Any]:
     """Compile settings to lay over the builders' defaults for `model` (empty when none are needed).
 
-    Under a `tf.distribute` strategy (see `model_strategy`): one step per execution and no forced
-    XLA (`TF_DISTRIBUTE_COMPILE`; both fail there, see the comment above it). Arguments the caller
-    passes to the builder still win over these.
+    On the PyTorch backend (any model, also `model=None`): one step per execution, no `torch.compile`
+    (`TORCH_COMPILE`). Under a `tf.distribute` strategy (see `model_strategy`): one step per execution
+    and no forced XLA (`TF_DISTRIBUTE_COMPILE`; both fail there, see the comments above them).
+    Arguments the caller passes to the builder still win over these (an explicit
+    `steps_per_execution` > 1 on torch is refused by the models' `compile`, `check_compile_arguments`).
     """
+    if keras.backend.backend() == "torch":
+        return dict(TORCH_COMPILE)
     if model_strategy(model) is not None:
         return dict(TF_DISTRIBUTE_COMPILE)
     return {}
+
+
+def check_compile_arguments(steps_per_execution: Any = 1) -> None:
+    """Refuse compile settings the current backend cannot train with, naming the argument and the backend.
+
+    On the PyTorch backend Keras runs one step per execution: `steps_per_execution` > 1 would compile, then
+    fail in `fit`/`evaluate`/`predict` with Keras's own error. Ours comes at `compile` (a builder's
+    `compile=True`), says which argument to drop, and that the builders' default there is 1.
+    """
+    if keras.backend.backend() != "torch":
+        return
+    try:
+        steps = int(steps_per_execution)
+    except (TypeError, ValueError):
+        return  # Keras's compile reports a malformed value itself
+    if steps > 1:
+        raise ValueError(
+            f"`steps_per_execution={steps_per_execution!r}` is not supported on the PyTorch backend "
+            "(KERAS_BACKEND=torch): Keras's torch trainer runs one training step per call. Leave "
+            "`steps_per_execution` out (the builders' default is 1 on torch, 32 on TensorFlow and JAX) or pass 1."
+        )

@@ -25,6 +25,9 @@ class RetrievalMetricsMixin:
     def compile(self, *args: Any, **kwargs: Any) -> None:
         bound = inspect.signature(keras.Model.compile).bind(self, *args, **kwargs)
         arguments = {k: v for k, v in bound.arguments.items() if k != "self"}
+        from mtmm_keras.distribute import check_compile_arguments
+
+        check_compile_arguments(arguments.get("steps_per_execution", 1))  # >1 on torch: our error, at compile
         metrics = arguments.get("metrics")
         kept: list[Any] = []
         if isinstance(metrics, (list, tuple)):

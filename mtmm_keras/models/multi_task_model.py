@@ -60,10 +60,14 @@ class MultiTaskModel(MultiWorkerFitMixin, InMemoryFitMixin, keras.Model):
 
     def compile(self, *args: Any, **kwargs: Any) -> None:
         """Keras's `compile`; also records its `loss_weights` argument (the λ_t the weighting multiplies
-        in), read at trace time where `get_compile_config()` cannot serialize the optimizer."""
+        in), read at trace time where `get_compile_config()` cannot serialize the optimizer. On the
+        PyTorch backend `steps_per_execution` > 1 is a ValueError naming it (`mk.distribute.check_compile_arguments`)."""
         import inspect
 
+        from mtmm_keras.distribute import check_compile_arguments
+
         bound = inspect.signature(keras.Model.compile).bind(self, *args, **kwargs)
+        check_compile_arguments(bound.arguments.get("steps_per_execution", 1))  # >1 on torch: our error, now
         object.__setattr__(self, "compiled_loss_weights", bound.arguments.get("loss_weights"))
         super().compile(*args, **kwargs)
 
