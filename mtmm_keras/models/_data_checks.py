@@ -288,8 +288,9 @@ def _present_rows(model: Any, task: str, array: np.ndarray, loss: Any) -> np.nda
     """Rows where the task's label is present (its `Task.missing_label` marker, see
     `mtmm_keras.models._task_losses`), or None when every row counts (no marker for this task)."""
     from mtmm_keras.models._task_losses import missing_rule
+    from mtmm_keras.models.multi_task_model import weighting_of
 
-    if getattr(model, "__dict__", {}).get("weighting") is None:
+    if weighting_of(model) is None:
         return None  # only MultiTaskModel's per-task losses (set by a weighting) mask missing labels
     if not getattr(model, "task_configs", None) or array.ndim == 0 or array.size == 0 or array.dtype.kind not in "biuf":
         return None

@@ -94,7 +94,7 @@ class MultiTaskModel(MultiWorkerFitMixin, InMemoryFitMixin, keras.Model):
                 f"`weighting` {method.name!r} was built for {method.num_tasks} tasks; this model has "
                 f"{len(names)} ({names})."
             )
-        old = self.__dict__.get("weighting")
+        old = weighting_of(self)
         if old is not None and old is not method:
             layers = getattr(self, "_layers", None)
             if isinstance(layers, list) and old in layers:
@@ -105,7 +105,7 @@ class MultiTaskModel(MultiWorkerFitMixin, InMemoryFitMixin, keras.Model):
         self.train_function = self.test_function = None
 
     def _weighting_active(self) -> bool:
-        return self.__dict__.get("weighting") is not None and getattr(self, "compiled", False) and self.loss is not None
+        return weighting_of(self) is not None and getattr(self, "compiled", False) and self.loss is not None
 
     def _gradient_level(self) -> bool:
         return self._weighting_active() and getattr(self.weighting, "level", "loss") == "gradient"
@@ -202,15 +202,19 @@ class MultiTaskModel(MultiWorkerFitMixin, InMemoryFitMixin, keras.Model):
                 from mtmm_keras.models import _gradient_step_tf
 
                 return _gradient_step_tf.train_step(self, *args)
+            if keras.backend.backend() == "torch":
+                from mtmm_keras.models import _gradient_step_torch
+
+                return _gradient_step_torch.train_step(self, *args)
             raise NotImplementedError(
-                f"Gradient-level weighting ({self.weighting.method_name!r}) runs on the TensorFlow and JAX "
+                f"Gradient-level weighting ({self.weighting.method_name!r}) runs on the TensorFlow, JAX and PyTorch "
                 f"backends; this is {keras.backend.backend()!r}. Use a loss-level method (static, uncertainty, dwa, rlw)."
             )
         return super().train_step(*args)
 
     def fit(self, x: Any = None, y: Any = None, batch_size: Any = None, epochs: int = 1, verbose: Any = "auto",
             callbacks: Any = None, **kwargs: Any) -> Any:
-        method = self.__dict__.get("weighting")
+        method = weighting_of(self)
         if self._gradient_level():
             from mtmm_keras.distribute import model_strategy
 
@@ -238,7 +242,7 @@ class MultiTaskModel(MultiWorkerFitMixin, InMemoryFitMixin, keras.Model):
         config = super().get_config()
         if self.task_configs:
             config["tasks"] = list(self.task_configs)
-        method = self.__dict__.get("weighting")
+        method = weighting_of(self)
         if method is not None:
             config["weighting"] = keras.saving.serialize_keras_object(method)
         return config
@@ -257,6 +261,22 @@ class MultiTaskModel(MultiWorkerFitMixin, InMemoryFitMixin, keras.Model):
         elif tasks:
             model.set_weighting("static")  # saved before weighting existed: today's λ_t, with missing labels
         return model
+
+
+def weighting_of(model: Any) -> Any:
+    """The model's `mk.weighting` method (set by `set_weighting`), or None.
+
+    Read without Keras's attribute machinery: from the instance `__dict__` on TensorFlow and JAX, and
+    from `torch.nn.Module`'s sub-module table `_modules` on PyTorch, where Keras layers are torch
+    modules and assigning one as an attribute stores it there, not in `__dict__`.
+    """
+    namespace = getattr(model, "__dict__", {})
+    method = namespace.get("weighting")
+    if method is None:
+        modules = namespace.get("_modules")
+        if isinstance(modules, dict):
+            method = modules.get("weighting")
+    return method
 
 
 def _base_on_epoch_end() -> Any:
