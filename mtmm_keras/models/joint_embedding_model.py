@@ -46,7 +46,13 @@ class JointEmbeddingModel(RetrievalMetricsMixin, MultiWorkerFitMixin, InMemoryFi
     """
 
     _is_joint_embedding = True  # `y` holds group ids or pair labels, not one array per output
-    temperature = None  # a LearnedTemperature layer for CLIPLoss / SigLIPLoss (set by the builder)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # A LearnedTemperature layer for CLIPLoss / SigLIPLoss (set by the builder), else None. An instance
+        # attribute, not a class default: on PyTorch a layer assigned later lives in torch.nn.Module's
+        # `_modules`, which attribute lookup consults only after the class, so a class default would hide it.
+        self.temperature = None
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
@@ -79,11 +85,19 @@ class JointEmbeddingModel(RetrievalMetricsMixin, MultiWorkerFitMixin, InMemoryFi
             extra["logit_bias"] = bias
         return lambda similarity: {"similarity": similarity, **extra}
 
+    def _modality_order(self, y_pred: dict) -> list[str]:
+        """The embeddings' keys in the order the model's outputs were given (the builder's `encoders`
+        order), which decides the anchor side of a one-directional loss. Not `y_pred`'s own order: a
+        dict output comes back in that order on TensorFlow and JAX, but sorted by key on PyTorch (Keras 3.15)."""
+        output = getattr(self, "output", None)
+        names = [name for name in output if name in y_pred] if isinstance(output, dict) else []
+        return names + [name for name in y_pred if name not in names]
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         loss_fn = self.loss
         if loss_fn is None:
             raise ValueError("JointEmbeddingModel needs `compile(loss=...)`, e.g. mk.losses.MaxMarginRankingLoss().")
-        embeddings = [y_pred[name] for name in y_pred] if isinstance(y_pred, dict) else list(y_pred)
+        embeddings = [y_pred[name] for name in self._modality_order(y_pred)] if isinstance(y_pred, dict) else list(y_pred)
         replicas = scaling.num_replicas()
         if replicas > 1:  # the global batch on every replica: in-batch negatives span all replicas
             embeddings = [gather.all_gather_rows(e) for e in embeddings]
