@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import mtmm_keras as mk
+from mtmm_keras.models.in_memory_fit import _CACHE_ATTRIBUTE
 
 pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the fast path is TensorFlow-only")
 
@@ -94,9 +95,30 @@ def test_uneven_epochs_run_fewer_steps_per_execution_with_the_same_result(batch_
     kwargs["validation_data"] = (x[:40], {k: v[:40] for k, v in y.items()})
     _assert_same_training(fast, stock, fast.fit(x, y, **kwargs), keras.Model.fit(stock, x, y, **kwargs))
     assert fast.steps_per_execution == steps_per_execution  # the compiled setting is restored
-    fast.fit(x, y, **kwargs)  # a second uneven fit reuses the cached step function
-    fast.compile(optimizer="sgd", loss={t.name: t.keras_loss() for t in TASKS})
-    assert fast.fit(x, y, **kwargs).history["loss"][-1] > 0  # a recompile drops the cached functions
+    main_train_function = fast.train_function
+    cache = fast.__dict__[_CACHE_ATTRIBUTE]
+    train_function, test_function = cache[plan[3]]
+    traces = _tracing_counts(train_function, test_function)
+    assert len(traces) == 2 and all(count >= 1 for count in traces)  # one tf.function each, traced
+    fast.fit(x, y, **kwargs)  # a second uneven fit reuses the cached step functions: no new function, no retrace
+    assert fast.__dict__[_CACHE_ATTRIBUTE] is cache
+    assert cache[plan[3]][0] is train_function and cache[plan[3]][1] is test_function
+    assert _tracing_counts(train_function, test_function) == traces
+    assert fast.train_function is main_train_function and fast.steps_per_execution == steps_per_execution
+    # a recompile (with the same steps_per_execution, so the fit takes the cached path again; compile's
+    # default of 1 would skip it) drops the cached functions: new ones are traced
+    fast.compile(optimizer="sgd", loss={t.name: t.keras_loss() for t in TASKS}, steps_per_execution=steps_per_execution)
+    history = fast.fit(x, y, **kwargs)
+    new_cache = fast.__dict__[_CACHE_ATTRIBUTE]
+    assert new_cache is not cache and new_cache[plan[3]][0] is not train_function
+    assert new_cache["owner"]() is fast.train_function
+    assert np.isfinite(history.history["loss"]).all()
+
+
+def _tracing_counts(*functions):
+    """How often the tf.functions inside Keras's step-function closures were traced."""
+    return [cell.cell_contents.experimental_get_tracing_count() for function in functions
+            for cell in (function.__closure__ or ()) if hasattr(cell.cell_contents, "experimental_get_tracing_count")]
 
 
 def test_uneven_fit_leaves_predict_whole_and_the_model_collectable():
@@ -172,7 +194,7 @@ def test_callbacks_and_early_stopping_see_real_epochs():
 
 def test_joint_embedding_fit_without_labels_uses_the_fast_path():
     encoders = {"a": mk.encoders.tabular(8, (8,)), "b": mk.encoders.tabular(6, (8,))}
-    model = mk.builders.joint_embedding(encoders, embed_dim=4, steps_per_execution=2)
+    model = mk.builders.joint_embedding(encoders, embedding_dim=4, steps_per_execution=2)
     rng = np.random.default_rng(0)
     x = {"a": rng.normal(size=(64, 8)).astype("float32"), "b": rng.normal(size=(64, 6)).astype("float32")}
     assert model._in_memory_plan({**_fit_args(), "x": x, "batch_size": 16}) is not None
