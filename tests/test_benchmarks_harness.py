@@ -84,11 +84,34 @@ def test_builder_compile_defaults_are_fast_and_overridable():
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 def test_process_cpu_seconds_counts_this_process_work():
+    """Checked against time.process_time() (the same user + system time, read by the C library) and on a
+    child process that is busy and then idle: the loops are bounded by their own clock, never by the
+    function under test, so a broken reading fails instead of spinning forever."""
     import os
+    import subprocess
+    import time
 
-    before = train_speed.process_cpu_seconds(os.getpid())
+    tick = 1.0 / os.sysconf("SC_CLK_TCK")
+    before, before_own = train_speed.process_cpu_seconds(os.getpid()), time.process_time()
     total = 0
-    while train_speed.process_cpu_seconds(os.getpid()) - before < 0.05:  # busy for at least 50 ms of CPU
+    while time.process_time() - before_own < 0.2:  # 200 ms of CPU
         total += sum(range(10_000))
-    assert total > 0
+    used, used_own = train_speed.process_cpu_seconds(os.getpid()) - before, time.process_time() - before_own
+    assert used == pytest.approx(used_own, abs=3 * tick)
+
+    child = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\n"
+        "start = time.process_time()\n"
+        "while time.process_time() - start < 0.3: pass\n"  # busy: 300 ms of CPU
+        "print('busy', flush=True)\n"
+        "sys.stdin.readline()\n"  # idle until told to go
+    )], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline() == "busy\n"
+        busy = train_speed.process_cpu_seconds(child.pid)
+        assert busy >= 0.3 - tick  # the interpreter's start-up adds to it
+        time.sleep(0.3)
+        assert train_speed.process_cpu_seconds(child.pid) - busy <= 2 * tick  # waiting on stdin costs nothing
+    finally:
+        child.communicate("go\n", timeout=30)
     assert train_speed.process_cpu_seconds(2**22 + 12345) is None  # no such process
