@@ -188,15 +188,18 @@ class _Plan:
     holdout: dict[str, np.ndarray]
     labels: dict[str, np.ndarray] | None
     holdout_source: str
+    random_inputs: dict[str, str] | None = None  # how random rows were drawn, when some were (by input)
 
     def for_tower(self, modality: str, tower: keras.Model) -> "_Plan":
         """The same plan for one modality tower: each data dict sliced to that modality, no labels."""
         def pick(data):
             return None if data is None or modality not in data else {modality: data[modality]}
 
+        sample, holdout = pick(self.sample), pick(self.holdout)
         return dataclasses.replace(
-            self, sample=pick(self.sample) or _model_io.sample_inputs(tower), calibration=pick(self.calibration),
-            holdout=pick(self.holdout) or _model_io.sample_inputs(tower, HOLDOUT_ROWS // 4, seed=1), labels=None)
+            self, sample=sample or _model_io.sample_inputs(tower), calibration=pick(self.calibration),
+            holdout=holdout or _model_io.sample_inputs(tower, HOLDOUT_ROWS // 4, seed=1), labels=None,
+            random_inputs=_model_io.sample_ranges(tower) if sample is None or holdout is None else None)
 
 
 def _plan(model, formats=FORMATS, quantize=("float32",), representative_data=None, batch_size=None, validation_data=None,
@@ -212,7 +215,8 @@ def _plan(model, formats=FORMATS, quantize=("float32",), representative_data=Non
     formats, quantize = check_options(formats, quantize, batch_size, verify)
     if per_tower:
         _towers(model)
-    infos = _model_io.input_infos(model)
+    infos = _model_io.input_infos(model)  # any Keras model; string/ragged inputs and unknown signatures refused here
+    random_used = False
     representative = _named_inputs(infos, representative_data, "representative_data")
     holdout, labels, source = None, None, ""
     if validation_data is not None:
@@ -242,6 +246,7 @@ def _plan(model, formats=FORMATS, quantize=("float32",), representative_data=Non
     if holdout is None:
         holdout = _model_io.sample_inputs(model, HOLDOUT_ROWS // 4, seed=1)
         source = "random inputs (no held-out rows given: pass validation_data for a task-level check)"
+        random_used = "tflite" in formats and any(q != "float32" for q in quantize)
     if validation_data is not None and calibration is not None:
         shared = len(_row_keys(holdout) & _row_keys(calibration))
         if shared:
@@ -250,6 +255,7 @@ def _plan(model, formats=FORMATS, quantize=("float32",), representative_data=Non
     sample_from = holdout if validation_data is not None else representative
     if sample_from is None:
         sample_from = _model_io.sample_inputs(model, max(SAMPLE_ROWS, batch_size or 0))
+        random_used = True
     if batch_size is not None:
         for name, data in (("representative_data", calibration), ("held-out data", holdout), ("sample data", sample_from)):
             if data is not None and _rows_of(data) < batch_size:
@@ -257,7 +263,8 @@ def _plan(model, formats=FORMATS, quantize=("float32",), representative_data=Non
     holdout = _first_rows(holdout, HOLDOUT_ROWS, batch_size)
     labels = None if labels is None else {k: v[: _rows_of(holdout)] for k, v in labels.items()}
     sample = _first_rows(sample_from, SAMPLE_ROWS, batch_size)
-    return _Plan(formats, quantize, batch_size, sample, calibration, holdout, labels, source)
+    return _Plan(formats, quantize, batch_size, sample, calibration, holdout, labels, source,
+                 _model_io.sample_ranges(model) if random_used else None)
 
 
 def check_options(formats: Any = FORMATS, quantize: Any = ("float32",), batch_size: Any = None, verify: Any = True,
@@ -379,7 +386,13 @@ def _labels(model, y, rows) -> dict[str, np.ndarray] | None:
 
 
 def _predict(model, inputs):
-    return {k: keras.ops.convert_to_numpy(v) for k, v in _model_io.call_with_named_inputs(model, inputs).items()}
+    return {k: _as_numpy(v) for k, v in _model_io.call_with_named_inputs(model, inputs).items()}
+
+
+def _as_numpy(tensor) -> np.ndarray:
+    """float16/bfloat16 outputs (a mixed-precision source) as float32, everything else as it is."""
+    array = np.asarray(keras.ops.convert_to_numpy(tensor))
+    return array.astype(np.float32) if array.dtype.kind == "f" or array.dtype.name == "bfloat16" else array
 
 
 def _export_into(model, staging, final_dir, plan: _Plan, verify, allow_flex, opset, atol, verbose) -> ExportReport:
@@ -387,9 +400,14 @@ def _export_into(model, staging, final_dir, plan: _Plan, verify, allow_flex, ops
 
     final_dir = str(final_dir)
     formats, quantize, batch_size = plan.formats, plan.quantize, plan.batch_size
-    graph_model = _model_io.export_clone(model)
+    view = _model_io.export_view(model)  # any Keras model as a functional model with named inputs and outputs
+    low_precision = _model_io.low_precision_policies(model)
+    clone = _model_io.export_clone(model)  # unrolled recurrent layers; float32 compute for a mixed-precision model
+    graph_model = view if clone is model else _model_io.export_view(clone)
+    # a mixed-precision model's artifacts are float32: they are checked against its float32 copy (same weights)
+    reference_model = graph_model if low_precision else view
     inputs = _model_io.input_infos(graph_model, batch_size)
-    names = _model_io.output_names(model)
+    names = _model_io.output_names(view)
     quantized_flavours = "tflite" in formats and any(q != "float32" for q in quantize)
     kinds = checks.output_kinds(model)
     stem = model.name
@@ -430,9 +448,17 @@ def _export_into(model, staging, final_dir, plan: _Plan, verify, allow_flex, ops
     if "saved_model" not in formats and os.path.isdir(saved_model_dir):
         shutil.rmtree(saved_model_dir)
 
+    source_precision = None
+    if low_precision:
+        source_precision = {"dtype_policies": low_precision, "artifacts": "float32",
+                            "verified_against": "a float32 copy of the model with the same weights"}
     if verify:
-        reference = _predict(model, plan.sample)
-        holdout_reference = _predict(model, plan.holdout) if quantized_flavours else None
+        reference = _predict(reference_model, plan.sample)
+        holdout_reference = _predict(reference_model, plan.holdout) if quantized_flavours else None
+        if low_precision:
+            source = _predict(view, plan.sample)
+            source_precision["max_abs_difference_float32_copy_vs_source"] = max(
+                (float(np.max(np.abs(reference[n] - source[n]))) for n in names if reference[n].size), default=0.0)
         for artifact in artifacts:
             step(f"verifying {artifact.format}/{artifact.quantization}")
             quantized = artifact.quantization != "float32"
@@ -450,7 +476,8 @@ def _export_into(model, staging, final_dir, plan: _Plan, verify, allow_flex, ops
     }
     return ExportReport(final_dir, model.name, artifacts, _rows_of(plan.sample), tolerance,
                         holdout=plan.holdout_source if quantized_flavours and verify else None,
-                        holdout_rows=_rows_of(plan.holdout) if quantized_flavours and verify else None)
+                        holdout_rows=_rows_of(plan.holdout) if quantized_flavours and verify else None,
+                        source_precision=source_precision, random_inputs=plan.random_inputs if verify else None)
 
 
 def _verify(artifact, batch_size, rows, expected, labels, kinds, names, onnx_names, sample, atol) -> None:

@@ -63,6 +63,10 @@ class ExportReport:
     holdout: str | None = None  # where the rows that judged quantized artifacts came from
     holdout_rows: int | None = None
     towers: dict[str, str] = dataclasses.field(default_factory=dict)  # modality -> its manifest, relative
+    # a mixed-precision source: its dtype policies, and that the float32 artifacts were checked against its float32 copy
+    source_precision: dict[str, Any] | None = None
+    # {input name: how it was drawn} when verification used random rows (no data given)
+    random_inputs: dict[str, str] | None = None
     tower_reports: dict[str, "ExportReport"] = dataclasses.field(default_factory=dict, repr=False)
 
     @property
@@ -123,6 +127,11 @@ class ExportReport:
                     lines.append(f"      {c.reason}")
         if self.holdout:
             lines.append(f"  quantized artifacts judged on {self.holdout_rows} rows: {self.holdout}")
+        if self.source_precision:
+            lines.append(f"  source computes in {', '.join(self.source_precision['dtype_policies'])}: artifacts are "
+                         f"float32, checked against {self.source_precision['verified_against']}")
+        if self.random_inputs:
+            lines.append("  random inputs: " + "; ".join(f"{k}: {v.split(' (')[0]}" for k, v in self.random_inputs.items()))
         if self.failed:
             lines.append("VERIFICATION FAILED ✗")
         elif not self.verified:

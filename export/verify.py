@@ -62,7 +62,9 @@ def output_kinds(model: keras.Model) -> dict[str, tuple[str, bool]]:
 
 
 def _names(model: keras.Model) -> list[str]:
-    return list(model.output) if isinstance(model.output, dict) else list(model.output_names)
+    from mtmm_keras.export import _model_io
+
+    return _model_io.output_names(model)  # any Keras model (Sequential and subclassed through their functional view)
 
 
 def _predicted_class(values: np.ndarray, kind: str, from_logits: bool) -> np.ndarray:
