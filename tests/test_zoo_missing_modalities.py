@@ -42,6 +42,7 @@ def test_without_leaves_the_callers_arrays_alone():
     out = evaluation.without(x, ["a", "b"], "b")
     np.testing.assert_array_equal(out["modality_mask"], [[1, 0], [1, 0]])
     assert not out["b"].any() and x["b"].all()
+    assert out["a"] is x["a"] and "modality_mask" not in x
 
 
 def test_card_compares_missing_modality_scores_with_dedicated_models():
@@ -67,4 +68,16 @@ def test_export_fills_a_left_out_modality_mask_with_presence_patterns(tmp_path):
     assert report.verified and not report.failed
     from mtmm_keras.export import _model_io
 
-    np.testing.assert_array_equal(_model_io.presence_patterns(4, 2), [[1, 1], [0, 1], [1, 0], [1, 1]])
+    for rows, modalities in ((4, 2), (11, 3), (1, 5), (0, 2)):
+        np.testing.assert_array_equal(_model_io.presence_patterns(rows, modalities),
+                                      _presence_patterns_by_hand(rows, modalities))
+
+
+def _presence_patterns_by_hand(rows, modalities):
+    """The docstring's rule written out row by row: row r is pattern r mod (M + 1), where pattern 0 has every
+    modality present and pattern k > 0 has modality k - 1 missing."""
+    out = []
+    for r in range(rows):
+        k = r % (modalities + 1)
+        out.append([0.0 if k and column == k - 1 else 1.0 for column in range(modalities)])
+    return np.array(out, dtype="float32").reshape(rows, modalities)
