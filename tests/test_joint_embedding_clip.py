@@ -114,7 +114,8 @@ def test_a_learned_temperature_loss_needs_the_models_temperature():
     model = _build("max_margin")
     assert model.temperature is None
     model.compile(optimizer="adam", loss=mk.losses.CLIPLoss())
-    with pytest.raises(ValueError, match="temperature"):
+    with pytest.raises(ValueError, match=r"^CLIPLoss learns its temperature as model weights, and this model has none: "
+                                         r"build it with mk\.builders\.joint_embedding\(\.\.\., loss=CLIPLoss\(\.\.\.\)\)"):
         model.fit(_data(), batch_size=8, epochs=1, verbose=0)
 
 
@@ -250,3 +251,22 @@ def test_exports_without_the_loss_weights(loss, tmp_path):
     for artifact in manifest["artifacts"]:
         assert artifact["passed"] and artifact["verified"], artifact
         assert sorted(o["name"] for o in artifact["outputs"]) == ["a", "b"]  # embeddings only, no logit scale
+    # the weights themselves: the ONNX graph holds exactly the towers' parameters, and no constant with the
+    # learned scale or bias (or the scale's exp) in any artifact's graph
+    onnx = pytest.importorskip("onnx")
+    from onnx import numpy_helper
+
+    learned = [float(np.asarray(w)) for w in model.temperature.weights]
+    learned += [math.exp(v) for v in learned]
+    tower_params = model.count_params() - len(model.temperature.weights)
+    assert tower_params == sum(mk.builders.tower(model, m).count_params() for m in ("a", "b"))
+    graph = onnx.load(str(next((tmp_path / loss).glob("*.onnx")))).graph
+    values = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    assert sum(v.size for name, v in values.items() if "ReadVariableOp" in name) == tower_params
+    for name, value in values.items():
+        assert not any(np.isclose(value, v, rtol=1e-6).any() for v in learned if value.size < 4), name
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(str(next((tmp_path / loss).glob("*.float32.tflite"))))
+    names = [d["name"] for d in interpreter.get_tensor_details()]
+    assert names and not [n for n in names if "logit" in n or "temperature" in n]
