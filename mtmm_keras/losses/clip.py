@@ -27,6 +27,7 @@ def clip_loss(group_ids: Any, similarity: Any, logit_scale: Any, logit_bias: Any
     anchors is open_clip's `ClipLoss` (`logit_scale` is the multiplier, already exp()'d, as there). With
     `group_ids`, off-diagonal items of the anchor's group leave the softmax: they are not negatives.
     """
+    similarity = ops.convert_to_tensor(similarity)  # NumPy in: `array - tensor` fails on torch
     check_square(similarity, "CLIPLoss")
     logits = _logits(similarity, logit_scale, logit_bias)
     eye = ops.eye(ops.shape(similarity)[0], dtype=logits.dtype)
@@ -47,6 +48,7 @@ def siglip_loss(group_ids: Any, similarity: Any, logit_scale: Any, logit_bias: A
     group is a match (+1): a sigmoid judges each pair on its own, and a same-group pair is a true match,
     not an unknown to leave out.
     """
+    similarity = ops.convert_to_tensor(similarity)  # NumPy in: `array - tensor` fails on torch
     check_square(similarity, "SigLIPLoss")
     logits = _logits(similarity, logit_scale, logit_bias)
     matches = 1.0 - negative_mask(logits, group_ids)  # same group, the diagonal included

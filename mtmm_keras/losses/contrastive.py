@@ -17,6 +17,7 @@ def contrastive(group_ids: Any, similarity: Any, temperature: float = 0.07, bidi
 
     Off-diagonal items of the anchor's own group are left out of the softmax (they are not negatives).
     """
+    similarity = ops.convert_to_tensor(similarity)  # NumPy in: `array - tensor` fails on torch
     check_square(similarity, "ContrastiveLoss")
     logits = similarity / temperature
     eye = ops.eye(ops.shape(similarity)[0], dtype=similarity.dtype)

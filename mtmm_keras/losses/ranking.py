@@ -24,6 +24,7 @@ def max_margin_ranking(
     only the largest term counts (VSE++). `bidirectional` adds the same for column anchors y_i.
     `group_ids` (`[B]` or None) stops items of the same group from counting as negatives.
     """
+    similarity = ops.convert_to_tensor(similarity)  # NumPy in: `array - tensor` fails on torch
     check_square(similarity, "MaxMarginRankingLoss")
     negatives = negative_mask(similarity, group_ids)
     positives = ops.diagonal(similarity)
