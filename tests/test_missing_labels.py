@@ -46,7 +46,12 @@ def _gradients(model, loss_fn):
                 return loss_fn()
 
         return [np.asarray(g) for g in jax.grad(value)([v.value for v in model.trainable_variables])]
-    pytest.skip(f"gradients are read here on TensorFlow and JAX, not {backend}")
+    if backend == "torch":
+        import torch
+
+        tensors = [v.value for v in model.trainable_variables]
+        return [g.detach().cpu().numpy() for g in torch.autograd.grad(loss_fn(), tensors)]
+    pytest.skip(f"gradients are read here on TensorFlow, JAX and torch, not {backend}")
 
 
 def test_half_missing_labels_give_the_gradients_of_training_on_the_present_rows(rng):
