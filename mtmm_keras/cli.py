@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--allow-flex", action="store_true", help="allow TensorFlow (Flex) ops in TFLite (most edge runtimes cannot run them)")
     export.add_argument("--per-tower", action="store_true", help="joint-embedding models: also export each modality tower on its own")
     export.add_argument("--with-attention", action="store_true", help="attention-fusion models: add the attention weights as an output")
+    export.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                        help="import MODULE (a module name, or a .py file) before loading SOURCE, so the custom layers it "
+                        "registers with @keras.saving.register_keras_serializable load; repeatable")
     export.set_defaults(handler=_cmd_export)
 
     zoo = commands.add_parser("zoo", help="pretrained entries: list, info, train, evaluate, verify",

@@ -109,10 +109,10 @@ def test_cli_earlier_export_needs_force_and_is_then_replaced(saved_model, user_f
 # --- defect 2: every argument is checked before the disk is touched ---------------------------------------
 @pytest.mark.parametrize("extra, message", [
     (("--per-tower",), "no '<modality>_tower' sub-models"),
-    (("--quantize", "int4", "--format", "tflite"), "`quantize` must be one of"),
-    (("--format", "coreml"), "`formats` must be one of"),
-    (("--batch-size", "0"), "`batch_size` must be a positive integer"),
-    (("--quantize", "int8", "--format", "tflite"), "needs `representative_data`"),
+    (("--quantize", "int4", "--format", "tflite"), "`--quantize` must be one of"),
+    (("--format", "coreml"), "`--format` must be one of"),
+    (("--batch-size", "0"), "`--batch-size` must be a positive integer"),
+    (("--quantize", "int8", "--format", "tflite"), "needs `--calibration-data`"),
     (("--calibration-data", "missing.npz"), "--calibration-data 'missing.npz' does not exist"),
     (("--with-attention",), "attention"),
 ])
@@ -395,5 +395,5 @@ def test_cli_bad_format_is_refused_before_the_model_is_loaded(tmp_path, capsys, 
 
     monkeypatch.setattr(cli_export, "load_source", lambda *a: pytest.fail("model loaded before options were checked"))
     result = _cli_here(capsys, monkeypatch, "export", "zoo:mfeat_fusion", "--out", str(tmp_path / "o"), "--format", "onxx")
-    assert_clean_cli_error(result, "`formats` must be one of")
+    assert_clean_cli_error(result, "`--format` must be one of")
     assert os.listdir(tmp_path) == []
