@@ -12,9 +12,8 @@ import pytest
 
 import mtmm_keras as mk
 
-pytestmark = pytest.mark.skipif(
-    keras.backend.backend() != "torch", reason="PyTorch-backend behaviour: make test runs this file with KERAS_BACKEND=torch"
-)
+if keras.backend.backend() != "torch":
+    pytest.skip("PyTorch-backend behaviour: make test runs this file with KERAS_BACKEND=torch", allow_module_level=True)
 
 ROWS, FEATURES = 48, 6
 
