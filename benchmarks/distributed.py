@@ -72,7 +72,7 @@ def build(case):
         tasks = [mk.Task("reg", 1), mk.Task("cls", 2, loss="sparse_categorical_crossentropy")]
         return mk.builders.hard_sharing((32,), tasks, trunk_units=(WIDTH, WIDTH), steps_per_execution=1)
     encoders = {m: mk.encoders.tabular(32, (WIDTH,), input_name=m, name=f"{m}_encoder") for m in ("a", "b")}
-    return mk.builders.joint_embedding(encoders, embed_dim=64, loss="contrastive", steps_per_execution=1)
+    return mk.builders.joint_embedding(encoders, embedding_dim=64, loss="contrastive", steps_per_execution=1)
 
 class EpochTimes(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):

@@ -292,7 +292,7 @@ class KerasWorker:
                                      hidden_dim=JOINT["hidden_dim"]),
             "image": mk.encoders.image(JOINT["image_shape"], filters=JOINT["filters"], output_dim=JOINT["embed_dim"]),
         }
-        return mk.builders.joint_embedding(encoders, embed_dim=JOINT["embed_dim"], loss=mk.losses.CosineEmbeddingLoss(),
+        return mk.builders.joint_embedding(encoders, embedding_dim=JOINT["embed_dim"], loss=mk.losses.CosineEmbeddingLoss(),
                                            **compile_kwargs)
 
     def prepare(self, cmd: dict) -> dict:

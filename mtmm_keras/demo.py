@@ -24,32 +24,34 @@ def _problems(seed: int) -> list[tuple[str, Callable[[], Any], Any, Any]]:
         mk.Task("is_high", 1, loss="binary_crossentropy", weight=0.5, metrics=["accuracy"]),
     ]
     joint_x = {"text": views["tokens"], "image": views["image"]}
-    return [
-        ("hard_sharing", lambda: mk.builders.hard_sharing((100,), tasks), x, y),
-        ("soft_sharing", lambda: mk.builders.soft_sharing((100,), tasks, alpha=1e-3), x, y),
-        (
-            "attention_fusion",
-            lambda: mk.builders.attention_fusion(
-                {"image": mk.encoders.image((8, 8, 1), filters=(16, 32)), "tabular": mk.encoders.tabular(16)},
-                fusion_tasks,
-                fusion_dim=32,
-            ),
-            fusion_x,
-            fusion_y,
-        ),
-        (
-            "joint_embedding",
-            lambda: mk.builders.joint_embedding(
-                {"text": mk.encoders.text(64, 12, kind="conv"), "image": mk.encoders.image((8, 8, 1), filters=(16, 32))},
-                embed_dim=32,
-            ),
-            joint_x,
-            None,
-        ),
-    ]
+
+    def encoders() -> dict:
+        return {"image": mk.encoders.image((8, 8, 1), filters=(16, 32)), "tabular": mk.encoders.tabular(16)}
+
+    multi_task = {
+        "hard_sharing": lambda: mk.builders.hard_sharing((100,), tasks),
+        "soft_sharing": lambda: mk.builders.soft_sharing((100,), tasks, alpha=1e-3),
+        "cross_stitch": lambda: mk.builders.cross_stitch((100,), tasks),
+        "mmoe": lambda: mk.builders.mmoe((100,), tasks),
+        "cgc": lambda: mk.builders.cgc((100,), tasks),
+        "ple": lambda: mk.builders.ple((100,), tasks),
+    }
+    fusion = {
+        kind: (lambda kind=kind: getattr(mk.builders, kind)(encoders(), fusion_tasks, fusion_dim=32))
+        for kind in ("attention_fusion", "concat_fusion", "gated_fusion", "transformer_fusion")
+    }
+    joint = lambda: mk.builders.joint_embedding(  # noqa: E731
+        {"text": mk.encoders.text(64, 12, kind="conv"), "image": mk.encoders.image((8, 8, 1), filters=(16, 32))},
+        embedding_dim=32,
+    )
+    return ([(kind, build, x, y) for kind, build in multi_task.items()]
+            + [(kind, build, fusion_x, fusion_y) for kind, build in fusion.items()]
+            + [("joint_embedding", joint, joint_x, None)])
 
 
-KINDS = ("hard_sharing", "soft_sharing", "attention_fusion", "joint_embedding")
+# every builder of mk.builders, in the order the tour runs them (tests check none is missing)
+KINDS = ("hard_sharing", "soft_sharing", "cross_stitch", "mmoe", "cgc", "ple", "attention_fusion", "concat_fusion",
+         "gated_fusion", "transformer_fusion", "joint_embedding")
 MARKER = "demo.json"
 
 

@@ -77,8 +77,13 @@ class Task:
         return self.activation is None
 
     def build_head(self, features: Any) -> Any:
-        """Apply this task's Dense head (named after the task) to `features`."""
-        return keras.layers.Dense(self.units, activation=self.activation, name=self.name)(features)
+        """Apply this task's Dense head (named after the task) to `features`.
+
+        Under a mixed-precision policy (`keras.config.set_dtype_policy("mixed_float16")` or "mixed_bfloat16") the
+        head computes in float32, as Keras's mixed-precision guide advises: outputs, losses and exported artifacts
+        stay float32 while the layers below run in half precision."""
+        dtype = "float32" if keras.config.dtype_policy().name.startswith("mixed_") else None
+        return keras.layers.Dense(self.units, activation=self.activation, name=self.name, dtype=dtype)(features)
 
     def keras_loss(self) -> keras.losses.Loss | Any:
         """The Keras loss object for this task (strings resolved, logits handled)."""
@@ -98,8 +103,14 @@ class Task:
             return loss
         raise TypeError(f"Task({self.name!r}).loss must be a loss name, a keras.losses.Loss or a callable, got {loss!r}.")
 
-    def keras_metrics(self) -> list[Any]:
-        """Metric objects for this task; 'accuracy'/'auc' are adapted to logits when the head is linear."""
+    def keras_metrics(self, named: bool = False) -> list[Any]:
+        """Metric objects for this task; 'accuracy'/'auc' are adapted to logits when the head is linear.
+
+        `named=True` (a model with this one task: Keras then adds no output prefix) names metrics given by string
+        `<task>_<metric>` (e.g. `digit_accuracy`), as a multi-task model logs them, so `monitor="val_digit_accuracy"`
+        finds them whatever the number of tasks."""
+        if named:
+            return [self._named_metric(m) if isinstance(m, str) else m for m in self.keras_metrics()]
         resolved = []
         for metric in self.metrics:
             if isinstance(metric, str) and self.from_logits:
@@ -119,6 +130,27 @@ class Task:
                     raise ValueError(f"Task({self.name!r}).metrics: unknown metric {metric!r}.") from None
             resolved.append(metric)
         return resolved
+
+    def _named_metric(self, metric: str) -> Any:
+        key = "accuracy" if metric.lower() == "acc" else metric.lower()
+        name = f"{self.name}_{key}"
+        loss = self.loss.lower() if isinstance(self.loss, str) else ""
+        if key == "accuracy":
+            if "sparse_categorical" in loss:
+                return keras.metrics.SparseCategoricalAccuracy(name=name)
+            if "categorical" in loss:
+                return keras.metrics.CategoricalAccuracy(name=name)
+            if "binary" in loss:
+                return keras.metrics.BinaryAccuracy(threshold=0.0 if self.from_logits else 0.5, name=name)
+            return metric  # Keras picks the accuracy from the label shapes: it cannot be named here
+        if key == "auc":
+            return keras.metrics.AUC(from_logits=self.from_logits, name=name)
+        if key in ("crossentropy", "ce"):
+            return metric
+        found = keras.metrics.get(metric)
+        if isinstance(found, keras.metrics.Metric):
+            return found.__class__.from_config({**found.get_config(), "name": name})
+        return keras.metrics.MeanMetricWrapper(found, name=name)
 
     def get_config(self) -> dict[str, Any]:
         """A JSON-friendly description (used by zoo recipes)."""

@@ -30,7 +30,7 @@ def test_soft_sharing_flops_count_every_tower():
 def test_joint_embedding_flops_count_conv_lstm_and_projections():
     encoders = {"text": mk.encoders.text(50, 6, embedding_dim=8, hidden_dim=4),
                 "image": mk.encoders.image((8, 8, 3), filters=(4, 8), output_dim=4)}
-    model = mk.builders.joint_embedding(encoders, embed_dim=4, compile=False)
+    model = mk.builders.joint_embedding(encoders, embedding_dim=4, compile=False)
     lstm = 6 * 4 * (8 + 4) * 4  # steps · gates · (in + hidden) · hidden
     conv1 = 8 * 8 * 3 * 3 * 3 * 4  # output positions · window · in · out
     conv2 = 4 * 4 * 3 * 3 * 4 * 8  # after the 2×2 max-pool
@@ -79,7 +79,7 @@ def test_builder_compile_defaults_are_fast_and_overridable():
     assert model.steps_per_execution == 1 and model.jit_compile is False
     encoders = {"text": mk.encoders.text(10, 4, embedding_dim=4, hidden_dim=4, kind="conv"),
                 "image": mk.encoders.image((8, 8), filters=(4,), output_dim=4)}
-    assert mk.builders.joint_embedding(encoders, embed_dim=4).steps_per_execution == 32
+    assert mk.builders.joint_embedding(encoders, embedding_dim=4).steps_per_execution == 32
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")

@@ -140,7 +140,7 @@ def test_attention_fusion_errors():
 def test_joint_embedding_in_batch_negatives_learn_and_round_trip(tmp_path):
     v = _views(512)
     x = {"text": v["tokens"], "image": v["image"]}
-    model = mk.builders.joint_embedding(_joint_encoders(), embed_dim=16)
+    model = mk.builders.joint_embedding(_joint_encoders(), embedding_dim=16)
     assert isinstance(model.loss, mk.losses.MaxMarginRankingLoss)
     # labels as group ids: same-class items are not negatives
     losses = _fit_losses(model, x, v["label"], epochs=10)
@@ -155,7 +155,7 @@ def test_joint_embedding_in_batch_negatives_learn_and_round_trip(tmp_path):
 
 def test_joint_embedding_fits_without_labels_and_with_lstm():
     v = _views(128)
-    model = mk.builders.joint_embedding(_joint_encoders("lstm"), embed_dim=8, loss="hardest_negative")
+    model = mk.builders.joint_embedding(_joint_encoders("lstm"), embedding_dim=8, loss="hardest_negative")
     losses = _fit_losses(model, {"text": v["tokens"], "image": v["image"]}, epochs=3)
     assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
 
@@ -163,7 +163,7 @@ def test_joint_embedding_fits_without_labels_and_with_lstm():
 def test_joint_embedding_loss_equals_spec_on_batch():
     v = _views(16)
     x = {"text": v["tokens"], "image": v["image"]}
-    model = mk.builders.joint_embedding(_joint_encoders(), embed_dim=8, loss=mk.losses.MaxMarginRankingLoss(margin=0.2, bidirectional=False))
+    model = mk.builders.joint_embedding(_joint_encoders(), embedding_dim=8, loss=mk.losses.MaxMarginRankingLoss(margin=0.2, bidirectional=False))
     emb = model.predict(x, verbose=0)
     sim = emb["text"] @ emb["image"].T  # cosine: towers L2-normalise
     per_anchor = [sum(max(0.0, sim[i, k] - sim[i, i] + 0.2) for k in range(16) if k != i) for i in range(16)]
@@ -177,7 +177,7 @@ def test_joint_embedding_pair_mode_with_cosine_embedding_loss(tmp_path):
     partner = np.where(rng.random(512) < 0.5, np.arange(512), rng.permutation(512))
     labels = np.where(v["label"][partner] == v["label"], 1.0, -1.0).astype("float32")
     x = {"text": v["tokens"], "image": v["image"][partner]}
-    model = mk.builders.joint_embedding(_joint_encoders(), embed_dim=16, loss=mk.losses.CosineEmbeddingLoss(margin=0.1))
+    model = mk.builders.joint_embedding(_joint_encoders(), embedding_dim=16, loss=mk.losses.CosineEmbeddingLoss(margin=0.1))
     losses = _fit_losses(model, x, labels, epochs=12)
     assert losses[-1] < 0.7 * losses[0]
     emb = model.predict(x, verbose=0)
@@ -189,7 +189,7 @@ def test_joint_embedding_pair_mode_with_cosine_embedding_loss(tmp_path):
 def test_joint_embedding_errors():
     encoders = {"text": mk.encoders.text(10, 5, hidden_dim=16), "image": mk.encoders.image((8, 8), output_dim=8)}
     with pytest.raises(ValueError, match="Embedding sizes do not match.*'text': 16.*'image': 8"):
-        mk.builders.joint_embedding(encoders, embed_dim=None)
+        mk.builders.joint_embedding(encoders, embedding_dim=None)
     with pytest.raises(ValueError, match=r"^`loss` must be a keras.losses.Loss or one of \[.*'max_margin'.*\]; got 'nope'"):
         mk.builders.joint_embedding(encoders, loss="nope")
     with pytest.raises(ValueError, match="^`similarity` must be one of 'cosine', 'dot'; got 'euclid'"):
@@ -199,7 +199,7 @@ def test_joint_embedding_errors():
     with pytest.raises(ValueError, match="exactly 2 modalities"):
         three = dict(encoders, tab=mk.encoders.tabular(4))
         mk.builders.joint_embedding(three, loss="cosine_embedding")
-    model = mk.builders.joint_embedding(encoders, embed_dim=8)
+    model = mk.builders.joint_embedding(encoders, embedding_dim=8)
     with pytest.raises(ValueError, match="'audio' is not in this model; its modalities are"):
         mk.builders.tower(model, "audio")
 

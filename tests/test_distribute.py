@@ -83,7 +83,7 @@ def build(case, **compile_kwargs):
     if case in FUSIONS:  # the mask input on (dropout p = 0: the same function on every replica and on one device)
         extra = {} if case == "attention_fusion" else {"modality_mask": True}
         return getattr(mk.builders, case)(encoders, tasks, fusion_dim=8, **extra, **compile_kwargs)
-    return mk.builders.joint_embedding(encoders, embed_dim=4, loss=JOINT_LOSSES[case](), **compile_kwargs)
+    return mk.builders.joint_embedding(encoders, embedding_dim=4, loss=JOINT_LOSSES[case](), **compile_kwargs)
 
 def recall_history(model_fn):
     """In-batch RecallAtK in both directions over one epoch (group ids from the data: pairs share an id)."""

@@ -47,7 +47,7 @@ def build(case):
         return mk.builders.hard_sharing((6,), tasks, trunk_units=(8,), optimizer="sgd", learning_rate=0.1,
                                         steps_per_execution=1)
     encoders = {m: mk.encoders.tabular(5, (8,), input_name=m, name=f"{m}_encoder") for m in ("a", "b")}
-    return mk.builders.joint_embedding(encoders, embed_dim=4, loss="max_margin", optimizer="sgd",
+    return mk.builders.joint_embedding(encoders, embedding_dim=4, loss="max_margin", optimizer="sgd",
                                        learning_rate=0.1, steps_per_execution=1)
 
 class FirstStep(keras.callbacks.Callback):

@@ -61,7 +61,7 @@ def build(case, **kwargs):
     if case == "joint_embedding" or case in FUSIONS:
         encoders = {m: mk.encoders.tabular(5, (8,), input_name=m, name=f"{m}_encoder") for m in ("a", "b")}
         if case == "joint_embedding":
-            return b.joint_embedding(encoders, embed_dim=4, **kwargs)
+            return b.joint_embedding(encoders, embedding_dim=4, **kwargs)
         mask = {} if case == "attention_fusion" else {"modality_mask": True}  # the mask input, filled with ones
         return getattr(b, case)(encoders, tasks, fusion_dim=8, **mask, **kwargs)
     if case == "hard_sharing":

@@ -75,7 +75,7 @@ def _reference(model, tokens, pooling, num_layers):
 
 @pytest.mark.parametrize("pooling", ["mean", "cls"])
 def test_forward_pass_equals_a_numpy_transformer(pooling):
-    model = mk.encoders.transformer_text(VOCAB, LENGTH, embed_dim=8, num_heads=2, num_layers=2, ff_dim=12,
+    model = mk.encoders.transformer_text(VOCAB, LENGTH, embedding_dim=8, num_heads=2, num_layers=2, ffn_units=12,
                                          dropout=0.1, pooling=pooling)
     _randomize(model)
     tokens = _tokens()
@@ -89,7 +89,7 @@ def test_forward_pass_equals_a_numpy_transformer(pooling):
 def test_padding_is_neither_attended_to_nor_pooled(pooling):
     """A row padded to 6 tokens gives the same features as the same 3 tokens in a length-3 model with the
     same weights (its position table cut to 3 rows): padding changes nothing."""
-    kwargs = dict(embed_dim=8, num_heads=2, num_layers=2, ff_dim=12, pooling=pooling, output_dim=5)
+    kwargs = dict(embedding_dim=8, num_heads=2, num_layers=2, ffn_units=12, pooling=pooling, output_dim=5)
     long, short = mk.encoders.transformer_text(VOCAB, 6, **kwargs), mk.encoders.transformer_text(VOCAB, 3, **kwargs)
     _randomize(long, seed=3)
     short.set_weights([w[:3] if w.shape == (6, 8) else w for w in long.get_weights()])
@@ -104,7 +104,7 @@ def test_padding_is_neither_attended_to_nor_pooled(pooling):
 
 
 def test_trains_in_a_builder_and_reloads_from_keras_file(tmp_path):
-    encoder = mk.encoders.transformer_text(VOCAB, LENGTH, embed_dim=8, num_heads=2, num_layers=1, ff_dim=16,
+    encoder = mk.encoders.transformer_text(VOCAB, LENGTH, embedding_dim=8, num_heads=2, num_layers=1, ffn_units=16,
                                            pooling="cls", output_dim=8)
     model = mk.builders.hard_sharing(encoder, [mk.Task("c", 2, loss="sparse_categorical_crossentropy", metrics=["accuracy"])],
                                      trunk_units=(8,), learning_rate=0.01)
@@ -123,7 +123,7 @@ def test_argument_errors():
     with pytest.raises(ValueError, match="pooling"):
         mk.encoders.transformer_text(10, 4, pooling="max")
     with pytest.raises(ValueError, match="num_heads"):
-        mk.encoders.transformer_text(10, 4, embed_dim=10, num_heads=3)
+        mk.encoders.transformer_text(10, 4, embedding_dim=10, num_heads=3)
     with pytest.raises(ValueError, match="dropout"):
         mk.encoders.transformer_text(10, 4, dropout=1.0)
     with pytest.raises(ValueError, match="sequence_length"):
@@ -137,7 +137,7 @@ def test_argument_errors():
 def test_exports_to_tflite_and_onnx_without_flex_ops(pooling, tmp_path):
     from mtmm_keras.export import runtimes, tflite_writer
 
-    encoder = mk.encoders.transformer_text(VOCAB, LENGTH, embed_dim=8, num_heads=2, num_layers=1, ff_dim=16, pooling=pooling)
+    encoder = mk.encoders.transformer_text(VOCAB, LENGTH, embedding_dim=8, num_heads=2, num_layers=1, ffn_units=16, pooling=pooling)
     _randomize(encoder, seed=6)
     tokens = _tokens(16, seed=7)
     report = mk.export.export_model(encoder, str(tmp_path / pooling), formats=("tflite", "onnx"),

@@ -125,7 +125,7 @@ def test_joint_embedding_with_lstm_exports_without_flex_and_per_tower(tmp_path):
     x = {"text": v["tokens"], "image": v["image"]}
     model = mk.builders.joint_embedding(
         {"text": mk.encoders.text(64, 12, embedding_dim=8, hidden_dim=8, unroll=False), "image": mk.encoders.image((8, 8, 1), filters=(8,), output_dim=8)},
-        embed_dim=8,
+        embedding_dim=8,
     )  # a plain (not unrolled) LSTM: the exporter unrolls it so no Flex op is needed
     model.fit(x, v["label"], epochs=2, verbose=0)
     report = mk.export.export_model(model, str(tmp_path / "joint"), quantize=ALL_FLAVOURS, representative_data=x, verbose=False)
@@ -259,7 +259,7 @@ def test_cli_export_writes_manifest_and_fails_cleanly(tmp_path):
 def test_export_clone_unrolls_recurrent_layers_and_disables_cudnn():
     from mtmm_keras.export import _model_io
 
-    model = mk.builders.joint_embedding({"text": mk.encoders.text(20, 6, hidden_dim=4, unroll=False), "tab": mk.encoders.tabular(3)}, embed_dim=4)
+    model = mk.builders.joint_embedding({"text": mk.encoders.text(20, 6, hidden_dim=4, unroll=False), "tab": mk.encoders.tabular(3)}, embedding_dim=4)
     clone = _model_io.export_clone(model)
     lstm = next(layer for layer in _model_io._all_layers(clone) if isinstance(layer, keras.layers.LSTM))
     assert lstm.unroll is True and lstm.use_cudnn is False

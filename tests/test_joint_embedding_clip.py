@@ -27,7 +27,7 @@ def _data(seed=0):
 def _build(loss, **kwargs):
     encoders = {"a": mk.encoders.tabular(6, hidden_units=(8,), input_name="a", name="a_encoder"),
                 "b": mk.encoders.tabular(4, hidden_units=(8,), input_name="b", name="b_encoder")}
-    return mk.builders.joint_embedding(encoders, embed_dim=4, loss=loss, **kwargs)
+    return mk.builders.joint_embedding(encoders, embedding_dim=4, loss=loss, **kwargs)
 
 
 def _values(model):
@@ -101,7 +101,7 @@ def test_custom_initial_values_and_three_modalities():
     rng = np.random.default_rng(0)
     encoders = {m: mk.encoders.tabular(3, hidden_units=(4,), input_name=m, name=f"{m}_encoder") for m in "xyz"}
     loss = mk.losses.SigLIPLoss(init_logit_scale=math.log(5.0), init_logit_bias=-3.0)
-    model = mk.builders.joint_embedding(encoders, embed_dim=4, loss=loss)
+    model = mk.builders.joint_embedding(encoders, embedding_dim=4, loss=loss)
     assert _values(model) == {"logit_scale": pytest.approx(math.log(5.0)), "logit_bias": -3.0}
     x = {m: rng.normal(size=(6, 3)).astype("float32") for m in "xyz"}
     pred = model.predict(x, verbose=0)
@@ -135,7 +135,7 @@ groups, weights = (np.arange(64) // 2).astype("int32"), rng.uniform(0.5, 1.5, 64
 np.savez("data.npz", groups=groups, **x)
 def build(loss):
     enc = {m: mk.encoders.tabular(5, (8,), input_name=m, name=f"{m}_encoder") for m in ("a", "b")}
-    return mk.builders.joint_embedding(enc, embed_dim=4, loss=loss, learning_rate=0.05, steps_per_execution=1)
+    return mk.builders.joint_embedding(enc, embedding_dim=4, loss=loss, learning_rate=0.05, steps_per_execution=1)
 def temperature(model):
     return {w.name: float(np.asarray(w)) for w in model.temperature.weights}
 out = {}

@@ -58,7 +58,7 @@ def test_half_missing_labels_give_the_gradients_of_training_on_the_present_rows(
     x, y = _data(rng)
     present = np.arange(ROWS) % 2 == 0
     y_missing = {"a": np.where(present[:, None], y["a"], np.nan).astype("float32"), "b": y["b"]}
-    model = mk.builders.hard_sharing((6,), _tasks(), (8,))
+    model = mk.builders.hard_sharing((6,), _tasks(), trunk_units=(8,))
 
     def masked():
         return model.compute_loss(x, y_missing, model(x, training=True), training=True)
@@ -80,7 +80,7 @@ def test_half_missing_labels_give_the_gradients_of_training_on_the_present_rows(
 
 def test_minus_one_class_labels_are_missing_and_rows_without_labels_add_nothing(rng):
     x, y = _data(rng)
-    model = mk.builders.hard_sharing((6,), _tasks(), (8,))
+    model = mk.builders.hard_sharing((6,), _tasks(), trunk_units=(8,))
     # 8 extra rows with no label for any task: the loss and every metric are unchanged
     x_more = np.concatenate([x, rng.normal(size=(8, 6)).astype("float32")])
     y_more = {"a": np.concatenate([y["a"], np.full((8, 1), np.nan, "float32")]),
@@ -102,7 +102,7 @@ def test_minus_one_class_labels_are_missing_and_rows_without_labels_add_nothing(
 
 def test_a_batch_without_any_label_of_a_task_adds_zero_not_nan(rng):
     x, y = _data(rng)
-    model = mk.builders.hard_sharing((6,), _tasks(), (8,))
+    model = mk.builders.hard_sharing((6,), _tasks(), trunk_units=(8,))
     pred = model(x)
     none_a = {"a": np.full((ROWS, 1), np.nan, "float32"), "b": y["b"]}
     loss = float(model.compute_loss(x, none_a, pred, training=False))
@@ -117,12 +117,12 @@ def test_custom_marker_and_the_fit_checks(rng):
     x, y = _data(rng)
     marked = {"a": np.where(np.arange(ROWS)[:, None] % 2 == 0, -100.0, y["a"]).astype("float32"), "b": y["b"]}
     nan = {"a": np.where(np.arange(ROWS)[:, None] % 2 == 0, np.nan, y["a"]).astype("float32"), "b": y["b"]}
-    custom = mk.builders.hard_sharing((6,), _tasks(missing_label=-100), (8,))
-    auto = mk.builders.hard_sharing((6,), _tasks(), (8,))
+    custom = mk.builders.hard_sharing((6,), _tasks(missing_label=-100), trunk_units=(8,))
+    auto = mk.builders.hard_sharing((6,), _tasks(), trunk_units=(8,))
     auto.set_weights(custom.get_weights())
     np.testing.assert_allclose(custom.evaluate(x, marked, batch_size=64, verbose=0),
                                auto.evaluate(x, nan, batch_size=64, verbose=0), rtol=1e-6)
-    never = mk.builders.hard_sharing((6,), _tasks(missing_label=None), (8,))
+    never = mk.builders.hard_sharing((6,), _tasks(missing_label=None), trunk_units=(8,))
     with pytest.raises(ValueError, match="non-finite"):
         never.fit(x, nan, epochs=1, verbose=0)
     with pytest.raises(ValueError, match="task 'a'.*all missing"):

@@ -161,7 +161,7 @@ def test_a_50k_gallery_fits_in_memory(rng):
 def _model(metrics=()):
     encoders = {"image": mk.encoders.tabular(6, hidden_units=(8,), input_name="image", name="image_enc"),
                 "audio": mk.encoders.tabular(5, hidden_units=(8,), input_name="audio", name="audio_enc")}
-    model = mk.builders.joint_embedding(encoders, embed_dim=8, compile=False)
+    model = mk.builders.joint_embedding(encoders, embedding_dim=8, compile=False)
     model.compile(optimizer="adam", loss=mk.losses.get("max_margin"), metrics=list(metrics))
     return model
 
@@ -257,7 +257,7 @@ SAVE = textwrap.dedent('''
     y = rng.integers(0, 4, 32)
     enc = {"image": mk.encoders.tabular(6, hidden_units=(8,), input_name="image", name="image_enc"),
            "audio": mk.encoders.tabular(5, hidden_units=(8,), input_name="audio", name="audio_enc")}
-    model = mk.builders.joint_embedding(enc, embed_dim=8, metrics=[
+    model = mk.builders.joint_embedding(enc, embedding_dim=8, metrics=[
         mk.metrics.RecallAtK(1, query="image", gallery="audio"), mk.metrics.RecallAtK(5, query="audio", gallery="image")])
     model.fit(x, y, batch_size=16, epochs=1, verbose=0)
     model.save(sys.argv[1])

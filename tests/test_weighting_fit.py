@@ -34,7 +34,7 @@ def data(rng):
 
 def _model(weighting="static", **kwargs):
     keras.utils.set_random_seed(1)
-    return mk.builders.hard_sharing((6,), _tasks(), (8,), weighting=weighting, **kwargs)
+    return mk.builders.hard_sharing((6,), _tasks(), trunk_units=(8,), weighting=weighting, **kwargs)
 
 
 def test_static_is_keras_compiled_loss_exactly(data):
@@ -198,7 +198,7 @@ def test_other_builders_take_weighting(builder, method, rng):
     tasks = [mk.Task("a", 1), mk.Task("b", 2, loss="sparse_categorical_crossentropy", metrics=["accuracy"])]
     y = {"a": rng.normal(size=(32, 1)).astype("float32"), "b": rng.integers(-1, 2, size=(32,))}  # -1: missing
     if builder == "soft_sharing":
-        model = mk.builders.soft_sharing((4,), tasks, (8,), weighting=method)
+        model = mk.builders.soft_sharing((4,), tasks, tower_units=(8,), weighting=method)
         x = rng.normal(size=(32, 4)).astype("float32")
         assert {v.path for v in model.shared_variables()} == {v.path for v in model.trainable_variables
                                                               if v.path.startswith("towers")}
@@ -299,7 +299,7 @@ def test_shared_variables_use_public_keras_and_match_the_graph_walk():
     cases = {
         "hard": mk.builders.hard_sharing((4,), tasks, trunk_units=(8,), weighting="upgrad"),
         "ple": mk.builders.ple((4,), tasks, weighting="upgrad"),
-        "soft": mk.builders.soft_sharing((4,), tasks, (4,), weighting="upgrad"),
+        "soft": mk.builders.soft_sharing((4,), tasks, tower_units=(4,), weighting="upgrad"),
     }
     for name, model in cases.items():
         got = model.shared_variables()

@@ -38,15 +38,6 @@ def encoder(modality: str, spec: dict[str, Any]) -> keras.Model:
     return getattr(mk.encoders, kind)(input_name=modality, name=f"{modality}_encoder", **spec)
 
 
-def concatenated(encoders: dict[str, keras.Model]) -> keras.Model:
-    """One encoder whose features are the concatenated features of several (inputs named after the
-    modalities), for builders that take a single input representation (e.g. title + tabular)."""
-    inputs = [keras.Input(shape=e.inputs[0].shape[1:], dtype=e.inputs[0].dtype, name=m) for m, e in encoders.items()]
-    features = [keras.layers.Flatten(name=f"{m}_flat")(e(x)) if len(e.outputs[0].shape) > 2 else e(x)
-                for (m, e), x in zip(encoders.items(), inputs)]
-    return keras.Model(inputs, keras.layers.Concatenate(name="features")(features), name="inputs_encoder")
-
-
 def tasks(recipe: dict[str, Any]) -> list[mk.Task]:
     return [mk.Task.from_config(t) for t in recipe.get("tasks", [])]
 
@@ -148,7 +139,7 @@ def _build(recipe: dict[str, Any], modalities: Sequence[str] | None, compile: bo
         width = kwargs.get("fusion_dim", 64)
         return mk.builders.hard_sharing(only, tasks(recipe), trunk_units=(width,), optimizer=optimizer, compile=compile, name=f"{chosen[0]}_only")
     if builder in SINGLE_TRUNK_BUILDERS:
-        trunk_input = next(iter(encoders.values())) if len(encoders) == 1 else concatenated(encoders)
+        trunk_input = next(iter(encoders.values())) if len(encoders) == 1 else encoders  # several: concatenated
         return getattr(mk.builders, builder)(trunk_input, tasks(recipe), optimizer=optimizer, compile=compile, **kwargs)
     if builder in FUSION_BUILDERS:
         return getattr(mk.builders, builder)(encoders, tasks(recipe), optimizer=optimizer, compile=compile, **kwargs)

@@ -5,13 +5,26 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import keras
+import numpy as np
 
 from mtmm_keras import _checks
 from mtmm_keras.tasks import Task
 
 
+def concatenated_encoder(encoders: dict[str, keras.Model], name: str = "inputs_encoder") -> keras.Model:
+    """One encoder whose features are the concatenated (flattened) features of several, with one input per
+    modality named after it: how the multi-task builders take a dict of encoders (e.g. title + tabular)."""
+    inputs, features = modality_features(encoders, min_modalities=1, builder="a dict of `inputs` encoders",
+                                         flatten_features=False, argument="inputs")
+    flat = [keras.layers.Flatten(name=f"{m}_flat")(f) if len(f.shape) > 2 else f for m, f in features.items()]
+    return keras.Model(list(inputs.values()), keras.layers.Concatenate(name="features")(flat), name=name)
+
+
 def resolve_inputs(inputs: Any, default_name: str = "features") -> tuple[Any, Any]:
-    """Turn a shape tuple, a `keras.Input` or an encoder `keras.Model` into (model inputs, feature tensor)."""
+    """Turn a shape tuple, a `keras.Input`, an encoder `keras.Model` or a dict {modality: encoder} into
+    (model inputs, feature tensor)."""
+    if isinstance(inputs, dict):
+        inputs = concatenated_encoder(inputs)
     if isinstance(inputs, keras.Model):
         if len(inputs.outputs) != 1:
             raise ValueError(f"`inputs` encoder {inputs.name!r} must have exactly one output, it has {len(inputs.outputs)}.")
@@ -27,7 +40,8 @@ def resolve_inputs(inputs: Any, default_name: str = "features") -> tuple[Any, An
         tensor = keras.Input(shape=shape, name=default_name)
         return tensor, flatten(tensor)
     raise TypeError(
-        "`inputs` must be an input shape tuple such as (100,), a keras.Input, or an encoder keras.Model; "
+        "`inputs` must be an input shape tuple such as (100,), a keras.Input, an encoder keras.Model, or a dict "
+        "{modality name: encoder keras.Model}; "
         f"got {type(inputs).__name__} {inputs!r}."
     )
 
@@ -36,26 +50,27 @@ def flatten(tensor: Any) -> Any:
     return keras.layers.Flatten()(tensor) if len(tensor.shape) > 2 else tensor
 
 
-def modality_features(encoders: Any, min_modalities: int, builder: str, flatten_features: bool = True) -> tuple[dict, dict]:
+def modality_features(encoders: Any, min_modalities: int, builder: str, flatten_features: bool = True,
+                      argument: str = "encoders") -> tuple[dict, dict]:
     """For each modality, an `Input` named after it and the encoder's features for it (flattened to
-    `[batch, features]` unless `flatten_features=False`)."""
+    `[batch, features]` unless `flatten_features=False`); errors name `argument`."""
     if not isinstance(encoders, dict):
-        raise TypeError(f"`encoders` must be a dict {{modality name: keras.Model}}, got {type(encoders).__name__}.")
+        raise TypeError(f"`{argument}` must be a dict {{modality name: keras.Model}}, got {type(encoders).__name__}.")
     if len(encoders) < min_modalities:
         raise ValueError(
-            f"{builder} needs at least {min_modalities} modalities in `encoders`, got {len(encoders)}: {list(encoders)}."
+            f"{builder} needs at least {min_modalities} modalities in `{argument}`, got {len(encoders)}: {list(encoders)}."
         )
     inputs, features = {}, {}
     for modality, encoder in encoders.items():
         if not isinstance(modality, str) or not modality.isidentifier():
-            raise ValueError(f"`encoders` keys must be identifiers (they name inputs and outputs), got {modality!r}.")
+            raise ValueError(f"`{argument}` keys must be identifiers (they name inputs and outputs), got {modality!r}.")
         if modality == MODALITY_MASK:
-            raise ValueError(f"`encoders` key {MODALITY_MASK!r} is reserved for the modality-mask input; rename the modality.")
+            raise ValueError(f"`{argument}` key {MODALITY_MASK!r} is reserved for the modality-mask input; rename the modality.")
         if not isinstance(encoder, keras.Model):
-            raise TypeError(f"`encoders[{modality!r}]` must be a keras.Model, got {type(encoder).__name__}.")
+            raise TypeError(f"`{argument}[{modality!r}]` must be a keras.Model, got {type(encoder).__name__}.")
         if len(encoder.inputs) != 1 or len(encoder.outputs) != 1:
             raise ValueError(
-                f"`encoders[{modality!r}]` must have one input and one output; it has "
+                f"`{argument}[{modality!r}]` must have one input and one output; it has "
                 f"{len(encoder.inputs)} inputs and {len(encoder.outputs)} outputs."
             )
         spec = encoder.inputs[0]
@@ -107,10 +122,26 @@ def make_optimizer(optimizer: Any, learning_rate: float | None) -> Any:
             opt.learning_rate = learning_rate
         return opt
     if isinstance(optimizer, keras.optimizers.Optimizer):
-        if learning_rate is not None:
-            optimizer.learning_rate = learning_rate
+        if learning_rate is not None and not _same_rate(optimizer.learning_rate, learning_rate):
+            raise ValueError(
+                f"`learning_rate`={learning_rate!r} disagrees with the `optimizer` you passed ({type(optimizer).__name__} "
+                f"with learning rate {_describe_rate(optimizer.learning_rate)}): set it on the optimizer, or drop "
+                "`learning_rate`."
+            )
         return optimizer
     raise TypeError(f"`optimizer` must be a name or a keras.optimizers.Optimizer, got {optimizer!r}.")
+
+
+def _same_rate(own: Any, learning_rate: float) -> bool:
+    if isinstance(own, keras.optimizers.schedules.LearningRateSchedule):
+        return False
+    return bool(np.isclose(float(keras.ops.convert_to_numpy(own)), learning_rate, rtol=1e-6, atol=0.0))
+
+
+def _describe_rate(own: Any) -> str:
+    if isinstance(own, keras.optimizers.schedules.LearningRateSchedule):
+        return f"schedule {type(own).__name__}"
+    return f"{float(keras.ops.convert_to_numpy(own)):g}"
 
 
 # Builder compile defaults, measured with `python -m benchmarks.train_speed` (README "Speed"):
@@ -171,7 +202,7 @@ def compile_for_tasks(
         optimizer=make_optimizer(optimizer, learning_rate),
         loss={t.name: t.keras_loss() for t in tasks},
         loss_weights={t.name: t.weight for t in tasks},
-        metrics={t.name: t.keras_metrics() for t in tasks},
+        metrics={t.name: t.keras_metrics(named=len(tasks) == 1) for t in tasks},
         **compile_kwargs_with_defaults(kwargs, model),
     )
 
@@ -210,14 +241,15 @@ def fusion_inputs(encoders: Any, builder: str, modality_dropout: Any, modality_m
     return inputs, features, mask
 
 
-def fused_task_model(inputs: dict, fused: Any, tasks: Sequence[Task], hidden_units: Sequence[int], dropout: float, *,
-                     optimizer: Any, learning_rate: float | None, weighting: Any, compile: bool, name: str,
-                     compile_kwargs: dict[str, Any]) -> keras.Model:
-    """The last step of a fusion builder: `hidden_units` ReLU layers on the fused vector, one head per task,
-    the (compiled) `MultiTaskModel`."""
+def fused_task_model(inputs: dict, fused: Any, tasks: Sequence[Task], hidden_units: Sequence[int], dropout: float,
+                     hidden_activation: str, *, optimizer: Any, learning_rate: float | None, weighting: Any,
+                     compile: bool, name: str, compile_kwargs: dict[str, Any]) -> keras.Model:
+    """The last step of a fusion builder: `hidden_units` layers (`hidden_activation`) on the fused vector, one
+    head per task, the (compiled) `MultiTaskModel`."""
     from mtmm_keras.models import MultiTaskModel
 
-    x = dense_stack(fused, hidden_units, "relu", dropout, prefix="fused")
+    _checks.activation(hidden_activation, "hidden_activation")
+    x = dense_stack(fused, hidden_units, hidden_activation, dropout, prefix="fused")
     outputs = {task.name: task.build_head(x) for task in tasks}
     model = MultiTaskModel(inputs, outputs, name=name)
     model.set_tasks(tasks)

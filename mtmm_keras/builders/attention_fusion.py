@@ -8,6 +8,7 @@ import keras
 
 from mtmm_keras import _checks
 from mtmm_keras.builders import _common
+from mtmm_keras.builders._keywords import checked_keywords
 from mtmm_keras.layers import AttentionFusion
 from mtmm_keras.models import MultiTaskModel
 from mtmm_keras.tasks import Task
@@ -16,14 +17,16 @@ ATTENTION_OUTPUT = "attention"
 FUSION_LAYER = "attention_fusion"
 
 
+@checked_keywords()
 def attention_fusion(
     encoders: dict[str, keras.Model],
     tasks: Sequence[Task],
-    fusion_dim: int = 64,
     *,
+    fusion_dim: int = 64,
     hidden_units: Sequence[int] = (),
     projection_activation: str | None = "tanh",
     attention_units: int | None = None,
+    hidden_activation: str = "relu",
     dropout: float = 0.0,
     modality_dropout: float = 0.0,
     modality_mask: bool = False,
@@ -33,7 +36,7 @@ def attention_fusion(
     compile: bool = True,
     name: str = "attention_fusion",
     **compile_kwargs: Any,
-) -> keras.Model:
+) -> MultiTaskModel:
     """Build a multi-modal model: inputs named after the modalities, outputs `{task.name: head}`.
 
     Each encoder's features are projected to `fusion_dim`; `AttentionFusion` scores them
@@ -63,7 +66,7 @@ def attention_fusion(
         projected, modality_mask=mask, return_attention_scores=True
     )
     # 3. prediction layers
-    return _common.fused_task_model(inputs, fused, tasks, hidden_units, dropout, optimizer=optimizer,
+    return _common.fused_task_model(inputs, fused, tasks, hidden_units, dropout, hidden_activation, optimizer=optimizer,
                                     learning_rate=learning_rate, weighting=weighting, compile=compile, name=name,
                                     compile_kwargs=compile_kwargs)
 

@@ -8,19 +8,23 @@ import keras
 
 from mtmm_keras import _checks
 from mtmm_keras.builders import _common
+from mtmm_keras.builders._keywords import checked_keywords
 from mtmm_keras.layers import ConcatFusion
+from mtmm_keras.models import MultiTaskModel
 from mtmm_keras.tasks import Task
 
 FUSION_LAYER = "concat_fusion"
 
 
+@checked_keywords()
 def concat_fusion(
     encoders: dict[str, keras.Model],
     tasks: Sequence[Task],
-    fusion_dim: int = 64,
     *,
+    fusion_dim: int = 64,
     hidden_units: Sequence[int] = (64,),
     projection_activation: str | None = "tanh",
+    hidden_activation: str = "relu",
     dropout: float = 0.0,
     modality_dropout: float = 0.0,
     modality_mask: bool = False,
@@ -30,7 +34,7 @@ def concat_fusion(
     compile: bool = True,
     name: str = "concat_fusion",
     **compile_kwargs: Any,
-) -> keras.Model:
+) -> MultiTaskModel:
     """Build a late-fusion model: inputs named after the modalities, outputs `{task.name: head}`.
 
     1. each encoder's features are projected to `fusion_dim` (`<modality>_projection`);
@@ -56,6 +60,6 @@ def concat_fusion(
     # 2. concatenation (missing modalities zeroed, mask appended)
     fused = ConcatFusion(name=FUSION_LAYER)(projected, modality_mask=mask)
     # 3. prediction layers
-    return _common.fused_task_model(inputs, fused, tasks, hidden_units, dropout, optimizer=optimizer,
+    return _common.fused_task_model(inputs, fused, tasks, hidden_units, dropout, hidden_activation, optimizer=optimizer,
                                     learning_rate=learning_rate, weighting=weighting, compile=compile, name=name,
                                     compile_kwargs=compile_kwargs)

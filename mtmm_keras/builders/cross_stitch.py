@@ -9,16 +9,18 @@ import keras
 
 from mtmm_keras import _checks
 from mtmm_keras.builders import _common
+from mtmm_keras.builders._keywords import checked_keywords
 from mtmm_keras.layers import CrossStitch, SplitTowers, StackedDense
 from mtmm_keras.models import MultiTaskModel
 from mtmm_keras.tasks import Task, validate_tasks
 
 
+@checked_keywords()
 def cross_stitch(
     inputs: Any,
     tasks: Sequence[Task],
-    tower_units: Sequence[int] = (128, 64),
     *,
+    tower_units: Sequence[int] = (128, 64),
     self_weight: float = 0.9,
     activation: str = "relu",
     dropout: float = 0.0,
@@ -28,7 +30,7 @@ def cross_stitch(
     name: str = "cross_stitch",
     weighting: Any = "static",
     **compile_kwargs: Any,
-) -> keras.Model:
+) -> MultiTaskModel:
     """Build (and by default compile) a cross-stitch model with outputs `{task.name: head}`.
 
     Each task has its own MLP tower (`tower_units`, stacked as `mk.layers.StackedDense`); after level l,

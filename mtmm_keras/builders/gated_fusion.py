@@ -7,18 +7,22 @@ from typing import Any, Sequence
 import keras
 
 from mtmm_keras.builders import _common
+from mtmm_keras.builders._keywords import checked_keywords
 from mtmm_keras.layers import GatedFusion
+from mtmm_keras.models import MultiTaskModel
 from mtmm_keras.tasks import Task
 
 FUSION_LAYER = "gated_fusion"
 
 
+@checked_keywords()
 def gated_fusion(
     encoders: dict[str, keras.Model],
     tasks: Sequence[Task],
-    fusion_dim: int = 64,
     *,
+    fusion_dim: int = 64,
     hidden_units: Sequence[int] = (),
+    hidden_activation: str = "relu",
     dropout: float = 0.0,
     modality_dropout: float = 0.0,
     modality_mask: bool = False,
@@ -28,7 +32,7 @@ def gated_fusion(
     compile: bool = True,
     name: str = "gated_fusion",
     **compile_kwargs: Any,
-) -> keras.Model:
+) -> MultiTaskModel:
     """Build a GMU fusion model: inputs named after the modalities, outputs `{task.name: head}`.
 
     1. each encoder gives its features x_m (any size);
@@ -52,6 +56,6 @@ def gated_fusion(
     # 2. the gated multimodal unit
     fused, _ = GatedFusion(fusion_dim, name=FUSION_LAYER)(list(features.values()), modality_mask=mask, return_gates=True)
     # 3. prediction layers
-    return _common.fused_task_model(inputs, fused, tasks, hidden_units, dropout, optimizer=optimizer,
+    return _common.fused_task_model(inputs, fused, tasks, hidden_units, dropout, hidden_activation, optimizer=optimizer,
                                     learning_rate=learning_rate, weighting=weighting, compile=compile, name=name,
                                     compile_kwargs=compile_kwargs)

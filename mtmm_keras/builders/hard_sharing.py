@@ -8,15 +8,17 @@ import keras
 
 from mtmm_keras import _checks
 from mtmm_keras.builders import _common
+from mtmm_keras.builders._keywords import checked_keywords
 from mtmm_keras.models import MultiTaskModel
 from mtmm_keras.tasks import Task, validate_tasks
 
 
+@checked_keywords()
 def hard_sharing(
     inputs: Any,
     tasks: Sequence[Task],
-    trunk_units: Sequence[int] = (128, 64),
     *,
+    trunk_units: Sequence[int] = (128, 64),
     activation: str = "relu",
     dropout: float = 0.0,
     optimizer: Any = "adam",
@@ -25,7 +27,7 @@ def hard_sharing(
     compile: bool = True,
     name: str = "hard_sharing",
     **compile_kwargs: Any,
-) -> keras.Model:
+) -> MultiTaskModel:
     """Build (and by default compile) a hard-sharing multi-task model with outputs `{task.name: head}`.
 
     `inputs` is an input shape such as `(100,)`, a `keras.Input`, or an encoder `keras.Model` whose

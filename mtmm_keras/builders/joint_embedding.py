@@ -8,16 +8,18 @@ import keras
 
 from mtmm_keras import _checks, distribute, losses
 from mtmm_keras.builders import _common
+from mtmm_keras.builders._keywords import checked_keywords
 from mtmm_keras.models import JointEmbeddingModel
 
 SIMILARITIES = ("cosine", "dot")
 
 
+@checked_keywords()
 def joint_embedding(
     encoders: dict[str, keras.Model],
-    embed_dim: int | None = 64,
     loss: Any = "max_margin",
     *,
+    embedding_dim: int | None = 64,
     similarity: str = "cosine",
     optimizer: Any = "adam",
     learning_rate: float | None = None,
@@ -27,8 +29,8 @@ def joint_embedding(
 ) -> JointEmbeddingModel:
     """Build a joint-embedding model: inputs and outputs are both keyed by modality name.
 
-    Step 1: each modality's encoder is followed by a linear projection to `embed_dim`
-    (`embed_dim=None` keeps the encoders' own outputs, which must then have one size) and, for
+    Step 1: each modality's encoder is followed by a linear projection to `embedding_dim`
+    (`embedding_dim=None` keeps the encoders' own outputs, which must then have one size) and, for
     `similarity="cosine"`, L2 normalisation; this tower is its own `keras.Model`, named
     "<modality>_tower" (see `tower(model, modality)`). Step 2: s = ⟨f_m(x), f_n(y)⟩. Step 3: `loss`
     ("max_margin" (default), "hardest_negative", "contrastive", "clip", "siglip", "cosine_embedding"
@@ -44,20 +46,20 @@ def joint_embedding(
     loss_fn = losses.get(loss)
     # 1. one encoder (+ projection, + normalisation) per modality into the shared space
     inputs, features = _common.modality_features(encoders, min_modalities=2, builder="joint_embedding")
-    if embed_dim is None:
+    if embedding_dim is None:
         sizes = {m: f.shape[-1] for m, f in features.items()}
         if len(set(sizes.values())) != 1:
             raise ValueError(
-                f"Embedding sizes do not match across modalities: {sizes}. Pass `embed_dim` to project every "
+                f"Embedding sizes do not match across modalities: {sizes}. Pass `embedding_dim` to project every "
                 "modality to the same size, or make the encoders end at one size."
             )
     else:
-        embed_dim = _checks.positive_int(embed_dim, "embed_dim")
+        embedding_dim = _checks.positive_int(embedding_dim, "embedding_dim")
     if getattr(loss_fn, "pairwise", False) and len(encoders) != 2:
         raise ValueError(f"`loss` {type(loss_fn).__name__} works on pairs: it needs exactly 2 modalities, got {list(encoders)}.")
     outputs = {}
     for modality, encoder in encoders.items():
-        tower = _tower(modality, encoder, embed_dim, similarity)
+        tower = _tower(modality, encoder, embedding_dim, similarity)
         outputs[modality] = tower(inputs[modality])
     model = JointEmbeddingModel(inputs, outputs, name=name)
     if getattr(loss_fn, "learned_temperature", False):  # CLIP / SigLIP: the temperature is a model weight
@@ -76,12 +78,12 @@ def joint_embedding(
     return model
 
 
-def _tower(modality: str, encoder: keras.Model, embed_dim: int | None, similarity: str) -> keras.Model:
+def _tower(modality: str, encoder: keras.Model, embedding_dim: int | None, similarity: str) -> keras.Model:
     spec = encoder.inputs[0]
     x_in = keras.Input(shape=spec.shape[1:], dtype=spec.dtype, name=modality)
     x = _common.flatten(encoder(x_in))
-    if embed_dim is not None:
-        x = keras.layers.Dense(embed_dim, name=f"{modality}_projection")(x)
+    if embedding_dim is not None:
+        x = keras.layers.Dense(embedding_dim, name=f"{modality}_projection")(x)
     if similarity == "cosine":
         x = keras.layers.UnitNormalization(name=f"{modality}_l2_normalize")(x)
     return keras.Model(x_in, x, name=f"{modality}_tower")

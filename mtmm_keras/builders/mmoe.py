@@ -9,20 +9,22 @@ import keras
 
 from mtmm_keras import _checks
 from mtmm_keras.builders import _common
+from mtmm_keras.builders._keywords import checked_keywords
 from mtmm_keras.builders.gates import check_gate, make_gate
 from mtmm_keras.layers import Experts, MixExperts
 from mtmm_keras.models import MultiTaskModel
 from mtmm_keras.tasks import Task, validate_tasks
 
 
+@checked_keywords()
 def mmoe(
     inputs: Any,
     tasks: Sequence[Task],
+    *,
     num_experts: int = 4,
     expert_units: Sequence[int] = (64,),
     gate_units: Sequence[int] = (),
     tower_units: Sequence[int] = (32,),
-    *,
     gate: str = "softmax",
     gate_k: int = 2,
     activation: str = "relu",
@@ -33,7 +35,7 @@ def mmoe(
     name: str = "mmoe",
     weighting: Any = "static",
     **compile_kwargs: Any,
-) -> keras.Model:
+) -> MultiTaskModel:
     """Build (and by default compile) an MMoE model with outputs `{task.name: head}`.
 
     `num_experts` MLPs (`expert_units`) read the shared features; task t's gate

@@ -15,6 +15,7 @@ import keras
 
 from mtmm_keras import _checks
 from mtmm_keras.builders import _common
+from mtmm_keras.builders._keywords import checked_keywords
 from mtmm_keras.builders.gates import check_gate, make_gate
 from mtmm_keras.layers import Experts, MixExperts
 from mtmm_keras.models import MultiTaskModel
@@ -23,16 +24,17 @@ from mtmm_keras.tasks import Task, validate_tasks
 SHARED = "shared"
 
 
+@checked_keywords()
 def ple(
     inputs: Any,
     tasks: Sequence[Task],
+    *,
     num_levels: int = 2,
     shared_experts: int = 2,
     task_experts: int = 2,
     expert_units: Sequence[int] = (64,),
     gate_units: Sequence[int] = (),
     tower_units: Sequence[int] = (32,),
-    *,
     gate: str = "softmax",
     gate_k: int = 2,
     activation: str = "relu",
@@ -43,7 +45,7 @@ def ple(
     name: str = "ple",
     weighting: Any = "static",
     **compile_kwargs: Any,
-) -> keras.Model:
+) -> MultiTaskModel:
     """Build (and by default compile) a PLE model with outputs `{task.name: head}`.
 
     Each level has `task_experts` experts per task and `shared_experts` shared ones, each an MLP of
@@ -106,22 +108,24 @@ def ple(
     return model
 
 
+@checked_keywords(forwards_to=ple)
 def cgc(
     inputs: Any,
     tasks: Sequence[Task],
+    *,
     shared_experts: int = 2,
     task_experts: int = 2,
     expert_units: Sequence[int] = (64,),
     gate_units: Sequence[int] = (),
     tower_units: Sequence[int] = (32,),
-    *,
     name: str = "cgc",
     **kwargs: Any,
-) -> keras.Model:
+) -> MultiTaskModel:
     """Customized Gate Control (Tang et al., RecSys 2020): `ple` with one extraction level.
 
     Task t's gate weighs [t's `task_experts` experts, the `shared_experts` shared ones];
     `mk.builders.gate_model(model)` returns `{task: [batch, task_experts + shared_experts]}`. Keyword
     arguments (`gate`, `activation`, `dropout`, `optimizer`, `weighting`, compile options, ...) as for `ple`.
     """
-    return ple(inputs, tasks, 1, shared_experts, task_experts, expert_units, gate_units, tower_units, name=name, **kwargs)
+    return ple(inputs, tasks, num_levels=1, shared_experts=shared_experts, task_experts=task_experts,
+               expert_units=expert_units, gate_units=gate_units, tower_units=tower_units, name=name, **kwargs)

@@ -8,26 +8,29 @@ import keras
 
 from mtmm_keras import _checks
 from mtmm_keras.builders import _common
+from mtmm_keras.builders._keywords import checked_keywords
 from mtmm_keras.layers import SplitTowers, StackedDense
 from mtmm_keras.models import MultiTaskModel
 from mtmm_keras.regularizers import ParameterDistance
 from mtmm_keras.tasks import Task, validate_tasks
 
 
+@checked_keywords()
 def soft_sharing(
     inputs: Any,
     tasks: Sequence[Task],
+    *,
     tower_units: Sequence[int] = (128, 64),
     alpha: float = 1e-3,
-    *,
     activation: str = "relu",
+    dropout: float = 0.0,
     optimizer: Any = "adam",
     learning_rate: float | None = None,
     weighting: Any = "static",
     compile: bool = True,
     name: str = "soft_sharing",
     **compile_kwargs: Any,
-) -> keras.Model:
+) -> MultiTaskModel:
     """Build a soft-sharing multi-task model: each task has its own MLP tower and head.
 
     The towers' matching kernels and biases are stacked (`mk.layers.StackedDense`, one batched
@@ -39,6 +42,7 @@ def soft_sharing(
     tasks = validate_tasks(tasks)
     tower_units = _checks.units_tuple(tower_units, "tower_units", allow_empty=False)
     alpha = _checks.non_negative_float(alpha, "alpha")
+    dropout = _checks.dropout_rate(dropout, "dropout")
     _checks.activation(activation, "activation")
     model_inputs, features = _common.resolve_inputs(inputs)
     # 1. one tower per task (stacked on a tower axis) ...
@@ -53,6 +57,8 @@ def soft_sharing(
             bias_regularizer=ParameterDistance(alpha),
             name=f"towers_dense{level + 1}",
         )(x)
+        if dropout:
+            x = keras.layers.Dropout(dropout, name=f"towers_dropout{level + 1}")(x)
     tower_outputs = SplitTowers(name="split_towers")(x)
     if len(tasks) == 1:
         tower_outputs = [tower_outputs[0]] if isinstance(tower_outputs, list) else [tower_outputs]

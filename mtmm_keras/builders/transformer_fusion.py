@@ -8,22 +8,26 @@ from typing import Any, Sequence
 import keras
 
 from mtmm_keras.builders import _common
+from mtmm_keras.builders._keywords import checked_keywords
 from mtmm_keras.layers import TransformerFusion
+from mtmm_keras.models import MultiTaskModel
 from mtmm_keras.tasks import Task
 
 FUSION_LAYER = "transformer_fusion"
 
 
+@checked_keywords()
 def transformer_fusion(
     encoders: dict[str, keras.Model],
     tasks: Sequence[Task],
-    fusion_dim: int = 64,
     *,
+    fusion_dim: int = 64,
     num_blocks: int = 1,
     num_heads: int = 2,
     ffn_units: int | None = None,
     bottleneck_tokens: int = 0,
     hidden_units: Sequence[int] = (),
+    hidden_activation: str = "relu",
     dropout: float = 0.0,
     modality_dropout: float = 0.0,
     modality_mask: bool = False,
@@ -33,7 +37,7 @@ def transformer_fusion(
     compile: bool = True,
     name: str = "transformer_fusion",
     **compile_kwargs: Any,
-) -> keras.Model:
+) -> MultiTaskModel:
     """Build a Transformer fusion model: inputs named after the modalities, outputs `{task.name: head}`.
 
     1. tokens: an encoder that outputs a vector `[batch, d]` gives one token, one that outputs a sequence
@@ -76,6 +80,6 @@ def transformer_fusion(
     # 2. attention across modalities (or through the bottleneck tokens), masked mean pool
     fused, _ = fusion(tokens, modality_mask=mask, return_attention_scores=True)
     # 3. prediction layers
-    return _common.fused_task_model(inputs, fused, tasks, hidden_units, dropout, optimizer=optimizer,
+    return _common.fused_task_model(inputs, fused, tasks, hidden_units, dropout, hidden_activation, optimizer=optimizer,
                                     learning_rate=learning_rate, weighting=weighting, compile=compile, name=name,
                                     compile_kwargs=compile_kwargs)

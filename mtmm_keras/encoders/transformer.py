@@ -105,11 +105,11 @@ class TransformerEncoderBlock(keras.layers.Layer):
     GELU's tanh approximation (as in BERT): the exact form lowers to Erfc, which ONNX has no op for.
     """
 
-    def __init__(self, num_heads: int, ff_dim: int, dropout: float = 0.0, activation: str = "gelu",
+    def __init__(self, num_heads: int, ffn_units: int, dropout: float = 0.0, activation: str = "gelu",
                  epsilon: float = 1e-6, **kwargs):
         super().__init__(**kwargs)
         self.num_heads = _checks.positive_int(num_heads, "num_heads")
-        self.ff_dim = _checks.positive_int(ff_dim, "ff_dim")
+        self.ffn_units = _checks.positive_int(ffn_units, "ffn_units")
         self.dropout = _checks.dropout_rate(dropout, "dropout")
         if not isinstance(activation, str):
             raise TypeError(f"`activation` must be a Keras activation name such as 'gelu' or 'relu', got {activation!r}.")
@@ -125,14 +125,14 @@ class TransformerEncoderBlock(keras.layers.Layer):
         self.attention = keras.layers.MultiHeadAttention(self.num_heads, key_dim=dim // self.num_heads,
                                                          dropout=self.dropout, name="attention")
         self.ffn_norm = keras.layers.LayerNormalization(epsilon=self.epsilon, name="ffn_norm")
-        self.ffn_inner = keras.layers.Dense(self.ff_dim, name="ffn_inner")
+        self.ffn_inner = keras.layers.Dense(self.ffn_units, name="ffn_inner")
         self.ffn_outer = keras.layers.Dense(dim, name="ffn_outer")
         self.residual_dropout = keras.layers.Dropout(self.dropout, name="residual_dropout")
         self.attention_norm.build(input_shape)
         self.attention.build(input_shape, input_shape)
         self.ffn_norm.build(input_shape)
         self.ffn_inner.build(input_shape)
-        self.ffn_outer.build(tuple(input_shape[:-1]) + (self.ff_dim,))
+        self.ffn_outer.build(tuple(input_shape[:-1]) + (self.ffn_units,))
 
     def call(self, inputs: Any, padding_mask: Any = None, training: Any = None) -> Any:
         attention_mask = None
@@ -151,9 +151,16 @@ class TransformerEncoderBlock(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config.update(num_heads=self.num_heads, ff_dim=self.ff_dim, dropout=self.dropout,
+        config.update(num_heads=self.num_heads, ffn_units=self.ffn_units, dropout=self.dropout,
                       activation=self.activation, epsilon=self.epsilon)
         return config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "TransformerEncoderBlock":
+        config = dict(config)
+        if "ff_dim" in config:  # the key models saved by mtmm-keras 0.1 hold
+            config["ffn_units"] = config.pop("ff_dim")
+        return cls(**config)
 
 
 @keras.saving.register_keras_serializable(package="mtmm")
@@ -185,10 +192,10 @@ class SequencePooling(keras.layers.Layer):
 def transformer_text(
     vocab_size: int,
     sequence_length: int,
-    embed_dim: int = 64,
+    embedding_dim: int = 64,
     num_heads: int = 4,
     num_layers: int = 2,
-    ff_dim: int = 128,
+    ffn_units: int = 128,
     dropout: float = 0.1,
     pooling: str = "mean",
     output_dim: int | None = None,
@@ -198,32 +205,32 @@ def transformer_text(
     """Token ids `[batch, sequence_length]` (int32, 0 = padding) → one feature vector per sequence.
 
     Token embedding + learned position embedding, `num_layers` pre-norm encoder blocks
-    (`TransformerEncoderBlock`: multi-head self-attention + a GELU (tanh approximation) feed-forward of width `ff_dim`), a
+    (`TransformerEncoderBlock`: multi-head self-attention + a GELU (tanh approximation) feed-forward of width `ffn_units`), a
     final LayerNorm, then pooling: "mean" averages the real tokens, "cls" prepends a learned CLS token and
     returns its final state. Padded positions are never attended to nor pooled, so a sequence's features
     do not depend on how much padding follows it. `output_dim` adds a Dense(ReLU) projection.
     """
     vocab_size = _checks.positive_int(vocab_size, "vocab_size")
     sequence_length = _checks.positive_int(sequence_length, "sequence_length")
-    embed_dim = _checks.positive_int(embed_dim, "embed_dim")
+    embedding_dim = _checks.positive_int(embedding_dim, "embedding_dim")
     num_heads = _checks.positive_int(num_heads, "num_heads")
     num_layers = _checks.positive_int(num_layers, "num_layers")
-    ff_dim = _checks.positive_int(ff_dim, "ff_dim")
+    ffn_units = _checks.positive_int(ffn_units, "ffn_units")
     dropout = _checks.dropout_rate(dropout, "dropout")
     _checks.one_of(pooling, "pooling", POOLINGS)
-    if embed_dim % num_heads:
-        raise ValueError(f"`embed_dim` ({embed_dim}) must be divisible by `num_heads` ({num_heads}).")
+    if embedding_dim % num_heads:
+        raise ValueError(f"`embedding_dim` ({embedding_dim}) must be divisible by `num_heads` ({num_heads}).")
     tokens = keras.Input(shape=(sequence_length,), dtype="int32", name=input_name)
     cls = pooling == "cls"
     mask = PaddingMask(0, num_prefix_tokens=int(cls), name="padding_mask")(tokens)
-    x = keras.layers.Embedding(vocab_size, embed_dim, name="token_embedding")(tokens)
+    x = keras.layers.Embedding(vocab_size, embedding_dim, name="token_embedding")(tokens)
     x = PositionEmbedding(sequence_length, name="position_embedding")(x)
     if cls:
         x = ClassToken(name="cls_token")(x)
     if dropout:
         x = keras.layers.Dropout(dropout, name="embedding_dropout")(x)
     for i in range(num_layers):
-        x = TransformerEncoderBlock(num_heads, ff_dim, dropout=dropout, name=f"block{i + 1}")(x, padding_mask=mask)
+        x = TransformerEncoderBlock(num_heads, ffn_units, dropout=dropout, name=f"block{i + 1}")(x, padding_mask=mask)
     x = keras.layers.LayerNormalization(epsilon=1e-6, name="final_norm")(x)
     if cls:
         x = SequencePooling("first", name="pool")(x)

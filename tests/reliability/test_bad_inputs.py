@@ -72,7 +72,7 @@ def _joint(loss="max_margin"):
     return mk.builders.joint_embedding(
         {"text": mk.encoders.text(vocab_size=10, sequence_length=5, embedding_dim=4, hidden_dim=4),
          "image": mk.encoders.image((4, 4, 1), filters=(2,), output_dim=4)},
-        embed_dim=4, loss=loss)
+        embedding_dim=4, loss=loss)
 
 
 def _multitask_data(rng):
@@ -194,8 +194,8 @@ ARGUMENT_CASES = {
     "fusion_attention_units_negative": (lambda: mk.builders.attention_fusion(_encoders(), [mk.Task("a", 1)],
                                                                              attention_units=-3), ValueError,
                                         ["`attention_units`", "positive integer", "-3"]),
-    "joint_embed_dim_zero": (lambda: mk.builders.joint_embedding(_encoders(), embed_dim=0), ValueError,
-                             ["`embed_dim`", "positive integer"]),
+    "joint_embed_dim_zero": (lambda: mk.builders.joint_embedding(_encoders(), embedding_dim=0), ValueError,
+                             ["`embedding_dim`", "positive integer"]),
     "text_vocab_size_zero": (lambda: mk.encoders.text(0, 5), ValueError, ["`vocab_size`", "positive integer"]),
     "text_unroll_string": (lambda: mk.encoders.text(10, 5, unroll="yes"), TypeError, ["`unroll`", "True, False or None"]),
     "image_input_shape_1d": (lambda: mk.encoders.image((4,)), ValueError, ["`input_shape`", "(height, width)"]),
@@ -213,8 +213,8 @@ ARGUMENT_CASES = {
                                          ValueError, ["identifiers", "'a b'"]),
     "joint_sizes_differ_without_projection": (lambda: mk.builders.joint_embedding(
         {"image": mk.encoders.image((4, 4, 1), filters=(2,), output_dim=4),
-         "tabular": mk.encoders.tabular(5, hidden_units=(3,))}, embed_dim=None), ValueError,
-        ["Embedding sizes do not match", "'image': 4", "'tabular': 3", "embed_dim"]),
+         "tabular": mk.encoders.tabular(5, hidden_units=(3,))}, embedding_dim=None), ValueError,
+        ["Embedding sizes do not match", "'image': 4", "'tabular': 3", "embedding_dim"]),
     "joint_pairwise_needs_two": (lambda: mk.builders.joint_embedding(
         {**_encoders(), "third": mk.encoders.tabular(5, hidden_units=(4,), input_name="t", name="t_enc")},
         loss="cosine_embedding"), ValueError, ["CosineEmbeddingLoss", "exactly 2 modalities"]),

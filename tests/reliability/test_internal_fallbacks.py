@@ -137,7 +137,7 @@ def test_token_id_checks_survive_an_unwalkable_graph(monkeypatch):
     skipped but fractional ids are still refused and good data still trains."""
     model = mk.builders.joint_embedding(
         {"text": mk.encoders.text(10, 5, embedding_dim=4, hidden_dim=4, kind="conv"),
-         "tabular": mk.encoders.tabular(3, hidden_units=(4,))}, embed_dim=4)
+         "tabular": mk.encoders.tabular(3, hidden_units=(4,))}, embedding_dim=4)
     for operation in model.operations:  # as if Keras had renamed the attribute
         monkeypatch.delattr(operation, "_inbound_nodes")
     rng = np.random.default_rng(0)

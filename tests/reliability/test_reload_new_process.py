@@ -69,7 +69,7 @@ for method in [m for m in mk.weighting.names() if m != "static"]:  # every weigh
     models[f"hard_{method}"] = (mk.builders.hard_sharing((6,), tasks(), trunk_units=(4,), weighting=method), tab6, y_tasks)
 models["joint_embedding"] = (mk.builders.joint_embedding(
     {"text": mk.encoders.text(16, 5, embedding_dim=4, hidden_dim=4), "image": mk.encoders.image((4, 4, 1), **small)},
-    embed_dim=4, loss="max_margin"), {"text": tokens, "image": image}, None)
+    embedding_dim=4, loss="max_margin"), {"text": tokens, "image": image}, None)
 fusion_tab = mk.encoders.tabular(6, hidden_units=(4,), normalize=True)
 fusion_tab.get_layer("normalize").adapt(tab6)
 fusion_audio = mk.encoders.audio((400,), filters=(4,), output_dim=4,  # waveform in: LogMelSpectrogram front end
@@ -89,7 +89,7 @@ models["bottleneck_fusion"] = (mk.builders.transformer_fusion(fusion_pair(), tas
                                {"image": image, "tabular": tab6}, y_tasks)
 # transformer text tower (CLS pooling) and a dict-input text backbone fed from token ids alone (masked mean)
 models["transformer_text"] = (mk.builders.hard_sharing(mk.encoders.transformer_text(
-    16, 5, embed_dim=4, num_heads=2, num_layers=1, ff_dim=8, pooling="cls"), tasks(), trunk_units=(4,)), tokens, y_tasks)
+    16, 5, embedding_dim=4, num_heads=2, num_layers=1, ffn_units=8, pooling="cls"), tasks(), trunk_units=(4,)), tokens, y_tasks)
 ids, seg, pad = (keras.Input((5,), dtype="int32", name=k) for k in ("token_ids", "segment_ids", "padding_mask"))
 seq = keras.layers.Add()([keras.layers.Embedding(16, 4)(ids), keras.layers.Embedding(2, 4)(seg), keras.layers.Embedding(2, 4)(pad)])
 toy_backbone = keras.Model({"token_ids": ids, "segment_ids": seg, "padding_mask": pad}, {"sequence_output": seq})
@@ -98,13 +98,13 @@ models["backbone_fusion"] = (mk.builders.attention_fusion(
     tasks(), fusion_dim=4), {"text": tokens, "tabular": tab6}, y_tasks)
 pair_encoders = lambda: {"a": mk.encoders.tabular(6, hidden_units=(4,), input_name="a", name="a_encoder"),
                          "b": mk.encoders.tabular(4, hidden_units=(4,), input_name="b", name="b_encoder")}
-models["joint_contrastive"] = (mk.builders.joint_embedding(pair_encoders(), embed_dim=4, loss="contrastive"),
+models["joint_contrastive"] = (mk.builders.joint_embedding(pair_encoders(), embedding_dim=4, loss="contrastive"),
                                {"a": tab6, "b": tab4}, digit)
 models["joint_cosine_pairs"] = (mk.builders.joint_embedding(
-    pair_encoders(), embed_dim=4, loss=mk.losses.CosineEmbeddingLoss(margin=0.1)),
+    pair_encoders(), embedding_dim=4, loss=mk.losses.CosineEmbeddingLoss(margin=0.1)),
     {"a": tab6, "b": tab4}, np.where(digit > 0, 1.0, -1.0).astype("float32"))
 for loss in ("clip", "siglip"):  # learned temperature: LearnedTemperature's weights ride along with the model
-    models[f"joint_{loss}"] = (mk.builders.joint_embedding(pair_encoders(), embed_dim=4, loss=loss), {"a": tab6, "b": tab4}, digit)
+    models[f"joint_{loss}"] = (mk.builders.joint_embedding(pair_encoders(), embedding_dim=4, loss=loss), {"a": tab6, "b": tab4}, digit)
 inputs = keras.Input((6,), name="features")
 plain = keras.Model(inputs, keras.layers.Dense(4, name="scores")(inputs), name="recall_metric")
 plain.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=[mk.metrics.RecallAtK(k=2)])
