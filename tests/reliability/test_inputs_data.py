@@ -48,7 +48,7 @@ def test_empty_data_dir_is_refused_and_the_current_folder_untouched(call, empty,
 
 def test_data_dir_that_is_a_file(user_folder):
     listing = tree_listing(user_folder)
-    with pytest.raises(ValueError, match="is a file, not a folder"):
+    with pytest.raises(ValueError, match=r"^`data_dir` '.*important\.csv' is a file, not a folder; pass the folder"):
         mk.data.prepare("mfeat", user_folder / "important.csv", config="small")
     assert tree_listing(user_folder) == listing
 
@@ -59,7 +59,7 @@ def test_data_dir_of_the_wrong_type():
 
 
 def test_unknown_dataset_name_lists_the_names():
-    with pytest.raises(ValueError, match="Unknown dataset 'mfeats'.*'mfeat'"):
+    with pytest.raises(ValueError, match=r"^Unknown dataset 'mfeats'\. Valid names: \[.*'mfeat'.*\]"):
         mk.data.info("mfeats")
 
 
@@ -125,8 +125,8 @@ def _corrupt_csv_dir(tmp_path, view="kar", text="1,2,3\nnot,a,number\n"):
 
 
 @pytest.mark.parametrize("text, fragment", [
-    ("header\n1,2,x\n", "ValueError"),
-    ("header\n", "no data rows"),
+    ("header\n1,2,x\n", "is unreadable: ValueError: could not convert string 'x'"),
+    ("header\n", "is unreadable: it has no data rows"),
     ("header\n1\n2\n", "found 1 column"),
 ], ids=["not_a_number", "header_only", "one_column"])
 def test_corrupt_mfeat_csv_names_the_file_and_the_fix(tmp_path, monkeypatch, text, fragment):
@@ -142,7 +142,8 @@ def test_mfeat_views_with_different_row_counts(tmp_path, monkeypatch):
     original = (sources.MFEAT_DIR / "mfeat-mor.csv").read_text().splitlines()
     folder = _corrupt_csv_dir(tmp_path, view="mor", text="\n".join(original[:-5]) + "\n")
     monkeypatch.setattr(sources, "MFEAT_DIR", folder)
-    with pytest.raises(ValueError, match="mfeat-mor.csv.*different row counts"):
+    with pytest.raises(sources.CorruptSourceError, match=r"^The dataset source file '.*mfeat-mor\.csv' is unreadable: the "
+                                                      r"views have different row counts \{.*'mor': 1995\}"):
         sources.mfeat_views()
 
 
@@ -150,7 +151,8 @@ def test_prepare_from_a_corrupt_source_leaves_no_half_written_dataset(tmp_path, 
     monkeypatch.setattr(sources, "MFEAT_DIR", _corrupt_csv_dir(tmp_path))
     data_dir = tmp_path / "data"
     data_dir.mkdir()
-    with pytest.raises(ValueError, match="mfeat-kar.csv"):
+    with pytest.raises(sources.CorruptSourceError, match=r"^The dataset source file '.*mfeat-kar\.csv' is unreadable: "
+                                                      r"ValueError: could not convert string 'not'.*reinstall it"):
         mk.data.prepare("mfeat", data_dir, config="small")
     # TFDS records the builder config (mfeat/.config/metadata.json) when the builder is made; nothing of
     # the dataset itself (its version folder, or an incomplete.* staging folder) may stay behind
@@ -184,7 +186,7 @@ def test_intact_idx_file_reads(tmp_path):
 @pytest.mark.parametrize("content, fragment", [
     ("1,2,3\n", "expected 785 columns, found 3"),
     ("", "no data rows"),
-    ("a,b\n", "ValueError"),
+    ("a,b\n", "is unreadable: ValueError: could not convert string 'a'"),
 ], ids=["three_columns", "empty", "not_numbers"])
 def test_corrupt_mnist_5k_csv(tmp_path, monkeypatch, content, fragment):
     path = tmp_path / "mnist.csv"
