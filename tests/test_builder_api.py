@@ -138,3 +138,28 @@ def test_transformer_text_block_reads_configs_saved_with_the_old_key():
 
     block = TransformerEncoderBlock.from_config({"num_heads": 2, "ff_dim": 12, "name": "saved_by_0_1"})
     assert block.ffn_units == 12 and block.get_config()["ffn_units"] == 12 and "ff_dim" not in block.get_config()
+
+
+@pytest.fixture
+def mixed_policy(request):
+    keras.config.set_dtype_policy(request.param)
+    yield request.param
+    keras.config.set_dtype_policy("float32")
+
+
+@pytest.mark.parametrize("mixed_policy", ["mixed_float16", "mixed_bfloat16"], indirect=True)
+@pytest.mark.parametrize("kind", ["hard_sharing", "mmoe", "attention_fusion", "gated_fusion"])
+def test_mixed_precision_models_return_float32_outputs(mixed_policy, kind):
+    model = getattr(mk.builders, kind)(*_first_two(kind))
+    rng = np.random.default_rng(0)
+    if kind in FUSION:
+        x = {"image": rng.random((16, 8, 8, 1), dtype="float32"), "tabular": rng.normal(size=(16, 6)).astype("float32")}
+    else:
+        x = rng.normal(size=(16, 4)).astype("float32")
+    y = {"a": rng.normal(size=(16, 1)), "c": rng.normal(size=(16, 2))}
+    half = mixed_policy.split("_")[1]
+    assert any(layer.compute_dtype == half for layer in model.layers if layer.name not in ("a", "c"))  # body: half
+    assert {model.get_layer(t).compute_dtype for t in ("a", "c")} == {"float32"}
+    outputs = model(x)
+    assert {name: str(keras.ops.convert_to_numpy(out).dtype) for name, out in outputs.items()} == {"a": "float32", "c": "float32"}
+    assert np.isfinite(model.fit(x, y, epochs=1, verbose=0).history["loss"][-1])
