@@ -21,6 +21,9 @@ _AUTO_INPUT_NAME = re.compile(r"^(keras_tensor|input_layer|input)(_\d+)?$")
 # a layer computing in one of these dtypes runs under mixed (or low) precision: its artifacts are made from a
 # float32 copy of the model
 LOW_PRECISION = ("float16", "bfloat16")
+# Keras's private record of how a functional model takes its inputs: read only when the public `model.input`
+# is missing, and never required (a Keras without it still exports: see `_input_structure`)
+_KERAS_INPUTS_STRUCT = "_inputs_struct"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +86,11 @@ def export_view(model: keras.Model) -> keras.Model:
     return view
 
 
+def _view_name(model: keras.Model) -> str:
+    """`model.name` as TensorFlow accepts a root name scope (a class `_Model` is auto-named '__model')."""
+    return re.sub(r"^[^A-Za-z0-9.]+", "", model.name) or "model"
+
+
 def _input_names(count: int) -> list[str]:
     return ["input"] if count == 1 else [f"input_{i}" for i in range(count)]
 
@@ -108,7 +116,7 @@ def _wrap_functional(model: keras.Model) -> keras.Model:
     fresh = [keras.Input(shape=t.shape[1:], dtype=t.dtype, name=n) for t, n in zip(model.inputs, names)]
     by_name = {_tensor_name(t): f for t, f in zip(model.inputs, fresh)}
     outputs = model(keras.tree.map_structure(lambda t: by_name[_tensor_name(t)], _input_structure(model)))
-    return keras.Model(fresh, _named_outputs(outputs, _functional_output_names(model)), name=model.name)
+    return keras.Model(fresh, _named_outputs(outputs, _functional_output_names(model)), name=_view_name(model))
 
 
 def _wrap_sequential(model: keras.Sequential) -> keras.Model:
@@ -125,7 +133,7 @@ def _wrap_sequential(model: keras.Sequential) -> keras.Model:
     (name,) = _clean_names(inputs)
     x = keras.Input(shape=spec.shape[1:], dtype=spec.dtype, name=name)
     last = model.layers[-1].name if model.layers else "output_0"
-    return keras.Model(x, _named_outputs(model(x), [last]), name=model.name)
+    return keras.Model(x, _named_outputs(model(x), [last]), name=_view_name(model))
 
 
 def _wrap_subclassed(model: keras.Model) -> keras.Model:
@@ -166,20 +174,20 @@ def _wrap_subclassed(model: keras.Model) -> keras.Model:
             f"inputs of the shapes it was built with ({build_config}): {type(err).__name__}: {str(err).splitlines()[0][:200]}. "
             "Export a functional model (keras.Model(inputs, outputs)) that wraps it, with keras.Input(..., dtype=...) "
             "giving each input's dtype.") from None
-    return keras.Model(flat if len(flat) > 1 else flat[0], _named_outputs(outputs, []), name=model.name)
+    return keras.Model(flat if len(flat) > 1 else flat[0], _named_outputs(outputs, []), name=_view_name(model))
 
 
 def _input_structure(model: keras.Model) -> Any:
     """How a functional model takes its inputs (one tensor, a list, a dict): the public `model.input` first,
-    then Keras's private `_inputs_struct`, else rebuilt from `model.inputs` (a list, or the one tensor)."""
+    then Keras's private `_inputs_struct`, else rebuilt from `model.inputs` (a dict by name, or the one tensor)."""
     try:
         struct = model.input
     except (AttributeError, ValueError):
         struct = None
     if struct is None:
-        struct = getattr(model, "_inputs_struct", None)
-    if struct is None:
-        struct = model.inputs[0] if len(model.inputs) == 1 else list(model.inputs)
+        struct = getattr(model, _KERAS_INPUTS_STRUCT, None)
+    if struct is None:  # by name: Keras matches a dict to a functional model's inputs by their names
+        struct = model.inputs[0] if len(model.inputs) == 1 else {_tensor_name(t): t for t in model.inputs}
     return struct
 
 
