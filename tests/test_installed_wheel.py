@@ -38,8 +38,13 @@ def _run(argv, **kwargs):
 def dists(tmp_path_factory):
     """(sdist, wheel built from that sdist, wheel built straight from the tree), as `python -m build` makes them."""
     out = tmp_path_factory.mktemp("dist")
-    _run([sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out / "from_sdist"), str(ROOT)])
-    _run([sys.executable, "-m", "build", "--no-isolation", "--wheel", "--outdir", str(out / "from_tree"), str(ROOT)])
+    # A copy of the tree without build outputs: setuptools' build/ folder keeps modules deleted since, and a
+    # wheel built from it would carry them (and two builds in one folder would race).
+    tree = out / "tree"
+    shutil.copytree(ROOT, tree, ignore=shutil.ignore_patterns(".git", ".venv", "build", "dist", "runs", "*.egg-info",
+                                                              "__pycache__", ".pytest_cache"))
+    _run([sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out / "from_sdist"), str(tree)])
+    _run([sys.executable, "-m", "build", "--no-isolation", "--wheel", "--outdir", str(out / "from_tree"), str(tree)])
     sdist = next((out / "from_sdist").glob("mtmm_keras-*.tar.gz"))
     return sdist, next((out / "from_sdist").glob("*.whl")), next((out / "from_tree").glob("*.whl"))
 
