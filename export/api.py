@@ -45,6 +45,14 @@ def export_model(
 ) -> ExportReport:
     """Export `model` to every requested format and TFLite flavour, verify, and write `manifest.json`.
 
+    `model` may be any Keras model: functional (one or several named inputs and outputs, list or dict forms),
+    Sequential (with an `Input`, or built: `model.build((None, 4))`, called or fitted once) or subclassed (built or
+    called once; its inputs are taken as float32). Inputs Keras named itself are called "input" / "input_<i>".
+    A mixed-precision model (float16/bfloat16 compute) is exported from a float32 copy with the same weights,
+    verified against that copy and recorded as such (`source_precision` in the manifest). String, ragged and
+    sparse inputs are refused before anything is written. Without data, verification draws random rows in the
+    range the layer reading each input expects (`random_inputs` in the manifest says how).
+
     Args:
         out_dir: a new or empty folder, or (with `overwrite=True`) an earlier export of this tool. A
             folder holding anything else is refused: nothing a user wrote is ever replaced.

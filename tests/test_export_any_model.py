@@ -367,3 +367,12 @@ def test_sample_inputs_follow_the_layer_that_reads_each_input():
     ranges = _model_io.sample_ranges(model)
     assert ranges["pixels"].startswith("uniform in [0, 255]") and "Rescaling" in ranges["pixels"]
     assert ranges["centred"].startswith("normal with the mean and variance of")
+
+
+def test_ragged_input_is_refused_naming_the_input_before_anything_is_written(tmp_path):
+    tokens = keras.Input((None,), ragged=True, dtype="int32", name="tokens")
+    model = keras.Model(tokens, keras.layers.Dense(1)(keras.layers.Embedding(5, 2)(tokens)))
+    with pytest.raises(ValueError, match=r"The model's input 'tokens' is a ragged tensor \(dtype int32\); export takes "
+                                         r"dense numeric inputs only\..*Remedy: pad the input to a dense tensor"):
+        mk.export.export_model(model, tmp_path / "out", verbose=False)
+    assert os.listdir(tmp_path) == []
