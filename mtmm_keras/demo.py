@@ -131,7 +131,7 @@ def builders_tour(out_dir: str, epochs: int, seed: int) -> int:
             text = mk.builders.tower(model, "text").predict(x["text"], verbose=0)
             image = mk.builders.tower(model, "image").predict(x["image"], verbose=0)
             labels = mk.data.paired_modalities(1024, seed=seed)["label"]
-            recall = mk.metrics.retrieval_recall(text, image, ks=(1, 5), query_ids=labels, gallery_ids=labels)
+            recall = mk.retrieval.retrieval_recall(text, image, ks=(1, 5), query_ids=labels, gallery_ids=labels)
             extra = "text→image same-class " + ", ".join(f"{k} {v:.3f}" for k, v in recall.items())
         else:
             extra = ", ".join(f"{k} {v[-1]:.3f}" for k, v in history.history.items() if k.endswith("accuracy"))

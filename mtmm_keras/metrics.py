@@ -1,36 +1,15 @@
-"""Retrieval metrics for cross-modal search: in-batch Recall@K as a Keras metric (usable in
-`compile(metrics=...)` of a joint-embedding model), a callback that measures the full validation
-gallery at each epoch end, and NumPy functions (blocked over queries; see `mtmm_keras.retrieval` for
-the definitions and the tie rule: ties count against the query)."""
+"""In-graph Keras metrics: in-batch Recall@K for cross-modal search (`compile(metrics=...)` of a joint-embedding
+model). Whole-gallery numbers, their callback and the definitions (ties count against the query) are in
+`mk.retrieval`."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 import keras
-import numpy as np
 from keras import ops
 
-from mtmm_keras import _checks, retrieval
-from mtmm_keras.retrieval import cross_modal_metrics, first_match_ranks, retrieval_metrics
-
-
-def retrieval_recall(
-    queries: Any,
-    gallery: Any,
-    ks: Sequence[int] = (1, 5),
-    query_ids: Any = None,
-    gallery_ids: Any = None,
-    block_size: int = retrieval.DEFAULT_BLOCK_SIZE,
-) -> dict[str, float]:
-    """Fraction of queries whose match is among the top-K gallery items by inner product (`recall@K`).
-
-    Without ids, query i matches gallery item i; with ids, any gallery item with the query's id matches.
-    Computed in blocks of `block_size` queries (`mtmm_keras.retrieval.retrieval_metrics`).
-    """
-    result = retrieval_metrics(queries, gallery, query_ids, gallery_ids, ks=ks, block_size=block_size,
-                               mean_average_precision=False)
-    return {key: value for key, value in result.items() if key.startswith("recall@")}
+from mtmm_keras import _checks
 
 
 def _irrelevant_ahead(scores: Any, query_ids: Any, gallery_ids: Any) -> Any:
@@ -53,7 +32,8 @@ class RecallAtK(keras.metrics.Mean):
     - Without them, `y_pred` is a `[B, B]` similarity matrix (diagonal = matches), `y_true` group ids.
     Ties count against the query. In-batch numbers depend on the batch size (the global batch under
     `tf.distribute`: each replica's queries search every replica's gallery rows); for the whole
-    validation gallery use the `RetrievalEvaluation` callback.
+    validation gallery use the `mk.retrieval.RetrievalEvaluation` callback. Default name:
+    `in_batch_<query>_to_<gallery>_recall_at_<k>` (`in_batch_recall_at_<k>` without modality names).
     """
 
     def __init__(self, k: int = 1, query: str | None = None, gallery: str | None = None, name: str | None = None,
@@ -68,7 +48,9 @@ class RecallAtK(keras.metrics.Mean):
         if query is not None and query == gallery:
             raise ValueError(f"`query` and `gallery` must be two different modalities, got {query!r} for both.")
         self.query, self.gallery = query, gallery
-        default = f"recall_at_{self.k}" + (f"_{query}_to_{gallery}" if query is not None else "")
+        # the one key order (mk.retrieval): <query>_to_<gallery>_recall_at_<k>, marked in-batch (its numbers change
+        # with the batch size; RetrievalEvaluation logs the whole-set numbers under the same key without the mark)
+        default = "in_batch_" + (f"{query}_to_{gallery}_" if query is not None else "") + f"recall_at_{self.k}"
         super().__init__(name=name or default, dtype=dtype)
 
     @property
@@ -111,47 +93,4 @@ class RecallAtK(keras.metrics.Mean):
         return {"k": self.k, "query": self.query, "gallery": self.gallery, "name": self.name, "dtype": self.dtype}
 
 
-class RetrievalEvaluation(keras.callbacks.Callback):
-    """At each epoch end, embed `x` with the model and search the whole set in every direction between
-    modalities (blocked, `mtmm_keras.retrieval.cross_modal_metrics`); logs
-    `<prefix><a>_to_<b>_recall_at_<K>`, `..._median_rank` and `..._map` into the epoch logs (so
-    `history.history` and later callbacks such as EarlyStopping see them).
-
-    `x`: the model's inputs (dict by modality); `y`: group ids, one per row (`None`: row i matches row i).
-    """
-
-    def __init__(self, x: Any, y: Any = None, ks: Sequence[int] = (1, 5), block_size: int = retrieval.DEFAULT_BLOCK_SIZE,
-                 batch_size: int = 256, mean_average_precision: bool = True, prefix: str = "val_"):
-        super().__init__()
-        self.ks = tuple(_checks.positive_int(k, "ks") for k in ks)
-        self.block_size = _checks.positive_int(block_size, "block_size")
-        self.batch_size = _checks.positive_int(batch_size, "batch_size")
-        if not isinstance(prefix, str):
-            raise TypeError(f"`prefix` must be a string, got {type(prefix).__name__}.")
-        self.x, self.y, self.prefix, self.mean_average_precision = x, y, prefix, bool(mean_average_precision)
-        self.last: dict[str, float] = {}
-
-    def evaluate(self) -> dict[str, float]:
-        """The metrics now, without the prefix."""
-        embeddings = self.model.predict(self.x, batch_size=self.batch_size, verbose=0)
-        if not isinstance(embeddings, dict):
-            raise TypeError("RetrievalEvaluation needs a model whose outputs are a dict of embeddings by modality "
-                            f"(a joint-embedding model); got {type(embeddings).__name__}.")
-        groups = None if self.y is None else np.asarray(self.y).reshape(-1)
-        return cross_modal_metrics({m: np.asarray(e) for m, e in embeddings.items()}, groups, ks=self.ks,
-                                   block_size=self.block_size, mean_average_precision=self.mean_average_precision)
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        self.last = self.evaluate()
-        if logs is not None:
-            logs.update({self.prefix + key: value for key, value in self.last.items()})
-
-
-__all__ = [
-    "RecallAtK",
-    "RetrievalEvaluation",
-    "cross_modal_metrics",
-    "first_match_ranks",
-    "retrieval_metrics",
-    "retrieval_recall",
-]
+__all__ = ["RecallAtK"]

@@ -1,4 +1,9 @@
-"""Full-gallery retrieval metrics in NumPy: Recall@K, median rank and mean average precision (mAP).
+"""Full-gallery retrieval metrics in NumPy: Recall@K, median rank and mean average precision (mAP), and the
+`RetrievalEvaluation` callback that logs them each epoch. (The in-batch Keras metric is `mk.metrics.RecallAtK`.)
+
+Keys, everywhere (these functions, the callback, `RecallAtK`, `mtmm zoo evaluate` and the zoo's cards):
+`<query>_to_<gallery>_recall_at_<K>`, `<query>_to_<gallery>_median_rank`, `<query>_to_<gallery>_map`; one
+direction without modality names: `recall_at_<K>`, `median_rank`, `map`.
 
 The query × gallery score matrix is never formed whole: queries go through in blocks of `block_size`
 rows, so evaluating a 50k gallery needs memory for `block_size × n` scores, not `n × n`.
@@ -21,6 +26,7 @@ from __future__ import annotations
 import itertools
 from typing import Any, Sequence
 
+import keras
 import numpy as np
 
 from mtmm_keras import _checks
@@ -185,7 +191,7 @@ def retrieval_metrics(
     block_size: int = DEFAULT_BLOCK_SIZE,
     mean_average_precision: bool = True,
 ) -> dict[str, float]:
-    """`recall@K` for each K, `median_rank` and (unless `mean_average_precision=False`) `map` of
+    """`recall_at_<K>` for each K, `median_rank` and (unless `mean_average_precision=False`) `map` of
     `queries` searching `gallery`, by the rules in this module's docstring; blocked over queries."""
     ks = [_checks.positive_int(k, "ks") for k in ks]
     ranks, ap = _ranks_and_ap(queries, gallery, query_ids, gallery_ids, block_size, want_ap=mean_average_precision)
@@ -193,7 +199,7 @@ def retrieval_metrics(
     if not found.any():
         raise ValueError("No query has a relevant item in the gallery (no gallery id equals any query id).")
     ranks = ranks[found]
-    metrics = {f"recall@{k}": float((ranks <= k).mean()) for k in ks}
+    metrics = {f"recall_at_{k}": float((ranks <= k).mean()) for k in ks}
     metrics["median_rank"] = float(np.median(ranks))
     if mean_average_precision:
         metrics["map"] = float(ap[found].mean())
@@ -217,8 +223,61 @@ def cross_modal_metrics(
     for a, b in itertools.permutations(embeddings, 2):
         result = retrieval_metrics(embeddings[a], embeddings[b], group_ids, group_ids, ks=ks, block_size=block_size,
                                    mean_average_precision=mean_average_precision)
-        metrics.update({f"{a}_to_{b}_{key.replace('@', '_at_')}": value for key, value in result.items()})
+        metrics.update({f"{a}_to_{b}_{key}": value for key, value in result.items()})
     return metrics
 
 
-__all__ = ["cross_modal_metrics", "first_match_ranks", "retrieval_metrics"]
+def retrieval_recall(
+    queries: Any,
+    gallery: Any,
+    ks: Sequence[int] = (1, 5),
+    query_ids: Any = None,
+    gallery_ids: Any = None,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+) -> dict[str, float]:
+    """Fraction of queries whose match is among the top-K gallery items by inner product (`recall_at_<K>`).
+
+    Without ids, query i matches gallery item i; with ids, any gallery item with the query's id matches.
+    `retrieval_metrics` without the median rank and mAP.
+    """
+    result = retrieval_metrics(queries, gallery, query_ids, gallery_ids, ks=ks, block_size=block_size,
+                               mean_average_precision=False)
+    return {key: value for key, value in result.items() if key.startswith("recall_at_")}
+
+
+class RetrievalEvaluation(keras.callbacks.Callback):
+    """At each epoch end, embed `x` with the model and search the whole set in every direction between
+    modalities (blocked, `cross_modal_metrics`); logs `<prefix><a>_to_<b>_recall_at_<K>`, `..._median_rank` and
+    `..._map` into the epoch logs (so `history.history` and later callbacks such as EarlyStopping see them).
+
+    `x`: the model's inputs (dict by modality); `y`: group ids, one per row (`None`: row i matches row i).
+    """
+
+    def __init__(self, x: Any, y: Any = None, ks: Sequence[int] = (1, 5), block_size: int = DEFAULT_BLOCK_SIZE,
+                 batch_size: int = 256, mean_average_precision: bool = True, prefix: str = "val_"):
+        super().__init__()
+        self.ks = tuple(_checks.positive_int(k, "ks") for k in ks)
+        self.block_size = _checks.positive_int(block_size, "block_size")
+        self.batch_size = _checks.positive_int(batch_size, "batch_size")
+        if not isinstance(prefix, str):
+            raise TypeError(f"`prefix` must be a string, got {type(prefix).__name__}.")
+        self.x, self.y, self.prefix, self.mean_average_precision = x, y, prefix, bool(mean_average_precision)
+        self.last: dict[str, float] = {}
+
+    def evaluate(self) -> dict[str, float]:
+        """The metrics now, without the prefix."""
+        embeddings = self.model.predict(self.x, batch_size=self.batch_size, verbose=0)
+        if not isinstance(embeddings, dict):
+            raise TypeError("RetrievalEvaluation needs a model whose outputs are a dict of embeddings by modality "
+                            f"(a joint-embedding model); got {type(embeddings).__name__}.")
+        groups = None if self.y is None else np.asarray(self.y).reshape(-1)
+        return cross_modal_metrics({m: np.asarray(e) for m, e in embeddings.items()}, groups, ks=self.ks,
+                                   block_size=self.block_size, mean_average_precision=self.mean_average_precision)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.last = self.evaluate()
+        if logs is not None:
+            logs.update({self.prefix + key: value for key, value in self.last.items()})
+
+
+__all__ = ["RetrievalEvaluation", "cross_modal_metrics", "first_match_ranks", "retrieval_metrics", "retrieval_recall"]

@@ -148,8 +148,8 @@ def test_joint_embedding_in_batch_negatives_learn_and_round_trip(tmp_path):
     text = mk.builders.tower(model, "text").predict(v["tokens"], verbose=0)
     image = mk.builders.tower(model, "image").predict(v["image"], verbose=0)
     np.testing.assert_allclose(np.linalg.norm(text, axis=1), 1.0, rtol=1e-5)
-    recall = mk.metrics.retrieval_recall(text, image, ks=(1,), query_ids=v["label"], gallery_ids=v["label"])
-    assert recall["recall@1"] > 0.7  # 4 classes: chance is 0.25
+    recall = mk.retrieval.retrieval_recall(text, image, ks=(1,), query_ids=v["label"], gallery_ids=v["label"])
+    assert recall["recall_at_1"] > 0.7  # 4 classes: chance is 0.25
     _assert_round_trip(model, {k: a[:16] for k, a in x.items()}, tmp_path)
 
 

@@ -272,7 +272,7 @@ def test_joint_embedding_step_one_loss_uses_global_negatives(mirrored):
 def test_in_batch_recall_metric_sees_the_global_batch(request, engine):
     """RecallAtK(query=, gallery=) on 2 replicas = one device (it searched only the local half before)."""
     recall = request.getfixturevalue(engine)["recall"]
-    assert set(recall["one"]) == {"recall_at_1_a_to_b", "recall_at_1_b_to_a"}
+    assert set(recall["one"]) == {"in_batch_a_to_b_recall_at_1", "in_batch_b_to_a_recall_at_1"}
     for name, values in recall["one"].items():
         assert 0.0 < values[-1] < 1.0, (name, values)
         assert np.ravel(recall["two"][name])[-1] == pytest.approx(values[-1], abs=1e-6), name

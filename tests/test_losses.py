@@ -81,10 +81,10 @@ def test_loss_configs_round_trip(loss):
 def test_recall_metrics(rng):
     q = rng.normal(size=(20, 4)).astype("float32")
     q /= np.linalg.norm(q, axis=1, keepdims=True)
-    recall = mk.metrics.retrieval_recall(q, q + 0.01, ks=(1, 5))
-    assert recall == {"recall@1": 1.0, "recall@5": 1.0}
-    shuffled = mk.metrics.retrieval_recall(q, q[::-1].copy(), ks=(1,))
-    assert shuffled["recall@1"] < 0.5
+    recall = mk.retrieval.retrieval_recall(q, q + 0.01, ks=(1, 5))
+    assert recall == {"recall_at_1": 1.0, "recall_at_5": 1.0}
+    shuffled = mk.retrieval.retrieval_recall(q, q[::-1].copy(), ks=(1,))
+    assert shuffled["recall_at_1"] < 0.5
     metric = mk.metrics.RecallAtK(k=1)
     sim = np.eye(4, dtype="float32")
     sim[3, 0] = 2.0  # query 3 ranks candidate 0 first: a miss

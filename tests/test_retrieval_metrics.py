@@ -34,7 +34,7 @@ def brute_force(queries, gallery, query_ids, gallery_ids, ks=(1, 5, 10)):
         ranks.append(hits[0] + 1)
         aps.append(np.mean([(m + 1) / (position + 1) for m, position in enumerate(hits)]))
     ranks = np.array(ranks)
-    result = {f"recall@{k}": float((ranks <= k).mean()) for k in ks}
+    result = {f"recall_at_{k}": float((ranks <= k).mean()) for k in ks}
     result.update(median_rank=float(np.median(ranks)), map=float(np.mean(aps)))
     return result
 
@@ -57,8 +57,8 @@ def test_metrics_equal_the_brute_force_reference(rng, groups, integer):
     for block_size in (1, 7, 90, 4096):
         got = retrieval.retrieval_metrics(queries, gallery, query_ids, gallery_ids, block_size=block_size)
         assert got == pytest.approx(expected, abs=1e-12), block_size
-    recall = mk.metrics.retrieval_recall(queries, gallery, ks=(1, 5), query_ids=query_ids, gallery_ids=gallery_ids)
-    assert recall == {k: expected[k] for k in ("recall@1", "recall@5")}
+    recall = mk.retrieval.retrieval_recall(queries, gallery, ks=(1, 5), query_ids=query_ids, gallery_ids=gallery_ids)
+    assert recall == {k: expected[k] for k in ("recall_at_1", "recall_at_5")}
 
 
 def test_without_ids_row_i_matches_row_i(rng):
@@ -75,7 +75,7 @@ def test_ties_count_against_the_query():
     gallery = np.array([[1.0, 0.0], [1.0, 0.0], [0.5, 0.0], [1.0, 0.0]], np.float32)  # three tied at the top
     # relevant: items 1 and 2 (group 7); items 0 and 3 tie with item 1 and are not relevant
     got = retrieval.retrieval_metrics(query, gallery, [7], [0, 7, 7, 3], ks=(1, 3))
-    assert got["recall@1"] == 0.0 and got["recall@3"] == 1.0 and got["median_rank"] == 3.0
+    assert got["recall_at_1"] == 0.0 and got["recall_at_3"] == 1.0 and got["median_rank"] == 3.0
     assert got["map"] == pytest.approx((1 / 3 + 2 / 4) / 2)
     # a tie between two relevant items does not cost anything
     assert retrieval.retrieval_metrics(query, gallery[:2], [7], [7, 7], ks=(1,))["map"] == 1.0
@@ -84,18 +84,18 @@ def test_ties_count_against_the_query():
 def test_queries_without_a_relevant_item_are_left_out():
     queries = np.eye(3, dtype=np.float32)
     got = retrieval.retrieval_metrics(queries, queries, [0, 1, 9], [0, 1, 2], ks=(1,))
-    assert got == {"recall@1": 1.0, "median_rank": 1.0, "map": 1.0}
+    assert got == {"recall_at_1": 1.0, "median_rank": 1.0, "map": 1.0}
     assert list(retrieval.first_match_ranks(queries, queries, [0, 1, 9], [0, 1, 2])) == [1, 1, 0]
 
 
 def test_cross_modal_metrics_name_both_directions(rng):
     a, b = rng.normal(size=(40, 5)), rng.normal(size=(40, 5))
     groups = rng.integers(0, 6, 40)
-    got = mk.metrics.cross_modal_metrics({"image": a, "audio": b}, groups, ks=(1, 5), block_size=8)
+    got = mk.retrieval.cross_modal_metrics({"image": a, "audio": b}, groups, ks=(1, 5), block_size=8)
     for query, gallery, q, g in (("image", "audio", a, b), ("audio", "image", b, a)):
         expected = brute_force(q, g, groups, groups, ks=(1, 5))
-        assert got[f"{query}_to_{gallery}_recall_at_1"] == pytest.approx(expected["recall@1"])
-        assert got[f"{query}_to_{gallery}_recall_at_5"] == pytest.approx(expected["recall@5"])
+        assert got[f"{query}_to_{gallery}_recall_at_1"] == pytest.approx(expected["recall_at_1"])
+        assert got[f"{query}_to_{gallery}_recall_at_5"] == pytest.approx(expected["recall_at_5"])
         assert got[f"{query}_to_{gallery}_median_rank"] == expected["median_rank"]
         assert got[f"{query}_to_{gallery}_map"] == pytest.approx(expected["map"])
     assert len(got) == 8
@@ -152,7 +152,7 @@ def test_a_50k_gallery_fits_in_memory(rng):
     finally:
         tracemalloc.stop()
     assert peak < 600e6, f"peak {peak / 1e6:.0f} MB"
-    assert 0.5 < result["recall@1"] < 1.0 and result["map"] >= result["recall@1"]
+    assert 0.5 < result["recall_at_1"] < 1.0 and result["map"] >= result["recall_at_1"]
     print(f"50k gallery, dim 32: {time.perf_counter() - start:.1f} s, peak {peak / 1e6:.0f} MB, {result}")
 
 
@@ -177,9 +177,9 @@ def _both_directions(k=1):
 
 def test_recall_at_k_config_round_trip():
     metric = mk.metrics.RecallAtK(5, query="image", gallery="audio")
-    assert metric.name == "recall_at_5_image_to_audio"
+    assert metric.name == "in_batch_image_to_audio_recall_at_5"
     config = metric.get_config()
-    assert config == {"k": 5, "query": "image", "gallery": "audio", "name": "recall_at_5_image_to_audio", "dtype": "float32"}
+    assert config == {"k": 5, "query": "image", "gallery": "audio", "name": "in_batch_image_to_audio_recall_at_5", "dtype": "float32"}
     clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(metric))
     assert type(clone) is mk.metrics.RecallAtK and clone.get_config() == config
     legacy = mk.metrics.RecallAtK.from_config({"k": 2, "name": "recall_at_2", "dtype": "float32"})  # older config
@@ -201,42 +201,42 @@ def test_in_batch_recall_over_one_whole_batch_equals_the_full_gallery_numbers(rn
     x, y = _xy(rng)
     logs = model.evaluate(x, y, batch_size=len(y), verbose=0, return_dict=True)
     embeddings = model.predict(x, verbose=0)
-    expected = mk.metrics.cross_modal_metrics(embeddings, y, ks=(1, 5))
+    expected = mk.retrieval.cross_modal_metrics(embeddings, y, ks=(1, 5))
     for k in (1, 5):
         for a, b in (("image", "audio"), ("audio", "image")):
-            assert logs[f"recall_at_{k}_{a}_to_{b}"] == pytest.approx(expected[f"{a}_to_{b}_recall_at_{k}"], abs=1e-6)
+            assert logs[f"in_batch_{a}_to_{b}_recall_at_{k}"] == pytest.approx(expected[f"{a}_to_{b}_recall_at_{k}"], abs=1e-6)
     # without y every row is its own group
     no_groups = model.evaluate(x, batch_size=len(y), verbose=0, return_dict=True)
-    expected = mk.metrics.cross_modal_metrics(embeddings, None, ks=(1,))
-    assert no_groups["recall_at_1_image_to_audio"] == pytest.approx(expected["image_to_audio_recall_at_1"], abs=1e-6)
+    expected = mk.retrieval.cross_modal_metrics(embeddings, None, ks=(1,))
+    assert no_groups["in_batch_image_to_audio_recall_at_1"] == pytest.approx(expected["image_to_audio_recall_at_1"], abs=1e-6)
 
 
 def test_metrics_and_full_gallery_callback_during_fit(rng):
     model = _model(_both_directions(1))
     x, y = _xy(rng)
-    callback = mk.metrics.RetrievalEvaluation(x, y, ks=(1, 5), block_size=16)
+    callback = mk.retrieval.RetrievalEvaluation(x, y, ks=(1, 5), block_size=16)
     history = model.fit(x, y, batch_size=16, epochs=2, verbose=0, validation_data=(x, y), callbacks=[callback]).history
-    for name in ("recall_at_1_image_to_audio", "recall_at_1_audio_to_image",
-                 "val_recall_at_1_image_to_audio", "val_recall_at_1_audio_to_image"):
+    for name in ("in_batch_image_to_audio_recall_at_1", "in_batch_audio_to_image_recall_at_1",
+                 "val_in_batch_image_to_audio_recall_at_1", "val_in_batch_audio_to_image_recall_at_1"):
         assert len(history[name]) == 2 and all(0.0 <= v <= 1.0 for v in history[name]), name
     # the callback's numbers are the full-gallery numbers of the model at that epoch end (here: the last)
-    expected = mk.metrics.cross_modal_metrics(model.predict(x, verbose=0), y, ks=(1, 5))
+    expected = mk.retrieval.cross_modal_metrics(model.predict(x, verbose=0), y, ks=(1, 5))
     assert len(expected) == 8
     for key, value in expected.items():
         assert len(history[f"val_{key}"]) == 2
         assert history[f"val_{key}"][-1] == pytest.approx(value), key
     # validation in-batch recall over 16-row batches is not the full-gallery number: both are there, distinct names
-    assert "val_image_to_audio_recall_at_1" in history and "val_recall_at_1_image_to_audio" in history
+    assert "val_image_to_audio_recall_at_1" in history and "val_in_batch_image_to_audio_recall_at_1" in history
 
 
 def test_train_metric_is_the_recall_of_the_batch_it_trained_on(rng):
     """One batch per epoch, no shuffling: epoch 1's train metric is the recall of the initial weights."""
     model = _model(_both_directions(1))
     x, y = _xy(rng)
-    expected = mk.metrics.cross_modal_metrics(model.predict(x, verbose=0), y, ks=(1,))
+    expected = mk.retrieval.cross_modal_metrics(model.predict(x, verbose=0), y, ks=(1,))
     history = model.fit(x, y, batch_size=len(y), epochs=1, shuffle=False, verbose=0).history
-    assert history["recall_at_1_image_to_audio"][0] == pytest.approx(expected["image_to_audio_recall_at_1"], abs=1e-6)
-    assert history["recall_at_1_audio_to_image"][0] == pytest.approx(expected["audio_to_image_recall_at_1"], abs=1e-6)
+    assert history["in_batch_image_to_audio_recall_at_1"][0] == pytest.approx(expected["image_to_audio_recall_at_1"], abs=1e-6)
+    assert history["in_batch_audio_to_image_recall_at_1"][0] == pytest.approx(expected["audio_to_image_recall_at_1"], abs=1e-6)
 
 
 def test_a_metric_naming_a_missing_modality_says_so(rng):
@@ -288,7 +288,7 @@ def _run(code, *args):
 def test_compiled_model_with_retrieval_metrics_reloads_in_a_new_process(tmp_path):
     path, data = str(tmp_path / "joint.keras"), str(tmp_path / "data.npz")
     before = _run(SAVE, path, data)
-    assert set(before) == {"loss", "recall_at_1_image_to_audio", "recall_at_5_audio_to_image"}
+    assert set(before) == {"loss", "in_batch_image_to_audio_recall_at_1", "in_batch_audio_to_image_recall_at_5"}
     after = _run(LOAD, path, data)
     assert after["loaded"] == pytest.approx(before, abs=1e-6)  # the metrics came back with the compile config
     assert set(after["fit"]) == set(before) and all(0.0 <= after["fit"][k] <= 1.0 for k in before if k != "loss")

@@ -53,6 +53,6 @@ def test_retrieval_entry_int8_towers_keep_recall(name, tmp_path):
     float_metrics = evaluation.retrieval_metrics(model, x_test, y_test["group"])
     a, b = list(embeddings)
     for query, gallery in ((a, b), (b, a)):
-        int8_recall = mk.metrics.retrieval_recall(embeddings[query], embeddings[gallery], ks=(1,),
-                                                  query_ids=y_test["group"], gallery_ids=y_test["group"])["recall@1"]
+        int8_recall = mk.retrieval.retrieval_recall(embeddings[query], embeddings[gallery], ks=(1,),
+                                                  query_ids=y_test["group"], gallery_ids=y_test["group"])["recall_at_1"]
         assert float_metrics[f"{query}_to_{gallery}_recall_at_1"] - int8_recall <= 0.01

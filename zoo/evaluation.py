@@ -104,17 +104,17 @@ def task_metrics(model: keras.Model, recipe: dict[str, Any], x: dict, y: dict) -
     return metrics
 
 
-def retrieval_metrics(model: keras.Model, x: dict, groups: np.ndarray, ks=(1, 5, 10)) -> dict[str, float]:
+def joint_embedding_metrics(model: keras.Model, x: dict, groups: np.ndarray, ks=(1, 5, 10)) -> dict[str, float]:
     """Recall@K, median rank and mAP in both directions for every modality pair: each test item queries the
     whole test set of the other modality, and a hit is an item of the query's class (ties count against
     the query). Scored in blocks of queries (`mtmm_keras.retrieval`), never as one n × n matrix."""
     embeddings = {m: mk.builders.tower(model, m).predict(x[m], batch_size=256, verbose=0) for m in x}
-    return mk.metrics.cross_modal_metrics(embeddings, np.asarray(groups).reshape(-1), ks=ks)
+    return mk.retrieval.cross_modal_metrics(embeddings, np.asarray(groups).reshape(-1), ks=ks)
 
 
 def evaluate_model(model: keras.Model, recipe: dict[str, Any], x: dict, y: dict) -> dict[str, float]:
     if recipe["builder"] == "joint_embedding":
-        return retrieval_metrics(model, x, np.asarray(y["group"]))
+        return joint_embedding_metrics(model, x, np.asarray(y["group"]))
     metrics = task_metrics(model, recipe, x, y)
     if MASK_INPUT in [t.name.split(":")[0] for t in model.inputs]:
         modalities = list(recipe["encoders"])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import keras
 
@@ -21,6 +21,7 @@ def joint_embedding(
     *,
     embedding_dim: int | None = 64,
     similarity: str = "cosine",
+    metrics: Sequence[Any] | None = None,
     optimizer: Any = "adam",
     learning_rate: float | None = None,
     compile: bool = True,
@@ -38,6 +39,9 @@ def joint_embedding(
     "clip" / "siglip" (`mk.losses.CLIPLoss` / `SigLIPLoss`) learn their temperature (and SigLIP's
     bias): the model gets a `LearnedTemperature` layer (`model.temperature`) whose trainable weights
     `logit_scale` / `logit_bias` start at the loss's `init_logit_scale` / `init_logit_bias`.
+
+    `metrics`: Keras metrics for `compile`, e.g. `mk.metrics.RecallAtK(1, query="image", gallery="audio")` (in-batch
+    retrieval, one per direction).
 
     Built inside a `tf.distribute` strategy scope, it compiles with settings that work there and its
     loss sees the global batch's negatives on every replica (see `JointEmbeddingModel`).
@@ -74,6 +78,8 @@ def joint_embedding(
             **distribute.compile_defaults(model),
             **compile_kwargs,
         }
+        if metrics is not None:
+            settings["metrics"] = metrics
         model.compile(optimizer=_common.make_optimizer(optimizer, learning_rate), loss=loss_fn, **settings)
     return model
 

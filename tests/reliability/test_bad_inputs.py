@@ -218,7 +218,7 @@ ARGUMENT_CASES = {
     "joint_pairwise_needs_two": (lambda: mk.builders.joint_embedding(
         {**_encoders(), "third": mk.encoders.tabular(5, hidden_units=(4,), input_name="t", name="t_enc")},
         loss="cosine_embedding"), ValueError, ["CosineEmbeddingLoss", "exactly 2 modalities"]),
-    "retrieval_recall_dims_differ": (lambda: mk.metrics.retrieval_recall(np.zeros((3, 4)), np.zeros((3, 5))), ValueError,
+    "retrieval_recall_dims_differ": (lambda: mk.retrieval.retrieval_recall(np.zeros((3, 4)), np.zeros((3, 5))), ValueError,
                                      ["`queries` and `gallery`", "(3, 4)", "(3, 5)"]),
 }
 
