@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import os
 import shutil
 from typing import Any, Sequence
@@ -12,7 +11,7 @@ from typing import Any, Sequence
 import keras
 import numpy as np
 
-from mtmm_keras import _checks, _extras
+from mtmm_keras import _checks, _extras, _hashing
 from mtmm_keras import _output_folder as _output_folder_mod
 from mtmm_keras.export import _model_io, onnx_writer, runtimes, saved_model_writer, tflite_writer
 from mtmm_keras.export import verify as checks
@@ -530,32 +529,11 @@ def _artifact(path, fmt, quantization, inputs, names) -> ArtifactReport:
         format=fmt,
         quantization=quantization,
         size_bytes=_size(path),
-        sha256=_sha256(path),
+        sha256=_hashing.sha256(path),
         inputs=[i.as_dict() for i in inputs],
         outputs=[{"name": n} for n in names],
     )
 
 
-def _files(path):
-    if os.path.isdir(path):
-        for root, _, files in sorted(os.walk(path)):
-            for name in sorted(files):
-                yield os.path.join(root, name)
-    else:
-        yield path
-
-
 def _size(path) -> int:
-    return sum(os.path.getsize(f) for f in _files(path))
-
-
-def _sha256(path) -> str:
-    """sha256 of the file, or of a folder's files (relative path + content, in sorted order)."""
-    digest = hashlib.sha256()
-    for f in _files(path):
-        if os.path.isdir(path):
-            digest.update(os.path.relpath(f, path).encode())
-        with open(f, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
+    return sum(os.path.getsize(f) for f in _hashing.files(path))

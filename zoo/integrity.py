@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
-
-def sha256(path: Path | str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+from mtmm_keras._hashing import sha256
 
 
 def verify(path: Path | str, expected: str | None, what: str) -> None:
