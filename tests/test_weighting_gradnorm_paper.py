@@ -49,7 +49,7 @@ def _paper_step(torch, w, losses, initial, shared_params, alpha=ALPHA):
         grads = torch.autograd.grad(w[i] * loss, shared_params, retain_graph=True, create_graph=True)
         norms.append(torch.sqrt(sum((g.double() ** 2).sum() for g in grads)))
     G = torch.stack(norms)
-    ratios = torch.tensor([float(l) for l in losses], dtype=torch.float64) / initial
+    ratios = torch.tensor([float(l.detach()) for l in losses], dtype=torch.float64) / initial
     r = ratios / ratios.mean()
     target = (G.mean() * r ** alpha).detach()  # held constant
     l_grad = torch.abs(G - target).sum()
@@ -89,7 +89,7 @@ def test_two_task_steps_match_the_papers_algorithm():
     history, differs_without_alpha = [], False
     for t in range(STEPS):
         losses = _task_losses(torch, shared, heads, _batch(torch, t, _scales(t)))
-        values = torch.tensor([float(l) for l in losses], dtype=torch.float64)
+        values = torch.tensor([float(l.detach()) for l in losses], dtype=torch.float64)
         if initial is None:
             initial = values  # L_i(0)
         gramian = _gramian(torch, losses, shared_params)
