@@ -151,6 +151,8 @@ def test_a_module_skipped_at_import_fails_under_ci(tmp_path, ci):
     ("this process already joined a jax.distributed run", False),
     ("renameat2(RENAME_EXCHANGE) unsupported here; the fallback test covers this path", False),
     ("tf.distribute and the new-process round trip run on TF (tests/reliability covers reloading)", False),
+    ("PyTorch-backend behaviour: make test runs this file with KERAS_BACKEND=torch", False),
+    ("gradients are read here on TensorFlow, JAX and torch, not numpy", False),
 ])
 def test_reasons_are_told_apart(reason, missing):
     assert missing_dependency_skip(reason) is missing
