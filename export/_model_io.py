@@ -14,6 +14,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from mtmm_keras.layers.modality_mask import MODALITY_MASK
+
 RECURRENT_LAYERS = ("LSTM", "GRU", "SimpleRNN")
 # names Keras makes up for an input nobody named: they change from one process to the next, so an
 # export names such inputs "input" (or "input_0", "input_1", ...) instead
@@ -240,7 +242,6 @@ def call_with_named_inputs(model: keras.Model, named: dict[str, Any]) -> dict[st
     return _named_outputs(outputs, output_names(view))
 
 
-MODALITY_MASK = "modality_mask"  # a fusion model's presence input (mk.builders.*_fusion with modality_mask)
 
 
 def presence_patterns(rows: int, modalities: int, dtype: str = "float32") -> np.ndarray:

@@ -13,6 +13,7 @@ import keras
 import numpy as np
 
 import mtmm_keras as mk
+from mtmm_keras.layers.modality_mask import MODALITY_MASK
 from mtmm_keras.zoo import registry
 
 
@@ -26,13 +27,11 @@ def split_arrays(recipe: dict[str, Any], split: str, limit: int | None = None) -
     return inputs, labels
 
 
-MASK_INPUT = "modality_mask"
-
-
 def _model_inputs(model: keras.Model, x: dict) -> Any:
+    from mtmm_keras.models._data_checks import fill_modality_mask
+
     names = [t.name.split(":")[0] for t in model.inputs]
-    if MASK_INPUT in names and MASK_INPUT not in x:  # every modality present
-        x = {**x, MASK_INPUT: np.ones((len(next(iter(x.values()))), len(names) - 1), "float32")}
+    x = fill_modality_mask(model, x)  # no mask given: every modality present
     return x[names[0]] if len(names) == 1 else {n: x[n] for n in names}
 
 
@@ -41,7 +40,7 @@ def without(x: dict, modalities: list[str], missing: str) -> dict:
     (columns in the recipe's `encoders` order, as the builders number them)."""
     mask = np.ones((len(next(iter(x.values()))), len(modalities)), "float32")
     mask[:, modalities.index(missing)] = 0.0
-    return {**x, missing: np.zeros_like(x[missing]), MASK_INPUT: mask}
+    return {**x, missing: np.zeros_like(x[missing]), MODALITY_MASK: mask}
 
 
 def present_rows(truth: np.ndarray, task: dict[str, Any]) -> np.ndarray:
@@ -116,7 +115,7 @@ def evaluate_model(model: keras.Model, recipe: dict[str, Any], x: dict, y: dict)
     if recipe["builder"] == "joint_embedding":
         return joint_embedding_metrics(model, x, np.asarray(y["group"]))
     metrics = task_metrics(model, recipe, x, y)
-    if MASK_INPUT in [t.name.split(":")[0] for t in model.inputs]:
+    if MODALITY_MASK in [t.name.split(":")[0] for t in model.inputs]:
         modalities = list(recipe["encoders"])
         for missing in modalities:
             scores = task_metrics(model, recipe, without(x, modalities, missing), y)

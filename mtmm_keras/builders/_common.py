@@ -8,6 +8,7 @@ import keras
 import numpy as np
 
 from mtmm_keras import _checks
+from mtmm_keras.layers.modality_mask import MODALITY_MASK
 from mtmm_keras.tasks import Task
 
 
@@ -81,7 +82,6 @@ def modality_features(encoders: Any, min_modalities: int, builder: str, flatten_
     return inputs, features
 
 
-MODALITY_MASK = "modality_mask"  # the extra input of a fusion model built for missing modalities
 
 
 def modality_mask_input(modalities: Sequence[str], modality_dropout: Any, modality_mask: Any) -> tuple[Any, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 
 from mtmm_keras.layers import AttentionFusion, ConcatFusion, GatedFusion, TransformerFusion
+from mtmm_keras.layers.modality_mask import MODALITY_MASK
 
 
 def fusion_weights(model: keras.Model) -> keras.Model:
@@ -47,7 +48,7 @@ def fusion_weights(model: keras.Model) -> keras.Model:
 
 def _modality_names(model: keras.Model) -> list[str]:
     """The modality inputs in `encoders` order (the model's input dict without `modality_mask`)."""
-    struct = model._inputs_struct if hasattr(model, "_inputs_struct") else None
+    struct = model.input  # public: the functional model's input structure (a dict for the fusion builders)
     if isinstance(struct, dict):
-        return [name for name in struct if name != "modality_mask"]
-    return [t.name for t in model.inputs if t.name != "modality_mask"]
+        return [name for name in struct if name != MODALITY_MASK]
+    return [t.name for t in model.inputs if t.name != MODALITY_MASK]

@@ -10,6 +10,10 @@ from keras import ops
 
 from mtmm_keras import _checks
 
+# The name of a fusion model's presence-mask input ([batch, M], 1 = present, columns in `encoders` order): the one
+# definition the builders, fit's data checks, the zoo and export read.
+MODALITY_MASK = "modality_mask"
+
 
 def present(mask: Any, dtype: Any = "float32") -> Any:
     """The presence mask as 0/1 floats: an entry counts as present when it is above 0.5."""

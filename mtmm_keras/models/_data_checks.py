@@ -14,6 +14,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from mtmm_keras.layers.modality_mask import MODALITY_MASK
+
 # Array kinds Keras can feed: bool, signed/unsigned int, float.
 _NUMERIC_KINDS = "biuf"
 
@@ -56,7 +58,6 @@ def _input_struct(model: Any) -> Any:
         return None
 
 
-MODALITY_MASK = "modality_mask"  # the presence-mask input of fusion models built for missing modalities
 
 
 def fill_modality_mask(model: Any, x: Any) -> Any:
