@@ -6,11 +6,12 @@ import re
 import warnings
 from typing import Any, Callable, Iterable
 
+from mtmm_keras._int8 import FLOAT_SCOPE
+
 QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
 # int8: ops under a name scope of this name (e.g. `with keras.name_scope(FLOAT_SCOPE):` inside a layer's call)
 # stay float32 while the rest is quantized; for ops that per-tensor int8 wrecks, such as a power spectrum
-# before its log (mtmm_keras.encoders.LogMelSpectrogram). TF numbers repeated scopes: "<name>_1", ...
-FLOAT_SCOPE = "int8_keep_float"
+# before its log (mtmm_keras.encoders.LogMelSpectrogram; mtmm_keras/_int8.py). TF numbers repeated scopes: "<name>_1", ...
 _FLOAT_SCOPE_PATTERN = re.compile(rf"(^|/){FLOAT_SCOPE}(_\d+)?/")
 FLEX_REMEDY = (
     "Remedies: build the layer that uses them from LiteRT built-in ops; for recurrent layers export with a fixed "

@@ -5,6 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 
+# The front end's defaults, used by `LogMelSpectrogram` and the av_digits dataset alike.
+SAMPLE_RATE = 11_025  # espeak-ng's 22,050 Hz output, decimated by 2
+FRAME_LENGTH = 512  # 46 ms Hann window
+HOP = 340  # 31 ms
+NUM_MEL_BINS = 32
+FMIN, FMAX = 80.0, 5_000.0  # Hz
+
 
 def mel_filterbank(num_bins: int, n_fft: int, sample_rate: int, fmin: float, fmax: float) -> np.ndarray:
     """[n_fft // 2 + 1, num_bins] triangular mel filters (HTK mel scale), each with unit area."""

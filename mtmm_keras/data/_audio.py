@@ -6,13 +6,11 @@ import numpy as np
 
 from mtmm_keras import _mel
 
-SAMPLE_RATE = 11_025  # espeak-ng's 22,050 Hz output, decimated by 2
-FRAME_LENGTH = 512  # 46 ms Hann window
-HOP = 340  # 31 ms
+SAMPLE_RATE, FRAME_LENGTH, HOP = _mel.SAMPLE_RATE, _mel.FRAME_LENGTH, _mel.HOP
 FRAMES = 32
-BINS = 32
+BINS = _mel.NUM_MEL_BINS
 WINDOW = FRAME_LENGTH + HOP * (FRAMES - 1)  # 11,052 samples, about 1.0 s of audio per example
-MEL_RANGE_HZ = (80.0, 5_000.0)
+MEL_RANGE_HZ = (_mel.FMIN, _mel.FMAX)
 
 
 def _lowpass_taps(num_taps: int = 63, cutoff: float = 0.45) -> np.ndarray:

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from mtmm_keras import _checks
+from mtmm_keras import _checks, _int8, _mel
 from mtmm_keras._mel import mel_filterbank
 
 
@@ -38,11 +38,11 @@ class LogMelSpectrogram(keras.layers.Layer):
     the computation and the outputs are unchanged.
     """
 
-    # = export/tflite_writer.py FLOAT_SCOPE: ops under this name scope stay float32 in int8 TFLite
-    INT8_FLOAT_SCOPE = "int8_keep_float"
+    INT8_FLOAT_SCOPE = _int8.FLOAT_SCOPE  # ops under this name scope stay float32 in int8 TFLite
 
-    def __init__(self, sample_rate: int = 11_025, frame_length: int = 512, hop: int = 340, num_mel_bins: int = 32,
-                 fmin: float = 80.0, fmax: float = 5_000.0, standardize: bool = True, **kwargs):
+    def __init__(self, sample_rate: int = _mel.SAMPLE_RATE, frame_length: int = _mel.FRAME_LENGTH, hop: int = _mel.HOP,
+                 num_mel_bins: int = _mel.NUM_MEL_BINS, fmin: float = _mel.FMIN, fmax: float = _mel.FMAX,
+                 standardize: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.sample_rate = _checks.positive_int(sample_rate, "sample_rate")
         self.frame_length = _checks.positive_int(frame_length, "frame_length")
