@@ -125,8 +125,7 @@ def float_scope_outputs(flatbuffer: bytes) -> list[str]:
 
 def tensor_types(flatbuffer: bytes) -> list[tuple[str, str, str]]:
     """(op name, output tensor name, its type: FLOAT32, INT8, ...) for every op of every subgraph."""
-    from tensorflow.lite.python import schema_py_generated as schema
-
+    schema = _schema()
     type_names = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
     ops = op_names(flatbuffer)
     rows = []
@@ -137,9 +136,30 @@ def tensor_types(flatbuffer: bytes) -> list[tuple[str, str, str]]:
     return rows
 
 
-def _operators(flatbuffer: bytes):
-    from tensorflow.lite.python import schema_py_generated as schema
+def _schema() -> Any:
+    """The TFLite flatbuffer schema (generated Python classes): LiteRT's published module first, then TensorFlow's
+    internal copy (tensorflow.lite.python is not public API); a clear ImportError when neither is there."""
+    try:
+        from ai_edge_litert import schema_py_generated as schema
+    except ImportError:
+        try:
+            from tensorflow.lite.python import schema_py_generated as schema
+        except ImportError:
+            raise ImportError(
+                "Reading a .tflite file's ops needs the TFLite schema, which ai-edge-litert ships "
+                "(ai_edge_litert.schema_py_generated): pip install 'mtmm-keras[export]'."
+            ) from None
+    return schema
 
+
+def _builtin_code(code: Any) -> int:
+    """An operator code's builtin op (schema_util.get_builtin_code_from_operator_code: the larger of the int32
+    field and the deprecated int8 one, since codes above 127 only fit the former)."""
+    return max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
+
+
+def _operators(flatbuffer: bytes):
+    schema = _schema()
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(bytearray(flatbuffer), 0))
     for subgraph in model.subgraphs or []:
         for op in subgraph.operators or []:
@@ -152,14 +172,12 @@ def _text(value: Any) -> str:
 
 def op_names(flatbuffer: bytes) -> list[str]:
     """Names of the operator codes in a .tflite flatbuffer (custom ops by their custom code)."""
-    from tensorflow.lite.python import schema_py_generated as schema
-    from tensorflow.lite.python import schema_util
-
+    schema = _schema()
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(bytearray(flatbuffer), 0))
     builtin_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     names = []
     for code in model.operatorCodes or []:
-        builtin = schema_util.get_builtin_code_from_operator_code(code)
+        builtin = _builtin_code(code)
         if builtin == schema.BuiltinOperator.CUSTOM:
             names.append(code.customCode.decode() if isinstance(code.customCode, bytes) else str(code.customCode))
         else:

@@ -46,31 +46,44 @@ def _tf_seed_state() -> Any:
     """TensorFlow's global seed and its eager op-seed generator state (None without TensorFlow or its internals)."""
     try:
         import tensorflow as tf
-        from tensorflow.python.eager import context
     except ImportError:
-        return None
-    ctx = context.context()
-    if not (hasattr(ctx, "_seed") and hasattr(ctx, "_set_global_seed")):
+        return None  # no TensorFlow: nothing of it to restore
+    try:
+        from tensorflow.python.eager import context
+
+        ctx = context.context()
+        if not (hasattr(ctx, "_seed") and hasattr(ctx, "_set_global_seed")):
+            raise AttributeError("_seed/_set_global_seed")
+    except (ImportError, AttributeError):
+        warnings.warn(_TF_SEED_WARNING, RuntimeWarning, stacklevel=3)
         return None
     rng = getattr(ctx, "_rng", None)
     return (getattr(ctx, "_seed", None), rng.getstate() if rng is not None else None,
             tf.compat.v1.get_default_graph().seed)
 
 
+_TF_SEED_WARNING = ("TensorFlow internals for its global seed are missing or changed: building a zoo model leaves "
+                    "TensorFlow's global seed set (Python's and NumPy's are still restored).")
+
+
 def _restore_tf_seed_state(state: Any) -> None:
     if state is None:
         return
     import tensorflow as tf
-    from tensorflow.python.eager import context
 
     seed, rng_state, graph_seed = state
-    ctx = context.context()
-    if seed is None:
-        ctx._seed, ctx._rng = None, None
-    else:
-        ctx._set_global_seed(seed)
-        if rng_state is not None:
-            ctx._rng.setstate(rng_state)
+    try:
+        from tensorflow.python.eager import context
+
+        ctx = context.context()
+        if seed is None:
+            ctx._seed, ctx._rng = None, None
+        else:
+            ctx._set_global_seed(seed)
+            if rng_state is not None:
+                ctx._rng.setstate(rng_state)
+    except (ImportError, AttributeError):
+        warnings.warn(_TF_SEED_WARNING, RuntimeWarning, stacklevel=3)
     tf.compat.v1.get_default_graph().seed = graph_seed
 
 

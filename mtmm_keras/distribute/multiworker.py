@@ -17,12 +17,13 @@ Two steps fail:
    values, as Keras's single-worker "mean" does.
 
 Both overrides act only under a multi-worker strategy (inside a replica, for the second); all else
-is Keras's own, and a Keras that renames `_maybe_symbolic_build` simply never calls the first.
+is Keras's own; a Keras that renames a hooked method (`KERAS_HOOKS`) gets a warning at `fit` instead of the fix.
 tests/test_distribute_multiworker.py has one canary per step that fails once Keras fixes it.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import keras
@@ -49,9 +50,32 @@ def local_batch(strategy: Any, batch: Any) -> Any:
     return tf.nest.map_structure(first_local, batch)
 
 
+# The Keras trainer methods the two overrides hook (internal names: a Keras that renames them skips the workaround).
+KERAS_HOOKS = ("_maybe_symbolic_build", "get_metrics_result")
+
+
+def missing_hooks() -> list[str]:
+    """The `KERAS_HOOKS` this Keras's model class no longer has (the workaround does not apply for those)."""
+    return [name for name in KERAS_HOOKS if not hasattr(keras.Model, name)]
+
+
+def warn_if_workaround_missing(strategy: Any) -> None:
+    """Under a multi-worker strategy, warn when a hook the workaround needs is gone (instead of failing silently)."""
+    missing = missing_hooks() if is_multi_worker(strategy) else []
+    if missing:
+        warnings.warn(
+            f"mtmm_keras's MultiWorkerMirroredStrategy workaround (keras-team/keras#20585) cannot apply: this Keras "
+            f"has no {', '.join(missing)}. If fit fails under the strategy, pin keras<={keras.__version__} or train "
+            "with one worker.", RuntimeWarning, stacklevel=3)
+
+
 class MultiWorkerFitMixin:
     """Mixin for `keras.Model` subclasses: `fit`/`evaluate` work under MultiWorkerMirroredStrategy
     on Keras versions with keras-team/keras#20585 (see the module docstring)."""
+
+    def fit(self, *args: Any, **kwargs: Any) -> Any:
+        warn_if_workaround_missing(getattr(self, "_distribute_strategy", None))
+        return super().fit(*args, **kwargs)
 
     def get_metrics_result(self) -> Any:
         logs = super().get_metrics_result()

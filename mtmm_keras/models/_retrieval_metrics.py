@@ -10,6 +10,7 @@ the compile config, so a saved model recompiles with them on reload.
 from __future__ import annotations
 
 import inspect
+import warnings
 from typing import Any
 
 import keras
@@ -36,9 +37,14 @@ class RetrievalMetricsMixin:
             arguments["metrics"] = others or None
         super().compile(**arguments)
         object.__setattr__(self, "_retrieval_metrics", tuple(kept))  # outside Keras's attribute tracking
-        config = getattr(self, "_compile_config", None)
+        config = getattr(self, "_compile_config", None)  # Keras internal: what `save` writes as the compile config
         if kept and config is not None and isinstance(getattr(config, "config", None), dict):
             config.config["metrics"] = metrics  # saved as given: reload recompiles with them
+        elif kept:
+            warnings.warn(
+                "This Keras keeps no `_compile_config` dict, so the retrieval metrics "
+                f"{[getattr(m, 'name', m) for m in kept]} train and log as usual but are not saved with the model: "
+                "compile them again after keras.models.load_model.", RuntimeWarning, stacklevel=2)
 
     def compile_from_config(self, config: dict[str, Any]) -> None:
         """Keras's own `compile_from_config` (which skips a model whose `compile` is overridden)."""
