@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-JAX_TESTS := tests/test_builders.py tests/test_layers.py tests/test_losses.py tests/test_regularizers.py tests/test_encoders.py tests/test_expert_builders.py tests/test_weighting_aggregators.py tests/test_weighting_fit.py tests/test_missing_labels.py tests/test_losses_contrastive.py tests/test_joint_embedding_clip.py tests/test_fusion_builders.py tests/test_modality_mask.py tests/test_encoders_transformer.py tests/test_encoders_raw.py tests/test_retrieval_metrics.py tests/test_transformer_fusion_fallback.py
+JAX_TESTS := tests/test_builders.py tests/test_layers.py tests/test_losses.py tests/test_regularizers.py tests/test_encoders.py tests/test_expert_builders.py tests/test_weighting_aggregators.py tests/test_weighting_fit.py tests/test_missing_labels.py tests/test_losses_contrastive.py tests/test_joint_embedding_clip.py tests/test_fusion_builders.py tests/test_modality_mask.py tests/test_encoders_transformer.py tests/test_encoders_raw.py tests/test_retrieval_metrics.py tests/test_transformer_fusion_fallback.py tests/test_builder_api.py tests/test_weighting_arguments.py tests/test_weighting_gradnorm_paper.py
 
 .PHONY: demo test install clean
 
@@ -24,7 +24,8 @@ demo: $(STAMP)
 # Two pytest-xdist workers, one test file each at a time (module fixtures stay per file); the controller
 # builds the zoo's datasets first (tests/conftest.py). Most tests wait on subprocesses and imports,
 # so two workers finish well ahead of one even on two cores.
-PYTEST := $(BIN)/python -m pytest -q -ra -n 2 --dist loadfile --durations=15
+# --timeout: a hung test fails after 15 minutes instead of stalling CI (the longest ones set their own bound).
+PYTEST := $(BIN)/python -m pytest -q -ra -n 2 --dist loadfile --durations=15 --timeout=900
 
 test: $(STAMP)
 	$(PYTEST)

@@ -30,7 +30,7 @@ SLOW_FILES_FIRST = (
     "tests/test_export_experts.py", "tests/test_export_fusion.py", "tests/test_distribute_jax_multiprocess.py",
     "tests/test_distribute_multiworker.py", "tests/reliability/test_reload_new_process.py",
     "tests/reliability/test_zoo_outside.py", "tests/test_distributed_benchmark.py",
-    "tests/test_distribute_fault_tolerance.py",
+    "tests/test_distribute_fault_tolerance.py", "tests/test_installed_wheel.py", "tests/test_export_any_model.py",
 )
 
 

@@ -133,6 +133,7 @@ def test_the_wheels_declared_requirements_are_met(venv, tmp_path):
     assert result.stdout.split()[-1] == _version()
 
 
+@pytest.mark.timeout(1500)  # its subprocess has 1200 s
 def test_the_smoke_suite_passes_from_outside_the_tree(venv, tmp_path):
     """Import, every builder and weighting method fits, every zoo entry loads, `mtmm demo --no-zoo`,
     `mtmm zoo verify`, `mtmm export zoo:...`: tests/installed/check_installed.py, run by the venv's pytest."""

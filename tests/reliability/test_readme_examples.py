@@ -24,6 +24,7 @@ def test_readme_has_the_examples_this_test_runs():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)  # its subprocess has 1200 s
 def test_readme_examples_run_as_written(tmp_path):
     (tmp_path / "keep.txt").write_text("the user's file")
     code = "\n".join(_examples()).replace("epochs=10", "epochs=2")  # same calls, fewer epochs
