@@ -163,3 +163,19 @@ def test_mixed_precision_models_return_float32_outputs(mixed_policy, kind):
     outputs = model(x)
     assert {name: str(keras.ops.convert_to_numpy(out).dtype) for name, out in outputs.items()} == {"a": "float32", "c": "float32"}
     assert np.isfinite(model.fit(x, y, epochs=1, verbose=0).history["loss"][-1])
+
+
+@pytest.mark.parametrize("suffix", [".h5", ".hdf5"])
+def test_legacy_hdf5_save_is_refused_before_writing_with_the_keras_path(tmp_path, suffix):
+    joint = mk.builders.joint_embedding(*_first_two("joint_embedding"))
+    for model in (mk.builders.hard_sharing((4,), TASKS), joint):
+        with pytest.raises(ValueError, match=rf"^`filepath` '.*model{suffix}': {type(model).__name__} cannot be saved "
+                                             rf"in Keras's legacy HDF5 format .* Save it as '.*model\.keras' "):
+            model.save(tmp_path / f"model{suffix}")
+        assert list(tmp_path.iterdir()) == []
+    model = mk.builders.hard_sharing((4,), TASKS)
+    model.save(tmp_path / "model.keras")
+    model.save_weights(tmp_path / "model.weights.h5")  # weights-only HDF5 is Keras's current format: allowed
+    reloaded = keras.models.load_model(tmp_path / "model.keras")
+    x = np.ones((2, 4), "float32")
+    np.testing.assert_allclose(reloaded.predict(x, verbose=0)["a"], model.predict(x, verbose=0)["a"], rtol=1e-6)

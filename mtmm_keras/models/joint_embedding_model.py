@@ -10,6 +10,7 @@ from keras import ops
 
 from mtmm_keras.distribute import gather, scaling
 from mtmm_keras.distribute.multiworker import MultiWorkerFitMixin
+from mtmm_keras.models._keras_format import KerasFormatSaveMixin
 from mtmm_keras.models.in_memory_fit import InMemoryFitMixin
 from mtmm_keras.models._retrieval_metrics import RetrievalMetricsMixin
 
@@ -20,7 +21,7 @@ _KERAS_SCALED_REDUCTIONS = ("sum_over_batch_size", "mean", "mean_with_sample_wei
 
 
 @keras.saving.register_keras_serializable(package="mtmm")
-class JointEmbeddingModel(RetrievalMetricsMixin, MultiWorkerFitMixin, InMemoryFitMixin, keras.Model):
+class JointEmbeddingModel(KerasFormatSaveMixin, RetrievalMetricsMixin, MultiWorkerFitMixin, InMemoryFitMixin, keras.Model):
     """Functional model with one embedding output per modality, trained with a cross-modal loss.
 
     `compile(loss=...)` takes one loss for the whole model:

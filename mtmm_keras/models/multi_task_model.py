@@ -11,6 +11,7 @@ from keras import ops
 
 from mtmm_keras.distribute.scaling import scale_for_replicas
 from mtmm_keras.models import _task_losses
+from mtmm_keras.models._keras_format import KerasFormatSaveMixin
 from mtmm_keras.distribute.multiworker import MultiWorkerFitMixin
 from mtmm_keras.models.in_memory_fit import InMemoryFitMixin
 
@@ -30,7 +31,7 @@ class _WeightingEpochEnd(keras.callbacks.Callback):
 
 
 @keras.saving.register_keras_serializable(package="mtmm")
-class MultiTaskModel(MultiWorkerFitMixin, InMemoryFitMixin, keras.Model):
+class MultiTaskModel(KerasFormatSaveMixin, MultiWorkerFitMixin, InMemoryFitMixin, keras.Model):
     """A functional `keras.Model` (same constructor, same outputs) for multi-task training.
 
     - Tasks: `task_configs` (each `Task.get_config()`) are saved in the model's config, so tools can
