@@ -27,6 +27,7 @@ class OutputCheck:
 
 @dataclasses.dataclass
 class ArtifactReport:
+    """One exported file: its path, format, flavour, size, sha256, input/output specs, checks and status."""
     path: str
     format: str
     quantization: str
@@ -55,6 +56,7 @@ class ArtifactReport:
 
 @dataclasses.dataclass
 class ExportReport:
+    """What `export_model` wrote and proved: one `ArtifactReport` per artifact, tower reports, the tolerances."""
     out_dir: str
     model_name: str
     artifacts: list[ArtifactReport]
@@ -71,6 +73,7 @@ class ExportReport:
 
     @property
     def verified(self) -> bool:
+        """True when every artifact (and tower) was run in its runtime, whatever the outcome."""
         return all(a.verified for a in self.artifacts) and all(r.verified for r in self.tower_reports.values())
 
     @property
@@ -80,6 +83,7 @@ class ExportReport:
 
     @property
     def failed(self) -> bool:
+        """True when any artifact (or tower) was run and did not match the Keras model."""
         return any(a.status == "failed" for a in self.artifacts) or any(r.failed for r in self.tower_reports.values())
 
     def to_dict(self) -> dict[str, Any]:
@@ -95,6 +99,7 @@ class ExportReport:
         return data
 
     def write_manifest(self, path: str) -> None:
+        """Write the manifest (`to_dict()`) as JSON to `path`."""
         _output_folder.write_json(path, self.to_dict())
 
     def table(self) -> str:

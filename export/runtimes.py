@@ -11,6 +11,7 @@ Runner = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 
 
 def saved_model_runner(path: str) -> Runner:
+    """A callable running the SavedModel at `path` through its `serving_default` signature on named numpy inputs."""
     import tensorflow as tf
 
     serving = tf.saved_model.load(path).signatures["serving_default"]

@@ -12,6 +12,7 @@ ENDPOINT = "serve"
 
 
 def tensor_specs(inputs: Sequence[TensorInfo]) -> dict:
+    """`{name: tf.TensorSpec}` for the model's inputs: the SavedModel signature's input specs."""
     import tensorflow as tf
 
     return {info.name: tf.TensorSpec(shape=info.shape, dtype=info.dtype, name=info.name) for info in inputs}

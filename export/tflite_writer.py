@@ -186,4 +186,5 @@ def op_names(flatbuffer: bytes) -> list[str]:
 
 
 def flex_ops(flatbuffer: bytes) -> list[str]:
+    """The TensorFlow (Flex) ops a TFLite flatbuffer needs, sorted; empty when it runs on built-in ops only."""
     return sorted(name for name in op_names(flatbuffer) if name.startswith("Flex"))

@@ -63,6 +63,7 @@ def _cmd_zoo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `mtmm` command's argument parser (`demo`, `zoo`, `export` sub-commands)."""
     from mtmm_keras import __version__
 
     parser = argparse.ArgumentParser(
@@ -131,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `mtmm` command with `argv` (default: `sys.argv[1:]`); returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "handler", None) is None:

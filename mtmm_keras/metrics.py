@@ -67,6 +67,7 @@ class RecallAtK(keras.metrics.Mean):
         return (ops.reshape(queries, (ops.shape(queries)[0], -1)), ops.reshape(gallery, (ops.shape(gallery)[0], -1)))
 
     def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        """Add one batch: each query row searches the batch's gallery rows; `y_true` holds group ids (or None)."""
         if self.query is None:  # a [B, B] similarity matrix
             scores = ops.cast(ops.convert_to_tensor(y_pred), "float32")
             ids = ops.arange(ops.shape(scores)[0]) if y_true is None else ops.reshape(ops.convert_to_tensor(y_true), (-1,))
@@ -90,6 +91,7 @@ class RecallAtK(keras.metrics.Mean):
         super().update_state(ops.cast(hits, "float32"), sample_weight=sample_weight)
 
     def get_config(self) -> dict[str, Any]:
+        """The constructor arguments as a dict, so that a `.keras` file can re-create this object."""
         return {"k": self.k, "query": self.query, "gallery": self.gallery, "name": self.name, "dtype": self.dtype}
 
 

@@ -36,6 +36,7 @@ class ParameterDistance(keras.regularizers.Regularizer):
         self.alpha = _checks.non_negative_float(alpha, "alpha")
 
     def __call__(self, x: Any) -> Any:
+        """α · Ω for a weight stacked on a leading tower axis `[towers, ...]`."""
         if len(x.shape) < 2:
             raise ValueError(
                 f"ParameterDistance needs a weight stacked on a leading tower axis [towers, ...]; got shape {tuple(x.shape)}."
@@ -43,6 +44,7 @@ class ParameterDistance(keras.regularizers.Regularizer):
         return self.alpha * parameter_distance(x)
 
     def get_config(self) -> dict[str, Any]:
+        """The constructor arguments as a dict, so that a `.keras` file can re-create this object."""
         return {"alpha": self.alpha}
 
 

@@ -275,6 +275,7 @@ class RetrievalEvaluation(keras.callbacks.Callback):
                                    block_size=self.block_size, mean_average_precision=self.mean_average_precision)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        """Embed the validation set, score every direction and add the `val_...` keys to `logs`."""
         self.last = self.evaluate()
         if logs is not None:
             logs.update({self.prefix + key: value for key, value in self.last.items()})

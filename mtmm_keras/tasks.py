@@ -74,6 +74,7 @@ class Task:
 
     @property
     def from_logits(self) -> bool:
+        """True when the head is linear (`activation=None`), so losses and metrics given by name read logits."""
         return self.activation is None
 
     def build_head(self, features: Any) -> Any:
@@ -166,6 +167,7 @@ class Task:
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "Task":
+        """Re-create the object from the dict `get_config()` returned (what `keras.models.load_model` calls)."""
         config = dict(config)
         if not isinstance(config.get("loss"), str):
             config["loss"] = keras.saving.deserialize_keras_object(config["loss"])

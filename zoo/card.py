@@ -53,6 +53,7 @@ def _references(metrics: dict[str, float], references: list[dict[str, Any]]) -> 
 
 
 def render(name: str, recipe: dict[str, Any], meta: dict[str, Any]) -> str:
+    """The entry's `card.md` text from its recipe and metadata (tasks, data, test metrics, baselines, training)."""
     training = meta["training"]
     lines = [
         f"# {name}",

@@ -13,6 +13,7 @@ def _headline(metrics: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run one `mtmm zoo` sub-command (`list`, `info`, `evaluate`, `verify`, `train`); returns the exit status."""
     command = args.zoo_command
     if command == "list":
         names = registry.list()

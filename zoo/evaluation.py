@@ -112,6 +112,7 @@ def joint_embedding_metrics(model: keras.Model, x: dict, groups: np.ndarray, ks=
 
 
 def evaluate_model(model: keras.Model, recipe: dict[str, Any], x: dict, y: dict) -> dict[str, float]:
+    """The entry's test metrics as `mtmm zoo evaluate` reports them (with each modality missing, when masked)."""
     if recipe["builder"] == "joint_embedding":
         return joint_embedding_metrics(model, x, np.asarray(y["group"]))
     metrics = task_metrics(model, recipe, x, y)

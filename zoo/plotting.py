@@ -26,6 +26,7 @@ def _panels(keys: list[str], path: str, title: str) -> Iterator[tuple[Any, str]]
 
 
 def plot_history(history: dict[str, list[float]], path: str, title: str) -> None:
+    """Plot each metric's train (and validation) curve from a Keras `history` dict into the PNG `path`."""
     keys = [k for k in history if not k.startswith("val_")]
     for ax, key in _panels(keys, path, title):
         epochs = range(1, len(history[key]) + 1)

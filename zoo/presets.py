@@ -50,6 +50,7 @@ def check_finite_weights(model: Any, what: str) -> None:
 
 
 def check_finite_metrics(metrics: dict[str, Any], what: str) -> None:
+    """Raise `ValueError` if any metric is NaN or infinite, before an entry is written."""
     for key, value in _flatten(metrics):
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"{what}: metric {key!r} is {value}; refusing to save an entry with non-finite "

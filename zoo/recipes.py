@@ -31,6 +31,7 @@ FUSION_BUILDERS = ("attention_fusion", "concat_fusion", "gated_fusion", "transfo
 
 
 def encoder(modality: str, spec: dict[str, Any]) -> keras.Model:
+    """Build the encoder a recipe describes for one modality (`mk.encoders.<kind>(**spec)`)."""
     spec = dict(spec)
     kind = spec.pop("kind")
     if kind not in ENCODER_KINDS:
@@ -39,6 +40,7 @@ def encoder(modality: str, spec: dict[str, Any]) -> keras.Model:
 
 
 def tasks(recipe: dict[str, Any]) -> list[mk.Task]:
+    """The recipe's tasks as `mk.Task` objects."""
     return [mk.Task.from_config(t) for t in recipe.get("tasks", [])]
 
 
@@ -136,6 +138,7 @@ def build(recipe: dict[str, Any], modalities: Sequence[str] | None = None, compi
 
 
 def seed_of(recipe: dict[str, Any]) -> int:
+    """The recipe's training seed (0 when unset)."""
     return int(recipe.get("fit", {}).get("seed", 0))
 
 

@@ -25,12 +25,14 @@ def list() -> builtins.list[str]:  # noqa: A001 (public name mk.zoo.list)
 
 
 def entry_dir(name: str) -> Path:
+    """The folder of the shipped zoo entry `name`; `ValueError` naming the available entries otherwise."""
     if not isinstance(name, str) or name not in list():
         raise ValueError(f"Unknown zoo entry {name!r}; available entries: {', '.join(list()) or '(none)'}.")
     return ENTRIES_DIR / name
 
 
 def read_json(path: Path) -> dict[str, Any]:
+    """Read a JSON file of an entry; `ValueError` naming the file when it is corrupt."""
     try:
         with open(path) as f:
             return json.load(f)
@@ -39,10 +41,12 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 def recipe(name: str) -> dict[str, Any]:
+    """The shipped entry's `recipe.json` (builder, encoders, tasks, data, fit settings)."""
     return read_json(entry_dir(name) / RECIPE_FILE)
 
 
 def metadata(name: str, folder: Path | str | None = None) -> dict[str, Any] | None:
+    """The entry's `metadata.json` (checksums, metrics, training), or None when the folder has none."""
     path = Path(folder or entry_dir(name)) / METADATA_FILE
     return read_json(path) if path.is_file() else None
 

@@ -29,6 +29,7 @@ def gate_means(model: keras.Model, x: dict) -> dict:
 
 
 def hardware() -> str:
+    """A one-line description of this machine's CPU, as written in the zoo's cards."""
     model = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:

@@ -58,6 +58,7 @@ def gate_model(model: keras.Model) -> keras.Model:
 
 
 def has_gates(model: keras.Model) -> bool:
+    """True when `model` has expert gates (`SoftmaxGate` or `DSelectKGate`), i.e. `gate_model` applies."""
     return any(isinstance(layer, (SoftmaxGate, DSelectKGate)) for layer in model.layers)
 
 

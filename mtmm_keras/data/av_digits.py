@@ -152,6 +152,7 @@ class AvDigits(OfflineBuilder, skip_registration=True):
 
     @classmethod
     def check_sources(cls) -> None:
+        """Raise `SourceNotFoundError`, naming the apt/pip command that provides it, if a raw source is missing."""
         sources.espeak_ng()
         sources.mnist_5k()
 

@@ -59,6 +59,7 @@ class Mfeat(OfflineBuilder, skip_registration=True):
 
     @classmethod
     def check_sources(cls) -> None:
+        """Raise `SourceNotFoundError`, naming the apt/pip command that provides it, if a raw source is missing."""
         sources.mfeat_files()
 
     def _features(self) -> tfds.features.FeaturesDict:

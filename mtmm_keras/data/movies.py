@@ -109,6 +109,7 @@ class Movies(OfflineBuilder, skip_registration=True):
 
     @classmethod
     def check_sources(cls) -> None:
+        """Raise `SourceNotFoundError`, naming the apt/pip command that provides it, if a raw source is missing."""
         sources.movies_table()
 
     def _features(self) -> tfds.features.FeaturesDict:

@@ -81,6 +81,7 @@ class MultiFashion(OfflineBuilder, skip_registration=True):
 
     @classmethod
     def check_sources(cls) -> None:
+        """Raise `SourceNotFoundError`, naming the apt/pip command that provides it, if a raw source is missing."""
         sources.fashion_mnist_files()
 
     def _features(self) -> tfds.features.FeaturesDict:

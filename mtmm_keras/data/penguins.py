@@ -79,6 +79,7 @@ class Penguins(OfflineBuilder, skip_registration=True):
 
     @classmethod
     def check_sources(cls) -> None:
+        """Raise `SourceNotFoundError`, naming the apt/pip command that provides it, if a raw source is missing."""
         sources.penguins_csv()
 
     def _features(self) -> tfds.features.FeaturesDict:

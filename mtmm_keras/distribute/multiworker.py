@@ -74,10 +74,12 @@ class MultiWorkerFitMixin:
     on Keras versions with keras-team/keras#20585 (see the module docstring)."""
 
     def fit(self, *args: Any, **kwargs: Any) -> Any:
+        """Keras's `fit`, warning first when the multi-worker workaround cannot hook this Keras version."""
         warn_if_workaround_missing(getattr(self, "_distribute_strategy", None))
         return super().fit(*args, **kwargs)
 
     def get_metrics_result(self) -> Any:
+        """Keras's logs, with per-replica values reduced across workers under a multi-worker strategy."""
         logs = super().get_metrics_result()
         if not is_multi_worker(getattr(self, "_distribute_strategy", None)):
             return logs

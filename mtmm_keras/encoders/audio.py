@@ -62,9 +62,11 @@ class LogMelSpectrogram(keras.layers.Layer):
         self._mel = np.concatenate([mel, mel], axis=0).astype("float32")  # re² and im² pooled by the same filters
 
     def frames(self, samples: int) -> int:
+        """The number of frames for a waveform of `samples` samples: 1 + (samples − frame_length) // hop."""
         return 1 + (samples - self.frame_length) // self.hop
 
     def call(self, inputs: Any) -> Any:
+        """Run `LogMelSpectrogram` on its inputs (the computation is described in the class docstring)."""
         with keras.name_scope(self.INT8_FLOAT_SCOPE):
             x = ops.expand_dims(ops.cast(inputs, "float32"), -1)
             spectrum = ops.conv(x, ops.convert_to_tensor(self._dft), strides=self.hop, padding="valid")
@@ -77,10 +79,12 @@ class LogMelSpectrogram(keras.layers.Layer):
             return (logmel - mean) / (std + 1e-6)
 
     def compute_output_shape(self, input_shape: Any) -> Any:
+        """The output shape for inputs of shape `input_shape`, without running the layer."""
         samples = input_shape[-1]
         return (input_shape[0], None if samples is None else self.frames(samples), self.num_mel_bins)
 
     def get_config(self) -> dict[str, Any]:
+        """The constructor arguments as a dict, so that a `.keras` file can re-create this object."""
         config = super().get_config()
         config.update(sample_rate=self.sample_rate, frame_length=self.frame_length, hop=self.hop,
                       num_mel_bins=self.num_mel_bins, fmin=self.fmin, fmax=self.fmax, standardize=self.standardize)

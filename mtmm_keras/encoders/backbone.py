@@ -39,14 +39,17 @@ class TokenIdsTo(keras.layers.Layer):
         self.padding_id = padding_id
 
     def call(self, tokens: Any) -> Any:
+        """Run `TokenIdsTo` on its inputs (the computation is described in the class docstring)."""
         if self.kind == "segment_ids":
             return ops.zeros_like(ops.cast(tokens, "int32"))
         return ops.cast(ops.not_equal(tokens, ops.cast(self.padding_id, tokens.dtype)), "int32")
 
     def compute_output_shape(self, input_shape: Any) -> Any:
+        """The output shape for inputs of shape `input_shape`, without running the layer."""
         return input_shape
 
     def get_config(self) -> dict[str, Any]:
+        """The constructor arguments as a dict, so that a `.keras` file can re-create this object."""
         config = super().get_config()
         config.update(kind=self.kind, padding_id=self.padding_id)
         return config

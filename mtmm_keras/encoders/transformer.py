@@ -33,6 +33,7 @@ class PaddingMask(keras.layers.Layer):
         self.num_prefix_tokens = num_prefix_tokens
 
     def call(self, tokens: Any) -> Any:
+        """Run `PaddingMask` on its inputs (the computation is described in the class docstring)."""
         mask = ops.cast(ops.not_equal(tokens, ops.cast(self.padding_id, tokens.dtype)), "float32")
         if self.num_prefix_tokens:
             prefix = ops.ones_like(mask[:, :1])
@@ -40,10 +41,12 @@ class PaddingMask(keras.layers.Layer):
         return mask
 
     def compute_output_shape(self, input_shape: Any) -> Any:
+        """The output shape for inputs of shape `input_shape`, without running the layer."""
         length = input_shape[1]
         return (input_shape[0], None if length is None else length + self.num_prefix_tokens)
 
     def get_config(self) -> dict[str, Any]:
+        """The constructor arguments as a dict, so that a `.keras` file can re-create this object."""
         config = super().get_config()
         config.update(padding_id=self.padding_id, num_prefix_tokens=self.num_prefix_tokens)
         return config
@@ -59,18 +62,22 @@ class PositionEmbedding(keras.layers.Layer):
         self.initializer = keras.initializers.get(initializer)
 
     def build(self, input_shape: Any) -> None:
+        """Create `PositionEmbedding`'s weights for inputs of shape `input_shape` (Keras calls it once, before the first call)."""
         if input_shape[1] is not None and input_shape[1] != self.sequence_length:
             raise ValueError(f"PositionEmbedding(sequence_length={self.sequence_length}) got inputs of length {input_shape[1]}.")
         self.position_embeddings = self.add_weight(
             name="embeddings", shape=(self.sequence_length, input_shape[-1]), initializer=self.initializer)
 
     def call(self, inputs: Any) -> Any:
+        """Run `PositionEmbedding` on its inputs (the computation is described in the class docstring)."""
         return inputs + ops.cast(self.position_embeddings, inputs.dtype)[None]
 
     def compute_output_shape(self, input_shape: Any) -> Any:
+        """The output shape for inputs of shape `input_shape`, without running the layer."""
         return input_shape
 
     def get_config(self) -> dict[str, Any]:
+        """The constructor arguments as a dict, so that a `.keras` file can re-create this object."""
         config = super().get_config()
         config.update(sequence_length=self.sequence_length, initializer=keras.initializers.serialize(self.initializer))
         return config
@@ -81,14 +88,17 @@ class ClassToken(keras.layers.Layer):
     """Prepends one learned vector (the CLS token) to `[batch, length, dim]` → `[batch, 1 + length, dim]`."""
 
     def build(self, input_shape: Any) -> None:
+        """Create `ClassToken`'s weights for inputs of shape `input_shape` (Keras calls it once, before the first call)."""
         self.token = self.add_weight(name="token", shape=(1, 1, input_shape[-1]), initializer="zeros")
 
     def call(self, inputs: Any) -> Any:
         # zeros_like(first position) + token broadcasts to the batch without a dynamic Shape/BroadcastTo op
+        """Run `ClassToken` on its inputs (the computation is described in the class docstring)."""
         first = ops.zeros_like(inputs[:, :1, :]) + ops.cast(self.token, inputs.dtype)
         return ops.concatenate([first, inputs], axis=1)
 
     def compute_output_shape(self, input_shape: Any) -> Any:
+        """The output shape for inputs of shape `input_shape`, without running the layer."""
         length = input_shape[1]
         return (input_shape[0], None if length is None else length + 1, input_shape[2])
 
@@ -117,6 +127,7 @@ class TransformerEncoderBlock(keras.layers.Layer):
         self.epsilon = float(epsilon)
 
     def build(self, inputs_shape: Any, padding_mask_shape: Any = None) -> None:
+        """Create `TransformerEncoderBlock`'s weights for inputs of shape `input_shape` (Keras calls it once, before the first call)."""
         input_shape = tuple(inputs_shape)
         dim = input_shape[-1]
         if dim is None or dim % self.num_heads:
@@ -135,6 +146,7 @@ class TransformerEncoderBlock(keras.layers.Layer):
         self.ffn_outer.build(tuple(input_shape[:-1]) + (self.ffn_units,))
 
     def call(self, inputs: Any, padding_mask: Any = None, training: Any = None) -> Any:
+        """Run `TransformerEncoderBlock` on its inputs (the computation is described in the class docstring)."""
         attention_mask = None
         if padding_mask is not None:  # [batch, 1, length]: every query ignores padded keys
             attention_mask = ops.expand_dims(ops.greater(padding_mask, 0.5), 1)
@@ -150,6 +162,7 @@ class TransformerEncoderBlock(keras.layers.Layer):
         return x + self.residual_dropout(h, training=training)
 
     def get_config(self) -> dict[str, Any]:
+        """The constructor arguments as a dict, so that a `.keras` file can re-create this object."""
         config = super().get_config()
         config.update(num_heads=self.num_heads, ffn_units=self.ffn_units, dropout=self.dropout,
                       activation=self.activation, epsilon=self.epsilon)
@@ -157,6 +170,7 @@ class TransformerEncoderBlock(keras.layers.Layer):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "TransformerEncoderBlock":
+        """Re-create the object from the dict `get_config()` returned (what `keras.models.load_model` calls)."""
         config = dict(config)
         if "ff_dim" in config:  # the key models saved by mtmm-keras 0.1 hold
             config["ffn_units"] = config.pop("ff_dim")
@@ -175,6 +189,7 @@ class SequencePooling(keras.layers.Layer):
         self.mode = _checks.one_of(mode, "mode", self.MODES)
 
     def call(self, inputs: Any, padding_mask: Any = None) -> Any:
+        """Run `SequencePooling` on its inputs (the computation is described in the class docstring)."""
         if self.mode == "first":
             return inputs[:, 0, :]
         if padding_mask is None:
@@ -184,6 +199,7 @@ class SequencePooling(keras.layers.Layer):
         return total / ops.maximum(ops.sum(weights, axis=1), 1.0)
 
     def get_config(self) -> dict[str, Any]:
+        """The constructor arguments as a dict, so that a `.keras` file can re-create this object."""
         config = super().get_config()
         config.update(mode=self.mode)
         return config

@@ -51,6 +51,7 @@ class AttentionFusion(keras.layers.Layer):
         return shape
 
     def build(self, input_shape: Any) -> None:
+        """Create `AttentionFusion`'s weights for inputs of shape `input_shape` (Keras calls it once, before the first call)."""
         _, _, dim = self._stacked_shape(input_shape)
         units = self.attention_units or dim
         self.W = self.add_weight(name="W", shape=(dim, units), initializer=self.kernel_initializer)
@@ -58,6 +59,7 @@ class AttentionFusion(keras.layers.Layer):
         self.v = self.add_weight(name="v", shape=(units,), initializer=self.kernel_initializer)
 
     def call(self, inputs: Any, modality_mask: Any = None, return_attention_scores: bool = False) -> Any:
+        """Run `AttentionFusion` on its inputs (the computation is described in the class docstring)."""
         h = ops.stack(inputs, axis=1) if isinstance(inputs, (list, tuple)) else inputs  # [B, M, d]
         if modality_mask is not None:
             mask = present(modality_mask, h.dtype)
@@ -75,6 +77,7 @@ class AttentionFusion(keras.layers.Layer):
         return fused
 
     def compute_output_spec(self, inputs: Any, modality_mask: Any = None, return_attention_scores: bool = False) -> Any:
+        """The output's shape and dtype for symbolic inputs, without running the layer."""
         batch, modalities, dim = self._stacked_shape(
             [tuple(t.shape) for t in inputs] if isinstance(inputs, (list, tuple)) else tuple(inputs.shape)
         )
@@ -85,6 +88,7 @@ class AttentionFusion(keras.layers.Layer):
         return fused
 
     def get_config(self) -> dict[str, Any]:
+        """The constructor arguments as a dict, so that a `.keras` file can re-create this object."""
         config = super().get_config()
         config.update(
             attention_units=self.attention_units,

@@ -38,9 +38,11 @@ class ConcatFusion(keras.layers.Layer):
         return [int(s[-1]) for s in shapes]
 
     def build(self, input_shape: Any) -> None:
+        """Create `ConcatFusion`'s weights for inputs of shape `input_shape` (Keras calls it once, before the first call)."""
         self._sizes(input_shape)
 
     def call(self, inputs: Any, modality_mask: Any = None) -> Any:
+        """Run `ConcatFusion` on its inputs (the computation is described in the class docstring)."""
         xs = list(inputs)
         if modality_mask is None:
             return ops.concatenate(xs, axis=-1)
@@ -49,11 +51,13 @@ class ConcatFusion(keras.layers.Layer):
         return ops.concatenate(xs + [mask] if self.append_mask else xs, axis=-1)
 
     def compute_output_spec(self, inputs: Any, modality_mask: Any = None) -> Any:
+        """The output's shape and dtype for symbolic inputs, without running the layer."""
         sizes = self._sizes([tuple(t.shape) for t in inputs])
         width = sum(sizes) + (len(sizes) if modality_mask is not None and self.append_mask else 0)
         return keras.KerasTensor((inputs[0].shape[0], width), dtype=inputs[0].dtype)
 
     def get_config(self) -> dict[str, Any]:
+        """The constructor arguments as a dict, so that a `.keras` file can re-create this object."""
         config = super().get_config()
         config.update(append_mask=self.append_mask)
         return config

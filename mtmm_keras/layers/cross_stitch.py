@@ -33,6 +33,7 @@ class CrossStitch(keras.layers.Layer):
         return [[self.self_weight if i == j else other for j in range(t)] for i in range(t)]
 
     def build(self, input_shape: Any) -> None:
+        """Create `CrossStitch`'s weights for inputs of shape `input_shape` (Keras calls it once, before the first call)."""
         input_shape = tuple(input_shape)
         if len(input_shape) != 3 or input_shape[1] != self.num_towers:
             raise ValueError(
@@ -44,13 +45,16 @@ class CrossStitch(keras.layers.Layer):
     def call(self, inputs: Any) -> Any:
         # [batch, d, T] @ αᵀ [T, T] → [batch, d, T]: one matmul over the tower axis, no reshape of the
         # dynamic batch (TFLite's int8 calibration rejects the reshape-based form) and no einsum.
+        """Run `CrossStitch` on its inputs (the computation is described in the class docstring)."""
         mixed = ops.matmul(ops.transpose(inputs, (0, 2, 1)), ops.transpose(self.alpha))
         return ops.transpose(mixed, (0, 2, 1))
 
     def compute_output_shape(self, input_shape: Any) -> tuple:
+        """The output shape for inputs of shape `input_shape`, without running the layer."""
         return tuple(input_shape)
 
     def get_config(self) -> dict[str, Any]:
+        """The constructor arguments as a dict, so that a `.keras` file can re-create this object."""
         config = super().get_config()
         config.update(num_towers=self.num_towers, self_weight=self.self_weight)
         return config

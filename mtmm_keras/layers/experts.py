@@ -49,6 +49,7 @@ class Experts(keras.layers.Layer):
         self.bias_regularizer = keras.regularizers.get(bias_regularizer)
 
     def build(self, input_shape: Any) -> None:
+        """Create `Experts`'s weights for inputs of shape `input_shape` (Keras calls it once, before the first call)."""
         input_shape = tuple(input_shape)
         if len(input_shape) != 2 or input_shape[-1] is None:
             raise ValueError(f"Experts expects a [batch, features] input with a known feature size, got {input_shape}.")
@@ -67,6 +68,7 @@ class Experts(keras.layers.Layer):
             fan_in = width
 
     def call(self, inputs: Any) -> Any:
+        """Run `Experts` on its inputs (the computation is described in the class docstring)."""
         experts, in_dim, width = self.kernels[0].shape
         # Level 1: every expert reads the same features, one [batch, in] @ [in, E·units] matmul.
         kernel = ops.reshape(ops.transpose(self.kernels[0], (1, 0, 2)), (in_dim, experts * width))
@@ -79,9 +81,11 @@ class Experts(keras.layers.Layer):
         return x
 
     def compute_output_shape(self, input_shape: Any) -> tuple:
+        """The output shape for inputs of shape `input_shape`, without running the layer."""
         return (input_shape[0], self.num_experts, self.units[-1])
 
     def get_config(self) -> dict[str, Any]:
+        """The constructor arguments as a dict, so that a `.keras` file can re-create this object."""
         config = super().get_config()
         config.update(
             num_experts=self.num_experts,

@@ -58,6 +58,7 @@ class GatedFusion(keras.layers.Layer):
         return [int(s[-1]) for s in shapes]
 
     def build(self, input_shape: Any) -> None:
+        """Create `GatedFusion`'s weights for inputs of shape `input_shape` (Keras calls it once, before the first call)."""
         sizes = self._sizes(input_shape)
         self.num_modalities = len(sizes)
         self.view_kernels = [
@@ -72,6 +73,7 @@ class GatedFusion(keras.layers.Layer):
         self.gate_bias = self.add_weight(name="b_z", shape=(gate_logits,), initializer="zeros") if self.use_bias else None
 
     def call(self, inputs: Any, modality_mask: Any = None, return_gates: bool = False) -> Any:
+        """Run `GatedFusion` on its inputs (the computation is described in the class docstring)."""
         xs = list(inputs)
         mask = None
         if modality_mask is not None:
@@ -98,6 +100,7 @@ class GatedFusion(keras.layers.Layer):
         return fused
 
     def compute_output_spec(self, inputs: Any, modality_mask: Any = None, return_gates: bool = False) -> Any:
+        """The output's shape and dtype for symbolic inputs, without running the layer."""
         sizes = self._sizes([tuple(t.shape) for t in inputs])
         batch, dtype = inputs[0].shape[0], inputs[0].dtype
         fused = keras.KerasTensor((batch, self.units), dtype=dtype)
@@ -106,6 +109,7 @@ class GatedFusion(keras.layers.Layer):
         return fused
 
     def get_config(self) -> dict[str, Any]:
+        """The constructor arguments as a dict, so that a `.keras` file can re-create this object."""
         config = super().get_config()
         config.update(
             units=self.units,

@@ -63,17 +63,21 @@ class SoftmaxGate(_HiddenMixin, keras.layers.Layer):
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
 
     def build(self, input_shape: Any) -> None:
+        """Create `SoftmaxGate`'s weights for inputs of shape `input_shape` (Keras calls it once, before the first call)."""
         in_dim = self._build_hidden(_input_dim(input_shape, "SoftmaxGate"))
         self.kernel = self.add_weight(name="kernel", shape=(in_dim, self.num_experts), initializer=self.kernel_initializer)
         self.bias = self.add_weight(name="bias", shape=(self.num_experts,), initializer="zeros")
 
     def call(self, inputs: Any) -> Any:
+        """Run `SoftmaxGate` on its inputs (the computation is described in the class docstring)."""
         return ops.softmax(ops.matmul(self._hidden(inputs), self.kernel) + self.bias, axis=-1)
 
     def compute_output_shape(self, input_shape: Any) -> tuple:
+        """The output shape for inputs of shape `input_shape`, without running the layer."""
         return (input_shape[0], self.num_experts)
 
     def get_config(self) -> dict[str, Any]:
+        """The constructor arguments as a dict, so that a `.keras` file can re-create this object."""
         config = super().get_config()
         config.update(num_experts=self.num_experts, **self._hidden_config())
         return config
@@ -108,6 +112,7 @@ class DSelectKGate(_HiddenMixin, keras.layers.Layer):
         self._fold = np.eye(self.num_experts, dtype="float32")[np.arange(codes) % self.num_experts]
 
     def build(self, input_shape: Any) -> None:
+        """Create `DSelectKGate`'s weights for inputs of shape `input_shape` (Keras calls it once, before the first call)."""
         in_dim = self._build_hidden(_input_dim(input_shape, "DSelectKGate"))
         self.selector_kernel = self.add_weight(name="selector_kernel", shape=(in_dim, self.k * self.num_digits),
                                                initializer=self.kernel_initializer)
@@ -122,6 +127,7 @@ class DSelectKGate(_HiddenMixin, keras.layers.Layer):
         return -2.0 / self.gamma**3 * t * t * t + 1.5 / self.gamma * t + 0.5
 
     def call(self, inputs: Any) -> Any:
+        """Run `DSelectKGate` on its inputs (the computation is described in the class docstring)."""
         h = self._hidden(inputs)
         z = ops.reshape(ops.matmul(h, self.selector_kernel) + self.selector_bias, (-1, self.k, 1, self.num_digits))
         on = self.smooth_step(z)  # [B, k, 1, m]
@@ -138,9 +144,11 @@ class DSelectKGate(_HiddenMixin, keras.layers.Layer):
         return ops.sum(selectors * ops.expand_dims(alpha, -1), axis=1)
 
     def compute_output_shape(self, input_shape: Any) -> tuple:
+        """The output shape for inputs of shape `input_shape`, without running the layer."""
         return (input_shape[0], self.num_experts)
 
     def get_config(self) -> dict[str, Any]:
+        """The constructor arguments as a dict, so that a `.keras` file can re-create this object."""
         config = super().get_config()
         config.update(num_experts=self.num_experts, k=self.k, gamma=self.gamma, **self._hidden_config())
         return config
@@ -151,10 +159,12 @@ class MixExperts(keras.layers.Layer):
     """Σ_e w_e · x_e: call on `[experts [batch, E, d], weights [batch, E]]`, returns `[batch, d]`."""
 
     def call(self, inputs: Sequence[Any]) -> Any:
+        """Run `MixExperts` on its inputs (the computation is described in the class docstring)."""
         experts, weights = inputs
         return ops.sum(experts * ops.expand_dims(weights, -1), axis=1)
 
     def compute_output_shape(self, input_shape: Any) -> tuple:
+        """The output shape for inputs of shape `input_shape`, without running the layer."""
         experts, weights = (tuple(s) for s in input_shape)
         if len(experts) != 3 or len(weights) != 2 or (None not in (experts[1], weights[1]) and experts[1] != weights[1]):
             raise ValueError(f"MixExperts expects [[batch, E, d], [batch, E]] with one E, got {experts} and {weights}.")

@@ -74,6 +74,7 @@ class ModalityDropout(keras.layers.Layer):
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def build(self, input_shape: Any) -> None:
+        """Create `ModalityDropout`'s weights for inputs of shape `input_shape` (Keras calls it once, before the first call)."""
         if len(input_shape) != 2 or input_shape[-1] is None:
             raise ValueError(
                 f"ModalityDropout takes the modality mask [batch, modalities] with a known number of modalities; "
@@ -81,6 +82,7 @@ class ModalityDropout(keras.layers.Layer):
             )
 
     def call(self, inputs: Any, training: bool | None = None) -> Any:
+        """Run `ModalityDropout` on its inputs (the computation is described in the class docstring)."""
         mask = present(inputs, self.compute_dtype)
         if not training or self.rate == 0.0:
             return mask
@@ -94,9 +96,11 @@ class ModalityDropout(keras.layers.Layer):
         return ops.where(emptied, restored, kept)
 
     def compute_output_shape(self, input_shape: Any) -> Any:
+        """The output shape for inputs of shape `input_shape`, without running the layer."""
         return tuple(input_shape)
 
     def get_config(self) -> dict[str, Any]:
+        """The constructor arguments as a dict, so that a `.keras` file can re-create this object."""
         config = super().get_config()
         config.update(rate=self.rate, seed=self.seed)
         return config

@@ -47,6 +47,7 @@ class StackedDense(keras.layers.Layer):
         self.bias_regularizer = keras.regularizers.get(bias_regularizer)
 
     def build(self, input_shape: Any) -> None:
+        """Create `StackedDense`'s weights for inputs of shape `input_shape` (Keras calls it once, before the first call)."""
         input_shape = tuple(input_shape)
         if len(input_shape) == 3 and input_shape[1] != self.num_towers:
             raise ValueError(
@@ -71,6 +72,7 @@ class StackedDense(keras.layers.Layer):
             )
 
     def call(self, inputs: Any) -> Any:
+        """Run `StackedDense` on its inputs (the computation is described in the class docstring)."""
         towers, in_dim, units = self.kernel.shape
         if len(inputs.shape) == 2:
             # Every tower reads the same features: one [batch, in] @ [in, T·units] matmul
@@ -86,9 +88,11 @@ class StackedDense(keras.layers.Layer):
         return self.activation(outputs)
 
     def compute_output_shape(self, input_shape: Any) -> tuple:
+        """The output shape for inputs of shape `input_shape`, without running the layer."""
         return (input_shape[0], self.num_towers, self.units)
 
     def get_config(self) -> dict[str, Any]:
+        """The constructor arguments as a dict, so that a `.keras` file can re-create this object."""
         config = super().get_config()
         config.update(
             num_towers=self.num_towers,
@@ -110,9 +114,11 @@ class SplitTowers(keras.layers.Layer):
     def call(self, inputs: Any) -> list:
         # unstack, not T strided slices: its gradient is one stack instead of T full-size
         # zero-padded slice gradients that then have to be added up.
+        """Run `SplitTowers` on its inputs (the computation is described in the class docstring)."""
         return list(ops.unstack(inputs, num=inputs.shape[1], axis=1))
 
     def compute_output_shape(self, input_shape: Any) -> list:
+        """The output shape for inputs of shape `input_shape`, without running the layer."""
         if len(input_shape) != 3 or input_shape[1] is None:
             raise ValueError(f"SplitTowers expects [batch, towers, features] with a known tower count, got {tuple(input_shape)}.")
         return [(input_shape[0], input_shape[2]) for _ in range(input_shape[1])]

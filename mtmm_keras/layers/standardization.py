@@ -23,6 +23,7 @@ class Standardization(keras.layers.Layer):
         self.epsilon = float(epsilon)
 
     def build(self, input_shape: Any) -> None:
+        """Create `Standardization`'s weights for inputs of shape `input_shape` (Keras calls it once, before the first call)."""
         dim = input_shape[-1]
         if dim is None:
             raise ValueError(f"Standardization needs a known last dimension, got input shape {tuple(input_shape)}.")
@@ -40,12 +41,15 @@ class Standardization(keras.layers.Layer):
         self.variance.assign(data.var(axis=0))
 
     def call(self, inputs: Any) -> Any:
+        """Run `Standardization` on its inputs (the computation is described in the class docstring)."""
         return (inputs - self.mean) / ops.sqrt(self.variance + self.epsilon)
 
     def compute_output_shape(self, input_shape: Any) -> Any:
+        """The output shape for inputs of shape `input_shape`, without running the layer."""
         return input_shape
 
     def get_config(self) -> dict[str, Any]:
+        """The constructor arguments as a dict, so that a `.keras` file can re-create this object."""
         config = super().get_config()
         config.update(epsilon=self.epsilon)
         return config

@@ -109,6 +109,7 @@ class TransformerFusion(keras.layers.Layer):
         return block
 
     def build(self, input_shape: Any) -> None:
+        """Create `TransformerFusion`'s weights for inputs of shape `input_shape` (Keras calls it once, before the first call)."""
         counts, dim = self._token_shapes(input_shape)
         self.token_counts, self.dim = counts, dim
         init = keras.initializers.RandomNormal(stddev=0.02)
@@ -142,6 +143,7 @@ class TransformerFusion(keras.layers.Layer):
 
     def call(self, inputs: Any, modality_mask: Any = None, return_attention_scores: bool = False,
              training: Any = None) -> Any:
+        """Run `TransformerFusion` on its inputs (the computation is described in the class docstring)."""
         xs = list(inputs)
         mask = None if modality_mask is None else present(modality_mask, xs[0].dtype)
         tokens = []
@@ -190,6 +192,7 @@ class TransformerFusion(keras.layers.Layer):
 
     def compute_output_spec(self, inputs: Any, modality_mask: Any = None, return_attention_scores: bool = False,
                             training: Any = None) -> Any:
+        """The output's shape and dtype for symbolic inputs, without running the layer."""
         counts, dim = self._token_shapes([tuple(t.shape) for t in inputs])
         batch, dtype = inputs[0].shape[0], inputs[0].dtype
         fused = keras.KerasTensor((batch, dim), dtype=dtype)
@@ -205,6 +208,7 @@ class TransformerFusion(keras.layers.Layer):
         return fused, maps
 
     def get_config(self) -> dict[str, Any]:
+        """The constructor arguments as a dict, so that a `.keras` file can re-create this object."""
         config = super().get_config()
         config.update(num_blocks=self.num_blocks, num_heads=self.num_heads, key_dim=self.key_dim,
                       ffn_units=self.ffn_units, dropout=self.dropout, bottleneck_tokens=self.bottleneck_tokens)

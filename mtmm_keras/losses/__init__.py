@@ -37,6 +37,7 @@ def get(identifier: Any) -> keras.losses.Loss:
 
 
 def names() -> list[str]:
+    """The names `mk.losses.get` accepts, sorted."""
     return sorted(_BY_NAME)
 
 

@@ -151,6 +151,7 @@ class SigLIPLoss(_LearnedTemperatureLoss):
         super().__init__(init_logit_scale, init_logit_bias, max_logit_scale, reduction, name, dtype)
 
     def get_config(self) -> dict[str, Any]:
+        """The constructor arguments as a dict, so that a `.keras` file can re-create this object."""
         config = super().get_config()
         config.update(init_logit_bias=self.init_logit_bias)
         return config

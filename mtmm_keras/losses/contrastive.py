@@ -47,9 +47,11 @@ class ContrastiveLoss(keras.losses.Loss):
         self.bidirectional = bool(bidirectional)
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
+        """Run `ContrastiveLoss` on its inputs (the computation is described in the class docstring)."""
         return contrastive(y_true, y_pred, self.temperature, self.bidirectional)
 
     def get_config(self) -> dict[str, Any]:
+        """The constructor arguments as a dict, so that a `.keras` file can re-create this object."""
         config = super().get_config()
         config.update(temperature=self.temperature, bidirectional=self.bidirectional)
         return config

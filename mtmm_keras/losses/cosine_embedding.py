@@ -59,10 +59,12 @@ class CosineEmbeddingLoss(keras.losses.Loss):
         self.margin = float(margin)
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
+        """Run `CosineEmbeddingLoss` on its inputs (the computation is described in the class docstring)."""
         cosine = pair_cosine(y_pred) if len(y_pred.shape) == 3 else y_pred
         return cosine_embedding(y_true, cosine, self.margin)
 
     def get_config(self) -> dict[str, Any]:
+        """The constructor arguments as a dict, so that a `.keras` file can re-create this object."""
         config = super().get_config()
         config.update(margin=self.margin)
         return config

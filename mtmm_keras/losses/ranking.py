@@ -63,9 +63,11 @@ class MaxMarginRankingLoss(keras.losses.Loss):
         self.bidirectional = bool(bidirectional)
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
+        """Run `MaxMarginRankingLoss` on its inputs (the computation is described in the class docstring)."""
         return max_margin_ranking(y_true, y_pred, self.margin, self.hardest_negative, self.bidirectional)
 
     def get_config(self) -> dict[str, Any]:
+        """The constructor arguments as a dict, so that a `.keras` file can re-create this object."""
         config = super().get_config()
         config.update(margin=self.margin, hardest_negative=self.hardest_negative, bidirectional=self.bidirectional)
         return config

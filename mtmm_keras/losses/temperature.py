@@ -74,17 +74,21 @@ class LearnedTemperature(keras.layers.Layer):
         return ops.exp(log_scale)
 
     def bias(self) -> Any:
+        """The current logit bias as a tensor (SigLIP), or None when the loss has no bias."""
         return None if self.logit_bias is None else ops.convert_to_tensor(self.logit_bias)
 
     def call(self, similarity: Any) -> Any:
+        """Run `LearnedTemperature` on its inputs (the computation is described in the class docstring)."""
         logits = ops.cast(self.scale(), similarity.dtype) * similarity
         bias = self.bias()
         return logits if bias is None else logits + ops.cast(bias, similarity.dtype)
 
     def compute_output_shape(self, input_shape: Any) -> Any:
+        """The output shape for inputs of shape `input_shape`, without running the layer."""
         return input_shape
 
     def get_config(self) -> dict[str, Any]:
+        """The constructor arguments as a dict, so that a `.keras` file can re-create this object."""
         config = super().get_config()
         config.update(
             init_logit_scale=self.init_logit_scale,

@@ -100,6 +100,7 @@ class InMemoryFitMixin:
         validation_batch_size: int | None = None,
         validation_freq: int = 1,
     ) -> Any:
+        """Keras's `fit` after the data checks; in-memory arrays on TensorFlow train through one repeated pipeline."""
         stock = dict(
             x=x, y=y, batch_size=batch_size, epochs=epochs, verbose=verbose, callbacks=callbacks,
             validation_split=validation_split, validation_data=validation_data, shuffle=shuffle,
@@ -125,11 +126,13 @@ class InMemoryFitMixin:
             return super().fit(**stock)
 
     def evaluate(self, x: Any = None, y: Any = None, *args: Any, **kwargs: Any) -> Any:
+        """Keras's `evaluate` after the same data checks as `fit` (label keys and widths, NaN, row counts)."""
         x = _data_checks.unwrap_single_input(self, x)
         _data_checks.check(self, x, y, kwargs.get("sample_weight"), call="evaluate", labelled=True)
         return super().evaluate(x, y, *args, **kwargs)
 
     def predict(self, x: Any, *args: Any, **kwargs: Any) -> Any:
+        """Keras's `predict` after the input checks, one step per call (fast first predict)."""
         x = _data_checks.unwrap_single_input(self, x)
         _data_checks.check(self, x, call="predict", labelled=False)
         with _one_step_predict(self):

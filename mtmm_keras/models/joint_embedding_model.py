@@ -56,6 +56,7 @@ class JointEmbeddingModel(KerasFormatSaveMixin, RetrievalMetricsMixin, MultiWork
         self.temperature = None
 
     def get_config(self) -> dict[str, Any]:
+        """The constructor arguments as a dict, so that a `.keras` file can re-create this object."""
         config = super().get_config()
         if self.temperature is not None:
             config["temperature"] = keras.saving.serialize_keras_object(self.temperature)
@@ -63,6 +64,7 @@ class JointEmbeddingModel(KerasFormatSaveMixin, RetrievalMetricsMixin, MultiWork
 
     @classmethod
     def from_config(cls, config: dict[str, Any], custom_objects: Any = None) -> "JointEmbeddingModel":
+        """Re-create the object from the dict `get_config()` returned (what `keras.models.load_model` calls)."""
         config = dict(config)
         temperature = config.pop("temperature", None)
         model = super().from_config(config, custom_objects=custom_objects)
@@ -95,6 +97,7 @@ class JointEmbeddingModel(KerasFormatSaveMixin, RetrievalMetricsMixin, MultiWork
         return names + [name for name in y_pred if name not in names]
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The joint-embedding loss over the batch's embeddings (gathered from every replica under a strategy)."""
         loss_fn = self.loss
         if loss_fn is None:
             raise ValueError("JointEmbeddingModel needs `compile(loss=...)`, e.g. mk.losses.MaxMarginRankingLoss().")

@@ -194,6 +194,7 @@ class MultiTaskModel(KerasFormatSaveMixin, MultiWorkerFitMixin, InMemoryFitMixin
         return self.get_metrics_result()
 
     def train_step(self, *args: Any) -> Any:
+        """One training step: Keras's own for loss-level weighting, per-task gradients for gradient-level methods."""
         if self._gradient_level():
             if keras.backend.backend() == "jax":
                 from mtmm_keras.models import _gradient_step_jax
@@ -215,6 +216,7 @@ class MultiTaskModel(KerasFormatSaveMixin, MultiWorkerFitMixin, InMemoryFitMixin
 
     def fit(self, x: Any = None, y: Any = None, batch_size: Any = None, epochs: int = 1, verbose: Any = "auto",
             callbacks: Any = None, **kwargs: Any) -> Any:
+        """Keras's `fit`, refusing gradient-level weighting under a distribution strategy or loss scaling first."""
         method = weighting_of(self)
         if self._gradient_level():
             from mtmm_keras.distribute import model_strategy
@@ -240,6 +242,7 @@ class MultiTaskModel(KerasFormatSaveMixin, MultiWorkerFitMixin, InMemoryFitMixin
     # ------------------------------------------------------------------------------------ saving
 
     def get_config(self) -> dict[str, Any]:
+        """The constructor arguments as a dict, so that a `.keras` file can re-create this object."""
         config = super().get_config()
         if self.task_configs:
             config["tasks"] = list(self.task_configs)
@@ -250,6 +253,7 @@ class MultiTaskModel(KerasFormatSaveMixin, MultiWorkerFitMixin, InMemoryFitMixin
 
     @classmethod
     def from_config(cls, config: dict[str, Any], custom_objects: Any = None) -> "MultiTaskModel":
+        """Re-create the object from the dict `get_config()` returned (what `keras.models.load_model` calls)."""
         config = dict(config)
         tasks = config.pop("tasks", ())
         weighting = config.pop("weighting", None)

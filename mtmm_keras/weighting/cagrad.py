@@ -45,6 +45,7 @@ class CAGrad(Weighting):
         self.norm_eps = _checks.non_negative_float(norm_eps, "norm_eps")
 
     def gramian_weights(self, gramian: Any) -> Any:
+        """CAGrad's task weights `[T]` from the Gramian `[T, T]` of the per-task gradients (see the class docstring)."""
         gramian = ops.convert_to_tensor(gramian)
         t = _gramian.num_tasks_of(gramian)
         dtype = gramian.dtype
@@ -85,6 +86,7 @@ class CAGrad(Weighting):
         return ops.where(large, mean + scale * w, ops.zeros_like(w))
 
     def get_config(self) -> dict[str, Any]:
+        """The constructor arguments as a dict, so that a `.keras` file can re-create this object."""
         config = super().get_config()
         config.update(c=self.c, norm_eps=self.norm_eps)
         return config

@@ -36,6 +36,7 @@ class DWA(Weighting):
         self.temperature = _checks.positive_float(temperature, "temperature")
 
     def build_for_tasks(self, num_tasks: int) -> None:
+        """Create DWA's state for `num_tasks` tasks (called once the model's tasks are known)."""
         if getattr(self, "loss_history", None) is None:
             # Row 0: the losses of epoch e−2, row 1: those of epoch e−1.
             self.loss_history = self.add_weight(shape=(2, int(num_tasks)), name="loss_history", trainable=False,
@@ -44,16 +45,19 @@ class DWA(Weighting):
         super().build_for_tasks(num_tasks)
 
     def current_weights(self) -> Any:
+        """This epoch's task weights: T · softmax(r / τ) from the last two epochs' losses (ones until two are seen)."""
         history = ops.cast(self.loss_history, "float32")
         ratios = history[1] / ops.maximum(history[0], 1e-12)
         weights = float(self.num_tasks) * ops.softmax(ratios / self.temperature)
         return ops.where(self.epochs_seen >= 2, weights, ops.ones_like(weights))
 
     def combine(self, task_losses: Any, training: bool = True) -> tuple[Any, Any]:
+        """Loss level: (scalar loss to differentiate, weights `[T]` used) from the per-task losses `[T]`, by DWA's rule."""
         weights = ops.cast(self.current_weights(), task_losses.dtype)
         return ops.sum(weights * task_losses), weights
 
     def on_epoch_end(self, epoch_task_losses: Sequence[float]) -> None:
+        """Record the epoch's mean per-task losses; the next epoch's weights come from the last two."""
         losses = np.asarray(epoch_task_losses, dtype="float32").reshape(-1)
         if losses.shape != (self.num_tasks,) or not np.all(np.isfinite(losses)):
             return  # an epoch without every task's loss (or a NaN one) does not move the weights
@@ -62,4 +66,5 @@ class DWA(Weighting):
         self.epochs_seen.assign(float(keras.ops.convert_to_numpy(self.epochs_seen)) + 1.0)
 
     def get_config(self) -> dict[str, Any]:
+        """The constructor arguments as a dict, so that a `.keras` file can re-create this object."""
         return {**super().get_config(), "temperature": self.temperature}

@@ -48,6 +48,7 @@ class GradNorm(Weighting):
         self.learning_rate = _checks.positive_float(learning_rate, "learning_rate")
 
     def build_for_tasks(self, num_tasks: int) -> None:
+        """Create GradNorm's state for `num_tasks` tasks (called once the model's tasks are known)."""
         if getattr(self, "loss_weights", None) is None:
             count = int(num_tasks)
             self.loss_weights = self.add_weight(shape=(count,), name="loss_weights", trainable=False, initializer="ones")
@@ -81,7 +82,9 @@ class GradNorm(Weighting):
         return weights
 
     def gramian_weights(self, gramian: Any) -> Any:
+        """GradNorm's task weights `[T]` from the Gramian `[T, T]` of the per-task gradients (see the class docstring)."""
         raise NotImplementedError("GradNorm needs the task losses too: the model calls aggregate(gramian, task_losses).")
 
     def get_config(self) -> dict[str, Any]:
+        """The constructor arguments as a dict, so that a `.keras` file can re-create this object."""
         return {**super().get_config(), "alpha": self.alpha, "learning_rate": self.learning_rate}

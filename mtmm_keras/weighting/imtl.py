@@ -28,6 +28,7 @@ class IMTLG(Weighting):
     level = "gradient"
 
     def gramian_weights(self, gramian: Any) -> Any:
+        """IMTLG's task weights `[T]` from the Gramian `[T, T]` of the per-task gradients (see the class docstring)."""
         gramian = ops.convert_to_tensor(gramian)
         _gramian.num_tasks_of(gramian)
         norms = ops.sqrt(ops.maximum(ops.diagonal(gramian), 0.0))

@@ -41,6 +41,7 @@ class MGDA(Weighting):
         self.max_iters = int(max_iters)
 
     def gramian_weights(self, gramian: Any) -> Any:
+        """MGDA's task weights `[T]` from the Gramian `[T, T]` of the per-task gradients (see the class docstring)."""
         gramian = ops.convert_to_tensor(gramian)
         t = _gramian.num_tasks_of(gramian)
         dtype = gramian.dtype
@@ -70,6 +71,7 @@ class MGDA(Weighting):
         return alpha
 
     def get_config(self) -> dict[str, Any]:
+        """The constructor arguments as a dict, so that a `.keras` file can re-create this object."""
         config = super().get_config()
         config.update(epsilon=self.epsilon, max_iters=self.max_iters)
         return config

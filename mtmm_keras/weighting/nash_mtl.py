@@ -125,6 +125,7 @@ class NashMTL(Weighting):
             self.build_for_tasks(n_tasks)
 
     def build_for_tasks(self, num_tasks: int) -> None:
+        """Create NashMTL's state for `num_tasks` tasks (called once the model's tasks are known)."""
         num_tasks = int(num_tasks)
         if self.n_tasks is not None:
             if num_tasks != self.n_tasks:
@@ -145,6 +146,7 @@ class NashMTL(Weighting):
             self.step.assign(0)
 
     def gramian_weights(self, gramian: Any) -> Any:
+        """NashMTL's task weights `[T]` from the Gramian `[T, T]` of the per-task gradients (see the class docstring)."""
         gramian = ops.convert_to_tensor(gramian)
         t = _gramian.num_tasks_of(gramian)
         if self.prvs_alpha is None:
@@ -164,6 +166,7 @@ class NashMTL(Weighting):
         return alpha
 
     def get_config(self) -> dict[str, Any]:
+        """The constructor arguments as a dict, so that a `.keras` file can re-create this object."""
         config = super().get_config()
         config.update(
             n_tasks=self.n_tasks,

@@ -57,12 +57,14 @@ class PCGrad(Weighting):
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def gramian_weights(self, gramian: Any) -> Any:
+        """PCGrad's task weights `[T]` from the Gramian `[T, T]` of the per-task gradients (see the class docstring)."""
         gramian = ops.convert_to_tensor(gramian)
         t = _gramian.num_tasks_of(gramian)
         noise = keras.random.uniform((t, t), seed=self.seed_generator)
         return pcgrad_weights(gramian, ops.argsort(noise, axis=1))
 
     def get_config(self) -> dict[str, Any]:
+        """The constructor arguments as a dict, so that a `.keras` file can re-create this object."""
         config = super().get_config()
         config.update(seed=self.seed)
         return config

@@ -27,6 +27,7 @@ class RLW(Weighting):
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def combine(self, task_losses: Any, training: bool = True) -> tuple[Any, Any]:
+        """Loss level: (scalar loss to differentiate, weights `[T]` used) from the per-task losses `[T]`, by RLW's rule."""
         count = int(task_losses.shape[0])
         if training:
             weights = ops.softmax(keras.random.normal((count,), seed=self.seed_generator))
@@ -36,4 +37,5 @@ class RLW(Weighting):
         return ops.sum(weights * task_losses), weights
 
     def get_config(self) -> dict[str, Any]:
+        """The constructor arguments as a dict, so that a `.keras` file can re-create this object."""
         return {**super().get_config(), "seed": self.seed}

@@ -22,6 +22,7 @@ class Static(Weighting):
     """
 
     def combine(self, task_losses: Any, training: bool = True) -> tuple[Any, Any]:
+        """Loss level: (scalar loss to differentiate, weights `[T]` used) from the per-task losses `[T]`, by Static's rule."""
         count = int(task_losses.shape[0])
         total = task_losses[0]
         for t in range(1, count):

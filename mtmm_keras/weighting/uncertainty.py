@@ -29,6 +29,7 @@ class Uncertainty(Weighting):
         self.initial_log_variance = _checks._real(initial_log_variance, "initial_log_variance", "a finite number")
 
     def build_for_tasks(self, num_tasks: int) -> None:
+        """Create Uncertainty's state for `num_tasks` tasks (called once the model's tasks are known)."""
         if getattr(self, "log_variance", None) is None:
             self.log_variance = self.add_weight(
                 shape=(int(num_tasks),), name="log_variance", trainable=True,
@@ -37,9 +38,11 @@ class Uncertainty(Weighting):
         super().build_for_tasks(num_tasks)
 
     def combine(self, task_losses: Any, training: bool = True) -> tuple[Any, Any]:
+        """Loss level: (scalar loss to differentiate, weights `[T]` used) from the per-task losses `[T]`, by Uncertainty's rule."""
         s = ops.cast(self.log_variance, task_losses.dtype)
         weights = 0.5 * ops.exp(-s)
         return ops.sum(weights * task_losses + 0.5 * s), weights
 
     def get_config(self) -> dict[str, Any]:
+        """The constructor arguments as a dict, so that a `.keras` file can re-create this object."""
         return {**super().get_config(), "initial_log_variance": self.initial_log_variance}

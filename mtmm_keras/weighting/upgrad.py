@@ -54,6 +54,7 @@ class UPGrad(Weighting):
         self.reg_eps = _checks.non_negative_float(reg_eps, "reg_eps")
 
     def gramian_weights(self, gramian: Any) -> Any:
+        """UPGrad's task weights `[T]` from the Gramian `[T, T]` of the per-task gradients (see the class docstring)."""
         gramian = ops.convert_to_tensor(gramian)
         t = _gramian.num_tasks_of(gramian)
         if self.pref_vector is None:
@@ -67,6 +68,7 @@ class UPGrad(Weighting):
         return ops.sum(solutions, axis=0)
 
     def get_config(self) -> dict[str, Any]:
+        """The constructor arguments as a dict, so that a `.keras` file can re-create this object."""
         config = super().get_config()
         config.update(pref_vector=self.pref_vector, norm_eps=self.norm_eps, reg_eps=self.reg_eps)
         return config
