@@ -129,8 +129,38 @@ def unwrap_single_input(model: Any, x: Any) -> Any:
     if isinstance(x, dict) and len(x) == 1 and isinstance(struct, keras.KerasTensor):
         (key, value), = x.items()
         if key == struct.name and _is_array(value):
-            return value
-    return x
+            x = value
+    return _text_as_tensors(model, x)
+
+
+def _text_as_tensors(model: Any, x: Any) -> Any:
+    """NumPy text arrays for the model's string inputs (a TextVectorization layer's, say) as TensorFlow string
+    tensors: Keras's array adapter takes numbers only ("Invalid dtype: str352"). Nothing else changes."""
+    texts = [(description, spec) for description, array, spec in _named_inputs(model, x)
+             if spec is not None and str(spec.dtype) == "string" and array.dtype.kind in "USO"]
+    if not texts:
+        return x
+    if keras.backend.backend() != "tensorflow":
+        raise TypeError(
+            f"{texts[0][0]} is a string input: Keras feeds text to a model on the TensorFlow backend only "
+            f"(this is {keras.backend.backend()!r}). Set KERAS_BACKEND=tensorflow, or turn the text into token ids "
+            "before the model."
+        )
+    import tensorflow as tf
+
+    names = {spec.name for _, spec in texts}
+
+    def convert(value: Any, spec_name: str | None) -> Any:
+        if spec_name in names and _is_array(value) and value.dtype.kind in "USO":
+            return tf.constant(value.astype(str))
+        return value
+
+    struct = _input_struct(model)
+    if isinstance(x, dict):
+        return {key: convert(value, key) for key, value in x.items()}
+    if isinstance(x, (list, tuple)) and isinstance(struct, (list, tuple)):
+        return type(x)(convert(value, spec.name) for value, spec in zip(x, struct))
+    return convert(x, getattr(struct, "name", None))
 
 
 def _named_inputs(model: Any, x: Any) -> list[tuple[str, np.ndarray, Any]]:
@@ -154,6 +184,9 @@ def _named_inputs(model: Any, x: Any) -> list[tuple[str, np.ndarray, Any]]:
             return [(f"input {key!r}", value, struct.get(key)) for key, value in x.items() if _is_array(value)]
     if isinstance(struct, (list, tuple)) and isinstance(x, (list, tuple)) and len(x) == len(struct):
         return [(f"input {spec.name!r}", value, spec) for value, spec in zip(x, struct) if _is_array(value)]
+    if isinstance(struct, (list, tuple)) and isinstance(x, dict):  # Keras matches the dict's keys to input names
+        by_name = {spec.name: spec for spec in struct}
+        return [(f"input {key!r}", value, by_name.get(key)) for key, value in x.items() if _is_array(value)]
     return [(f"input {name[1:]}", value, None) for name, value in _flat_arrays(x, "x")]
 
 
@@ -163,6 +196,18 @@ def _check_dtype(description: str, array: np.ndarray, expected: str) -> None:
             f"{description} has dtype {array.dtype} ({array.dtype.kind!r} arrays cannot be fed to the model); "
             f"expected numbers ({expected}). Convert it first, e.g. with `array.astype('float32')`."
         )
+
+
+def _check_input_dtype(description: str, array: np.ndarray, spec: Any) -> None:
+    """A string input (e.g. one a TextVectorization layer reads) takes text arrays; every other input numbers."""
+    if spec is not None and str(spec.dtype) == "string":
+        if array.dtype.kind not in "USO":
+            raise TypeError(
+                f"{description} is a string input (the model turns text into numbers itself), but got an array of "
+                f"dtype {array.dtype}. Pass the raw text, e.g. np.array([['a title'], ['another one']])."
+            )
+        return
+    _check_dtype(description, array, str(spec.dtype) if spec is not None else "numbers")
 
 
 def _check_input_shape(description: str, array: np.ndarray, spec: Any) -> None:
@@ -484,7 +529,7 @@ def check(model: Any, x: Any, y: Any = None, sample_weight: Any = None, *, call:
         return
     inputs = _named_inputs(model, x)
     for description, array, spec in inputs:
-        _check_dtype(description, array, str(spec.dtype) if spec is not None else "numbers")
+        _check_input_dtype(description, array, spec)
     named: list[tuple[str, np.ndarray]] = [(d, a) for d, a, _ in inputs]
     present: dict[str, np.ndarray] = {}  # label description -> rows where that task's label is present
     if labelled:
