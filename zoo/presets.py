@@ -165,6 +165,39 @@ def verify(folder: str | os.PathLike) -> dict[str, str]:
     return status
 
 
+def _unknown_classes(config: Any) -> list[str]:
+    """The classes a Keras config names that this process cannot resolve: registered names (`package>Class`)
+    missing from Keras's registry, and Keras classes its module does not have. Sorted, without repeats."""
+    import importlib
+
+    import keras
+
+    unknown: set[str] = set()
+
+    def visit(node: Any) -> None:
+        if isinstance(node, dict):
+            name, module, registered = node.get("class_name"), node.get("module"), node.get("registered_name")
+            if isinstance(name, str):
+                if isinstance(registered, str) and ">" in registered:
+                    if keras.saving.get_registered_object(registered) is None:
+                        unknown.add(registered)
+                elif isinstance(module, str) and module.startswith("keras"):
+                    try:
+                        found = hasattr(importlib.import_module(module), name)
+                    except ImportError:
+                        found = False
+                    if not found:
+                        unknown.add(f"{module}.{name}")
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, list):
+            for value in node:
+                visit(value)
+
+    visit(config)
+    return sorted(unknown)
+
+
 def load_preset(folder: str | os.PathLike, compile: bool = True) -> Any:
     """Verify every hash, then build the model from config.json (safe mode) and load its weights."""
     import warnings
@@ -183,8 +216,19 @@ def load_preset(folder: str | os.PathLike, compile: bool = True) -> Any:
     try:
         model = keras.saving.deserialize_keras_object(config, safe_mode=True)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"{folder / registry.CONFIG_FILE}: cannot rebuild the model: {str(err).splitlines()[0]}") from None
+        unknown = _unknown_classes(config)
+        reason = (f"it names classes nobody registered: {', '.join(unknown)} (a class from another package: import "
+                  "that package first; else the file was edited)") if unknown else str(err).splitlines()[0]
+        raise ValueError(f"{folder / registry.CONFIG_FILE}: cannot rebuild the model: {reason}") from None
+    weights = folder / registry.WEIGHTS_FILE
     with warnings.catch_warnings():  # the weights file holds no optimizer state (on purpose); Keras notes that
         warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-        model.load_weights(str(folder / registry.WEIGHTS_FILE))
+        try:
+            model.load_weights(str(weights))
+        except (OSError, ValueError, KeyError) as err:  # h5py: truncated/corrupt file; Keras: weights that do not fit
+            raise ValueError(
+                f"{weights}: the weights cannot be loaded ({type(err).__name__}: {str(err).splitlines()[0]}). The file "
+                "is truncated or corrupt, or belongs to another architecture than config.json describes; reinstall "
+                "the package, retrain with `mtmm zoo train`, or save the preset again."
+            ) from None
     return model
