@@ -66,10 +66,10 @@ def export_model(
             written unchecked and the report and manifest say "unverified".
         validation_data: `(x, y)` held-out rows (y optional: a dict of labels by output); quantized
             classification outputs are then judged by accuracy against the labels (else by agreement
-            with the float model) on these rows, which calibration never sees.
-        A fused model's `modality_mask` input may be left out of both: it is then filled with presence
-            patterns (every modality present, then each one missing in turn), so int8 calibration sees 0 and 1
-            and verification covers each missing modality.
+            with the float model) on these rows, which calibration never sees. A fused model's
+            `modality_mask` input may be left out of both: it is then filled with presence patterns (every
+            modality present, then each one missing in turn), so int8 calibration sees 0 and 1 and
+            verification covers each missing modality.
         allow_flex: let TFLite use TensorFlow (Flex) ops; off by default, and a model that needs
             them is refused with the op names and the remedies.
         per_tower: joint-embedding models: also export each modality tower to `out_dir/towers/<modality>/`.
