@@ -9,7 +9,7 @@ JAX_TESTS := tests/test_builders.py tests/test_layers.py tests/test_losses.py te
 # The same files on PyTorch, plus its own (one thread per worker: torch's default threads crowd two cores, 2 min vs 44 s)
 TORCH_TESTS := $(JAX_TESTS) tests/test_torch_backend.py
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean docs
 
 install: $(STAMP)
 
@@ -30,12 +30,26 @@ demo: $(STAMP)
 # --timeout: a hung test fails after 15 minutes instead of stalling CI (the longest ones set their own bound).
 PYTEST := $(BIN)/python -m pytest -q -ra -n 2 --dist loadfile --durations=15 --timeout=900
 
-test: $(STAMP)
+test: $(STAMP) docs
 	$(PYTEST)
 	@echo "--- builder, layer and loss tests again on the JAX backend ---"
 	KERAS_BACKEND=jax $(PYTEST) $(JAX_TESTS)
 	@echo "--- the same tests on the PyTorch backend ---"
 	OMP_NUM_THREADS=1 KERAS_BACKEND=torch $(PYTEST) $(TORCH_TESTS)
 
+# The documentation site (docs/, mkdocs.yml) into site/. --strict: a broken link or reference, or a docstring griffe
+# cannot parse, fails the build; ruff's D1 rules fail on a public name without a docstring. A .venv made before the
+# docs extra existed gets it here. (tests/test_docs.py runs the pages' Python examples.)
+DOCS_STAMP := $(VENV)/.docs-stamp
+
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/python -c "import mkdocs, material, mkdocstrings_handlers.python, mkdocs_gen_files" 2>/dev/null && test -x $(BIN)/ruff \
+		|| $(BIN)/python -m pip install -q -c constraints.txt -e ".[docs]"
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	$(BIN)/ruff check --isolated --select D1 --ignore D105,D107 mtmm_keras zoo export
+	NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(BIN)/mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) runs build *.egg-info
+	rm -rf $(VENV) runs build site *.egg-info
