@@ -39,7 +39,8 @@ def write_onnx(model: keras.Model, path: str, inputs: Sequence[TensorInfo], opse
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
         _patch_tf2onnx_for_numpy2()
-        proto, _ = tf2onnx.convert.from_function(serve, input_signature=[specs], opset=opset)
+        proto, _ = tf2onnx.convert.from_function(serve, input_signature=[specs], opset=opset,
+                                                 custom_rewriter=[keep_selects_as_where])
     dynamic_batch = inputs[0].shape[0] is None
     for value in list(proto.graph.input) + list(proto.graph.output):
         dims = value.type.tensor_type.shape.dim
@@ -48,6 +49,17 @@ def write_onnx(model: keras.Model, path: str, inputs: Sequence[TensorInfo], opse
             dims[0].dim_param = BATCH_SYMBOL
     onnx.checker.check_model(proto)
     onnx.save(proto, path)
+
+
+def keep_selects_as_where(graph, nodes):
+    """tf2onnx rewriter: every TF select (`ops.where`: Select/SelectV2) becomes an ONNX `Where`. tf2onnx otherwise
+    lowers a float select to Cast(c)·x + Cast(not c)·y, where NaN·0 = NaN and inf·0 = NaN: a NaN or inf in a
+    masked modality (which `ops.where` selects away) would reach every output row. Marks the nodes as tf2onnx's
+    own TFLite select rewriter does (`handles_nan`); returns the nodes unchanged otherwise."""
+    for node in nodes:
+        if node.type in ("Select", "SelectV2"):
+            node.set_attr("handles_nan", True)
+    return nodes
 
 
 def _patch_tf2onnx_for_numpy2() -> None:
