@@ -13,7 +13,7 @@ import numpy as np
 
 from mtmm_keras import _checks, _extras, _hashing
 from mtmm_keras import _output_folder as _output_folder_mod
-from mtmm_keras.export import _model_io, onnx_writer, runtimes, saved_model_writer, tflite_writer
+from mtmm_keras.export import _model_io, onnx_writer, runtimes, saved_model_writer, targets, tflite_writer
 from mtmm_keras.export import verify as checks
 from mtmm_keras.export.report import ArtifactReport, ExportReport, ExportVerificationError
 
@@ -29,8 +29,8 @@ LEGACY_MANIFEST_KEYS = ("model_name", "artifacts", "sample_batch", "tolerance")
 def export_model(
     model: keras.Model,
     out_dir: str | os.PathLike,
-    formats: Sequence[str] = FORMATS,
-    quantize: Sequence[str] = ("float32",),
+    formats: Sequence[str] | None = None,
+    quantize: Sequence[str] | None = None,
     representative_data: dict[str, np.ndarray] | np.ndarray | None = None,
     batch_size: int | None = None,
     verify: bool = True,
@@ -41,6 +41,7 @@ def export_model(
     verbose: bool = True,
     overwrite: bool = False,
     per_tower: bool = False,
+    target: str = targets.DEFAULT_TARGET,
 ) -> ExportReport:
     """Export `model` to every requested format and TFLite flavour, verify, and write `manifest.json`.
 
@@ -55,9 +56,10 @@ def export_model(
     Args:
         out_dir: a new or empty folder, or (with `overwrite=True`) an earlier export of this tool. A
             folder holding anything else is refused: nothing a user wrote is ever replaced.
-        formats: any of "saved_model", "tflite", "onnx".
+        formats: any of "saved_model", "tflite", "onnx" (None: the target's; "server": all three).
         quantize: TFLite flavours among "float32", "float16", "dynamic" (dynamic-range int8) and
             "int8" (full integer, calibrated on `representative_data`). SavedModel and ONNX are float32.
+            None: the target's ("server": float32).
         representative_data: `{input name: array [n, ...]}` (a bare array for a single-input model),
             typical inputs; calibrates int8. Without `validation_data`, its last fifth (never used for
             calibration) judges the quantized artifacts.
@@ -73,12 +75,16 @@ def export_model(
         allow_flex: let TFLite use TensorFlow (Flex) ops; off by default, and a model that needs
             them is refused with the op names and the remedies.
         per_tower: joint-embedding models: also export each modality tower to `out_dir/towers/<modality>/`.
+        target: the deployment target, which chooses formats, shapes and precision and the runtime that
+            verifies each artifact (mtmm_keras.export.targets): "server" (the default), "gpu-server",
+            "android-gpu", "android-npu", "ios", "openvino".
     Every argument is checked before the disk is touched. Artifacts are written to a hidden folder
     beside `out_dir` and swapped in with one rename only after every check passed; otherwise
     `ExportVerificationError` (or the conversion error) is raised and `out_dir` is left as it was.
     """
-    check_options(formats, quantize, batch_size, verify, atol, opset)
-    plan = _plan(model, formats, quantize, representative_data, batch_size, validation_data, verify, per_tower)
+    formats, quantize, batch_size = targets.resolve(target, formats, quantize, batch_size)
+    check_options(formats, quantize, batch_size, verify, atol, opset, target=target)
+    plan = _plan(model, formats, quantize, representative_data, batch_size, validation_data, verify, per_tower, target)
     folder = _output_folder(out_dir, overwrite)
     with folder.staging() as staging, _write_errors_as_os_errors(staging):
         report = _export_into(model, staging, folder.path, plan, verify, allow_flex, opset, atol, verbose)
@@ -96,18 +102,21 @@ def export_model(
     return report
 
 
-def export_towers(model: keras.Model, out_dir: str | os.PathLike, formats: Sequence[str] = FORMATS,
-                  quantize: Sequence[str] = ("float32",), representative_data: Any = None, batch_size: int | None = None,
+def export_towers(model: keras.Model, out_dir: str | os.PathLike, formats: Sequence[str] | None = None,
+                  quantize: Sequence[str] | None = None, representative_data: Any = None, batch_size: int | None = None,
                   verify: bool = True, validation_data: Any = None, allow_flex: bool = False,
                   opset: int = onnx_writer.DEFAULT_OPSET, atol: float = checks.FLOAT_ATOL, verbose: bool = True,
-                  overwrite: bool = False) -> dict[str, ExportReport]:
+                  overwrite: bool = False, target: str = targets.DEFAULT_TARGET) -> dict[str, ExportReport]:
     """Export each modality tower of a joint-embedding model on its own, to `out_dir/<modality>/` (each with
     its manifest), in one atomic step; `out_dir` follows the same rules as in `export_model`.
 
-    `representative_data` / `validation_data` given for the whole model are sliced per modality.
+    `representative_data` / `validation_data` given for the whole model are sliced per modality; `target` as in
+    `export_model`.
     """
-    check_options(formats, quantize, batch_size, verify, atol, opset)
-    plan = _plan(model, formats, quantize, representative_data, batch_size, validation_data, verify, per_tower=True)
+    formats, quantize, batch_size = targets.resolve(target, formats, quantize, batch_size)
+    check_options(formats, quantize, batch_size, verify, atol, opset, target=target)
+    plan = _plan(model, formats, quantize, representative_data, batch_size, validation_data, verify, per_tower=True,
+                 target=target)
     folder = _output_folder(out_dir, overwrite)
     with folder.staging() as staging, _write_errors_as_os_errors(staging):
         reports = _export_towers_into(model, staging, folder.path, "", plan, verify, allow_flex, opset, atol, verbose)
@@ -196,6 +205,7 @@ class _Plan:
     labels: dict[str, np.ndarray] | None
     holdout_source: str
     random_inputs: dict[str, str] | None = None  # how random rows were drawn, when some were (by input)
+    target: str = targets.DEFAULT_TARGET
 
     def for_tower(self, modality: str, tower: keras.Model) -> "_Plan":
         """The same plan for one modality tower: each data dict sliced to that modality, no labels."""
@@ -210,7 +220,7 @@ class _Plan:
 
 
 def _plan(model, formats=FORMATS, quantize=("float32",), representative_data=None, batch_size=None, validation_data=None,
-          verify=True, per_tower=False) -> _Plan:
+          verify=True, per_tower=False, target=targets.DEFAULT_TARGET) -> _Plan:
     """Validate every argument (types, names, shapes, finiteness, installed runtimes) and pick the data rows."""
     if keras.backend.backend() != "tensorflow":
         raise RuntimeError(
@@ -219,7 +229,8 @@ def _plan(model, formats=FORMATS, quantize=("float32",), representative_data=Non
         )
     if not isinstance(model, keras.Model):
         raise TypeError(f"`model` must be a keras.Model, got {type(model).__name__}.")
-    formats, quantize = check_options(formats, quantize, batch_size, verify)
+    formats, quantize = check_options(formats, quantize, batch_size, verify, target=target if formats is None else
+                                      targets.DEFAULT_TARGET)
     if per_tower:
         _towers(model)
     infos = _model_io.input_infos(model)  # any Keras model; string/ragged inputs and unknown signatures refused here
@@ -253,7 +264,7 @@ def _plan(model, formats=FORMATS, quantize=("float32",), representative_data=Non
     if holdout is None:
         holdout = _model_io.sample_inputs(model, HOLDOUT_ROWS // 4, seed=1)
         source = "random inputs (no held-out rows given: pass validation_data for a task-level check)"
-        random_used = "tflite" in formats and any(q != "float32" for q in quantize)
+        random_used = ("tflite" in formats and any(q != "float32" for q in quantize)) or targets.get(target).onnx_float16
     if validation_data is not None and calibration is not None:
         shared = len(_row_keys(holdout) & _row_keys(calibration))
         if shared:
@@ -271,13 +282,16 @@ def _plan(model, formats=FORMATS, quantize=("float32",), representative_data=Non
     labels = None if labels is None else {k: v[: _rows_of(holdout)] for k, v in labels.items()}
     sample = _first_rows(sample_from, SAMPLE_ROWS, batch_size)
     return _Plan(formats, quantize, batch_size, sample, calibration, holdout, labels, source,
-                 _model_io.sample_ranges(model) if random_used else None)
+                 _model_io.sample_ranges(model) if random_used else None, target)
 
 
-def check_options(formats: Any = FORMATS, quantize: Any = ("float32",), batch_size: Any = None, verify: Any = True,
-                  atol: Any = checks.FLOAT_ATOL, opset: Any = onnx_writer.DEFAULT_OPSET) -> tuple[tuple, tuple]:
-    """Check the export options that need no model (formats, flavours, batch size, tolerances, installed
-    converters and runtimes); returns (formats, quantize) as tuples. Reads nothing, writes nothing."""
+def check_options(formats: Any = None, quantize: Any = None, batch_size: Any = None, verify: Any = True,
+                  atol: Any = checks.FLOAT_ATOL, opset: Any = onnx_writer.DEFAULT_OPSET,
+                  target: Any = targets.DEFAULT_TARGET) -> tuple[tuple, tuple]:
+    """Check the export options that need no model (target, formats, flavours, batch size, tolerances, installed
+    converters and runtimes); returns (formats, quantize) as tuples (None: the target's). Reads nothing, writes
+    nothing."""
+    formats, quantize, batch_size = targets.resolve(target, formats, quantize, batch_size)
     formats = (formats,) if isinstance(formats, str) else tuple(formats)
     quantize = (quantize,) if isinstance(quantize, str) else tuple(quantize)
     for fmt in formats:
@@ -295,6 +309,7 @@ def check_options(formats: Any = FORMATS, quantize: Any = ("float32",), batch_si
     _checks.non_negative_float(atol, "atol")
     _checks.positive_int(opset, "opset")
     _require_extras(formats, verify)
+    _extras.require(targets.get(target).extra_modules, "export", f"exporting for target {target!r}")
     return formats, quantize
 
 
@@ -415,7 +430,7 @@ def _export_into(model, staging, final_dir, plan: _Plan, verify, allow_flex, ops
     reference_model = graph_model if low_precision else view
     inputs = _model_io.input_infos(graph_model, batch_size)
     names = _model_io.output_names(view)
-    quantized_flavours = "tflite" in formats and any(q != "float32" for q in quantize)
+    target = targets.get(plan.target)
     kinds = checks.output_kinds(model)
     stem = model.name
     artifacts: list[ArtifactReport] = []
@@ -432,16 +447,24 @@ def _export_into(model, staging, final_dir, plan: _Plan, verify, allow_flex, ops
         if "saved_model" in formats:
             artifacts.append(_artifact(saved_model_dir, "saved_model", "float32", inputs, names))
     if "tflite" in formats:
+        if target.int8_io and tflite_writer.has_float_scope(saved_model_dir):
+            raise ValueError(
+                f"`target` {target.name!r} needs every op in int8 with int8 inputs and outputs, but {model.name!r} keeps "
+                f"ops in float32 (the {tflite_writer.FLOAT_SCOPE!r} name scope, e.g. the LogMelSpectrogram audio front "
+                "end, whose power spectrum int8 cannot represent): an NPU would run them on the CPU. Export it for "
+                "'android-gpu' (float16), or for 'server' with quantize=['int8'] (float inputs and outputs).")
         for flavour in quantize:
             step(f"converting TFLite {flavour}")
             calibration = None
             if plan.calibration is not None:
                 calibration = lambda: _rows(plan.calibration, batch_size or 1)  # noqa: E731
-            flatbuffer = tflite_writer.convert(saved_model_dir, flavour, calibration, allow_flex)
+            flatbuffer = tflite_writer.convert(saved_model_dir, flavour, calibration, allow_flex, int8_io=target.int8_io)
             path = os.path.join(staging, f"{stem}.{flavour}.tflite")
             with open(path, "wb") as f:
                 f.write(flatbuffer)
-            artifacts.append(_artifact(path, "tflite", flavour, inputs, names))
+            artifacts.append(artifact := _artifact(path, "tflite", flavour, inputs, names))
+            if target.int8_io:
+                _record_io_quantization(artifact, targets.tflite_io_quantization(path))
     onnx_names = {}
     if "onnx" in formats:
         step("converting ONNX")
@@ -452,9 +475,14 @@ def _export_into(model, staging, final_dir, plan: _Plan, verify, allow_flex, ops
         artifact = _artifact(path, "onnx", "float32", inputs, names)
         artifact.outputs = [dict(o, onnx_name=onnx_writer.onnx_output_name(o["name"], input_names)) for o in artifact.outputs]
         artifacts.append(artifact)
+        artifacts.extend(_target_twins(target, artifact, staging, stem, inputs, batch_size, step))
+        if target.openvino_ir:  # the IR replaces the ONNX it was converted from
+            os.remove(path)
+            artifacts.remove(artifact)
     if "saved_model" not in formats and os.path.isdir(saved_model_dir):
         shutil.rmtree(saved_model_dir)
 
+    quantized_flavours = any(a.quantization != "float32" for a in artifacts)
     source_precision = None
     if low_precision:
         source_precision = {"dtype_policies": low_precision, "artifacts": "float32",
@@ -472,6 +500,9 @@ def _export_into(model, staging, final_dir, plan: _Plan, verify, allow_flex, ops
             rows, expected = (plan.holdout, holdout_reference) if quantized else (plan.sample, reference)
             _verify(artifact, plan.batch_size, rows, expected, plan.labels if quantized else None, kinds, names,
                     onnx_names, plan.sample, atol)
+            if target.gpu_delegate and artifact.format == "tflite" and artifact.error is None:
+                step(f"running {artifact.format}/{artifact.quantization} on LiteRT's GPU accelerator")
+                _check_gpu_delegate(artifact, plan.sample, batch_size or 1, staging)
     for artifact in artifacts:
         artifact.path = os.path.join(final_dir, os.path.relpath(artifact.path, staging))
     tolerance = {
@@ -484,14 +515,68 @@ def _export_into(model, staging, final_dir, plan: _Plan, verify, allow_flex, ops
     return ExportReport(final_dir, model.name, artifacts, _rows_of(plan.sample), tolerance,
                         holdout=plan.holdout_source if quantized_flavours and verify else None,
                         holdout_rows=_rows_of(plan.holdout) if quantized_flavours and verify else None,
-                        source_precision=source_precision, random_inputs=plan.random_inputs if verify else None)
+                        source_precision=source_precision, random_inputs=plan.random_inputs if verify else None,
+                        target=target.name)
+
+
+def _target_twins(target, onnx_artifact, staging, stem, inputs, batch_size, step) -> list[ArtifactReport]:
+    """The artifacts a target derives from the float32 ONNX: its float16 twin (gpu-server), its ORT-format twin
+    with the mobile usability verdicts (ios) or OpenVINO IR (openvino); each records what the target needs."""
+    twins = []
+    path, names = onnx_artifact.path, [o["name"] for o in onnx_artifact.outputs]
+
+    def twin(twin_path, fmt, quantization):
+        artifact = _artifact(twin_path, fmt, quantization, inputs, names)
+        artifact.outputs = [dict(o) for o in onnx_artifact.outputs]
+        twins.append(artifact)
+        return artifact
+
+    if target.onnx_float16:
+        step("converting ONNX float16")
+        shapes = targets.onnx_shapes(inputs, batch_size)
+        onnx_artifact.deployment = {"shapes": shapes}
+        twin_path = os.path.join(staging, f"{stem}.float16.onnx")
+        targets.write_onnx_float16(path, twin_path)
+        twin(twin_path, "onnx", "float16").deployment = {"shapes": shapes}
+    if target.ort_format:
+        step("converting ONNX to ORT format; checking mobile usability")
+        usability = {"mobile_usability": targets.mobile_usability(path)}
+        onnx_artifact.deployment = usability
+        twin(targets.write_ort(path, staging), "ort", "float32").deployment = usability
+    if target.openvino_ir:
+        step("converting ONNX to OpenVINO IR")
+        targets.write_openvino(path, os.path.join(staging, "openvino"))
+        twin(os.path.join(staging, "openvino"), "openvino", "float32").deployment = {
+            "inference_precision": "f32", "device": "CPU", "converted_from": "ONNX (not kept)"}
+    return twins
+
+
+def _check_gpu_delegate(artifact: ArtifactReport, sample: dict[str, np.ndarray], batch: int, work_dir: str) -> None:
+    """Run the TFLite file on LiteRT's GPU accelerator (gpu_delegate.check, a child process) on one batch; record
+    coverage and differences from the CPU interpreter, and fail the artifact if it falls off the GPU, crashes
+    it or differs at enforced fp32. Where no Vulkan driver runs, the report says so and nothing fails."""
+    from mtmm_keras.export import gpu_delegate
+
+    result = gpu_delegate.check(artifact.path, {k: v[:batch] for k, v in sample.items()}, work_dir)
+    artifact.deployment = {**(artifact.deployment or {}), "gpu_delegate": result}
+    artifact.error = gpu_delegate.failure(result)
+
+
+def _record_io_quantization(artifact: ArtifactReport, params: dict) -> None:
+    """Integer inputs/outputs of an int8-I/O TFLite: their dtype in the artifact's specs, their scale and zero
+    point in `deployment` (the verifier quantizes inputs and dequantizes outputs with them)."""
+    artifact.deployment = {"io_quantization": params}
+    for kind in ("inputs", "outputs"):
+        for spec in getattr(artifact, kind):
+            if spec["name"] in params[kind]:
+                spec["dtype"] = params[kind][spec["name"]]["dtype"]
 
 
 def _verify(artifact, batch_size, rows, expected, labels, kinds, names, onnx_names, sample, atol) -> None:
     """Run `artifact` in its own runtime on `rows` and record one check per output against `expected`."""
     artifact.verified = True
     try:
-        run = _runner(artifact, batch_size, onnx_names if artifact.format == "onnx" else None)
+        run = _runner(artifact, batch_size, onnx_names if artifact.format in ("onnx", "ort", "openvino") else None)
         got = run(rows)
     except Exception as err:  # the deployment runtime itself rejects the artifact
         artifact.error = f"{type(err).__name__} in the {artifact.format} runtime: {str(err).splitlines()[0][:300]}"
@@ -518,9 +603,18 @@ def _runner(artifact: ArtifactReport, batch_size, onnx_names):
         run = runtimes.saved_model_runner(path)
     elif artifact.format == "tflite":
         run = runtimes.tflite_runner(path)
-    else:
+        params = (artifact.deployment or {}).get("io_quantization")
+        if params:  # int8 inputs and outputs: real values in and out through the recorded scale and zero point
+            run = _with_io_quantization(run, params)
+    elif artifact.format == "openvino":
+        run = targets.openvino_runner(path, onnx_names)
+    else:  # onnx, ort
         run = runtimes.onnx_runner(path, onnx_names)
     return runtimes.in_batches(run, batch_size)
+
+
+def _with_io_quantization(run, params):
+    return lambda x: targets.dequantize_outputs(run(targets.quantize_inputs(x, params["inputs"])), params["outputs"])
 
 
 def _artifact(path, fmt, quantization, inputs, names) -> ArtifactReport:

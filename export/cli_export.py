@@ -27,6 +27,7 @@ ARGUMENT_FLAGS = {
     "per_tower": "--per-tower",
     "out_dir": "--out",
     "overwrite": "--force",
+    "target": "--target",
 }
 # wording about Python values that reads differently on the command line
 CLI_PHRASES = {"({input name: array})": "(an .npz with one array per model input)"}
@@ -197,7 +198,8 @@ def _run(args: argparse.Namespace) -> int:
 
     # every argument is read and checked before anything is written
     api.check_out_dir(args.out, overwrite=args.force, argument="--out")
-    api.check_options(args.format, args.quantize, args.batch_size)
+    target = getattr(args, "target", None) or "server"
+    api.check_options(args.format, args.quantize, args.batch_size, target=target)
     import_modules(getattr(args, "imports", None))
     model = load_source(args.source)
     if args.with_attention:
@@ -211,7 +213,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         export_model(model, args.out, formats=args.format, quantize=args.quantize, representative_data=representative,
                      validation_data=validation, batch_size=args.batch_size, allow_flex=args.allow_flex,
-                     overwrite=args.force, per_tower=args.per_tower)
+                     overwrite=args.force, per_tower=args.per_tower, target=target)
     except ExportVerificationError as err:
         print(err.report.table())
         print(f"verification failed: nothing was written to {args.out}")

@@ -40,6 +40,9 @@ class ArtifactReport:
     latency_ms_batch1: float | None = None
     error: str | None = None
     verified: bool = False
+    # what the deployment target records about this file (mtmm_keras.export.targets): shapes, int8 I/O params,
+    # mobile usability verdicts, GPU accelerator coverage and differences
+    deployment: dict[str, Any] | None = None
 
     @property
     def status(self) -> str:
@@ -70,6 +73,7 @@ class ExportReport:
     # {input name: how it was drawn} when verification used random rows (no data given)
     random_inputs: dict[str, str] | None = None
     tower_reports: dict[str, "ExportReport"] = dataclasses.field(default_factory=dict, repr=False)
+    target: str = "server"  # the deployment target (mtmm_keras.export.targets)
 
     @property
     def verified(self) -> bool:
@@ -104,7 +108,8 @@ class ExportReport:
 
     def table(self) -> str:
         """A ✓/✗ line per artifact and output: shape, max |Δ| (float formats) or metric (quantized)."""
-        lines = [f"Export of {self.model_name!r} → {self.out_dir}  (sample batch {self.sample_batch})"]
+        target = f", target {self.target}" if self.target != "server" else ""
+        lines = [f"Export of {self.model_name!r} → {self.out_dir}  (sample batch {self.sample_batch}{target})"]
         header = f"  {'':2}{'artifact':<28}{'output':<14}{'shape':<16}{'max|Δ|':>10}{'metric keras→artifact':>28}{'size':>10}{'b1 ms':>8}"
         lines.append(header)
         for a in self.artifacts:
@@ -130,6 +135,8 @@ class ExportReport:
                 lines.append(f"  {mark} {name if i == 0 else '':<28}{c.name:<14}{shape:<16}{err:>10}{metric:>28}{tail}")
                 if not c.passed and c.reason:
                     lines.append(f"      {c.reason}")
+        for a in self.artifacts:
+            lines.extend(f"  {a.format}/{a.quantization}: {line}" for line in deployment_lines(a.deployment))
         if self.holdout:
             lines.append(f"  quantized artifacts judged on {self.holdout_rows} rows: {self.holdout}")
         if self.source_precision:
@@ -144,6 +151,37 @@ class ExportReport:
         else:
             lines.append("all artifacts verified ✓")
         return "\n".join(lines)
+
+
+def deployment_lines(deployment: dict[str, Any] | None) -> list[str]:
+    """What a deployment target recorded about one artifact, as short report lines."""
+    lines = []
+    for key, value in (deployment or {}).items():
+        if key == "shapes":
+            first = next(iter(value.values()), {})
+            lines.append("shapes " + ("static" if "static" in first else "batch min/opt/max "
+                                      + "/".join(str(first[k][0]) for k in ("min", "opt", "max"))))
+        elif key == "io_quantization":
+            parts = [f"{name} {p['dtype']} (scale {p['scale']:.3g}, zero point {p['zero_point']})"
+                     for kind in ("inputs", "outputs") for name, p in value[kind].items()]
+            lines.append("integer I/O: " + ", ".join(parts) if parts else "integer I/O: none")
+        elif key == "mobile_usability":
+            if "error" in value:
+                lines.append(f"mobile usability check failed: {value['error'][:200]}")
+                continue
+            lines.append("mobile: " + ", ".join(
+                f"{ep} {v['verdict']} ({v['nodes_supported']} nodes"
+                + (f"; blocked by {', '.join(v['unsupported_ops'])}" if v["unsupported_ops"] else "") + ")"
+                for ep, v in value.items()))
+        elif key == "gpu_delegate":
+            if not value.get("ran"):
+                lines.append(f"GPU accelerator not checked: {value.get('reason', '')}")
+            else:
+                accelerated = "fully accelerated" if value["fully_accelerated"] else "NOT fully accelerated"
+                diffs = ", ".join(f"max|Δ| vs CPU {mode} {d:.1e}" for mode, d in value.get("max_abs_diff", {}).items())
+                lines.append(f"GPU accelerator ({value.get('adapter', '?')}): {accelerated}; {diffs}"
+                             + (f"; off the GPU: {'; '.join(value['unsupported'])}" if value.get("unsupported") else ""))
+    return lines
 
 
 class ExportVerificationError(RuntimeError):

@@ -81,6 +81,11 @@ def convert(
     return flatbuffer
 
 
+def has_float_scope(saved_model_dir: str) -> bool:
+    """Whether the SavedModel has ops under a FLOAT_SCOPE name scope (which stay float32 in an int8 file)."""
+    return _has_float_scope(saved_model_dir)
+
+
 def _has_float_scope(saved_model_dir: str) -> bool:
     """Whether any node of the SavedModel's graph (functions included) lies under a FLOAT_SCOPE name scope."""
     import os

@@ -94,12 +94,18 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("source", help="path to a .keras model, or zoo:NAME")
     export.add_argument("--out", required=True, help="a new or empty output folder; artifacts move in only after every check passed")
     export.add_argument("--force", action="store_true", help="replace --out if it holds an earlier export (never any other folder)")
-    export.add_argument("--format", type=_csv, default=["saved_model", "tflite", "onnx"], help="comma list of saved_model,tflite,onnx (default: all)")
-    export.add_argument("--quantize", type=_csv, default=["float32"], help="TFLite flavours: comma list of float32,float16,dynamic,int8 (default: float32)")
+    export.add_argument("--target", default="server", help="deployment target, which picks formats, shapes, precision "
+                        "and the runtime that verifies them: server (default), gpu-server, android-gpu, android-npu, "
+                        "ios, openvino")
+    export.add_argument("--format", type=_csv, default=None, help="comma list of saved_model,tflite,onnx (default: the "
+                        "target's; server: all)")
+    export.add_argument("--quantize", type=_csv, default=None, help="TFLite flavours: comma list of "
+                        "float32,float16,dynamic,int8 (default: the target's; server: float32)")
     export.add_argument("--calibration-data", help=".npz with one array per model input (calibrates int8)")
     export.add_argument("--validation-data", help=".npz of held-out rows (never used for calibration) that judge quantized "
                         "artifacts: one array per model input, labels as 'label:<output>' (zoo:NAME uses its test split)")
-    export.add_argument("--batch-size", type=int, default=None, help="fixed batch size (default: dynamic batch)")
+    export.add_argument("--batch-size", type=int, default=None, help="fixed batch size (default: dynamic batch; "
+                        "1 for the static targets android-gpu, android-npu, ios)")
     export.add_argument("--allow-flex", action="store_true", help="allow TensorFlow (Flex) ops in TFLite (most edge runtimes cannot run them)")
     export.add_argument("--per-tower", action="store_true", help="joint-embedding models: also export each modality tower on its own")
     export.add_argument("--with-attention", action="store_true", help="attention-fusion models: add the attention weights as an output")
