@@ -8,9 +8,56 @@
 # `make install` stops instead of leaving a suite whose dataset tests cannot run.
 # MTMM_SKIP_SYSTEM_DEPS=1 turns that failure into a warning (exit 0): the library and most tests work
 # without them; the multi_fashion/av_digits datasets then raise a clear error naming the package.
+# It also unpacks Mesa's lavapipe software Vulkan driver (mesa-vulkan-drivers 25.x from bookworm-backports,
+# libvulkan1) into .cache/vulkan/ without installing it system-wide (apt-get download + dpkg-deb -x): LiteRT's GPU
+# accelerator runs on it, so `--target android-gpu` exports are checked on the real GPU delegate on machines
+# without a GPU (mtmm_keras/export/gpu_delegate.py finds .cache/vulkan/lvp_icd.json). Lavapipe proves op coverage
+# and numerics, never speed. This part never fails the script: without it the check reports that it could not
+# run. MTMM_SKIP_VULKAN=1 skips it.
 set -euo pipefail
 
 PACKAGES=(dataset-fashion-mnist espeak-ng)
+VULKAN_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.cache/vulkan"
+VULKAN_DEBS=(mesa-vulkan-drivers/bookworm-backports libdrm2/bookworm-backports libdrm-amdgpu1/bookworm-backports
+             libvulkan1 libllvm15)
+
+install_lavapipe() {
+    local note="install_system_deps: lavapipe (software Vulkan for the android-gpu export check)"
+    if [ "${MTMM_SKIP_VULKAN:-}" = "1" ]; then echo "$note: skipped (MTMM_SKIP_VULKAN=1)"; return 0; fi
+    if [ -f "$VULKAN_DIR/lvp_icd.json" ]; then echo "$note: already in $VULKAN_DIR"; return 0; fi
+    local tool
+    for tool in apt-get dpkg-deb mkdir find ln rm; do
+        if ! command -v "$tool" >/dev/null 2>&1; then echo "$note: skipped, $tool not found"; return 0; fi
+    done
+    if ! grep -qs '^VERSION_CODENAME=bookworm' /etc/os-release; then
+        echo "$note: skipped, set up for Debian 12 (bookworm); install mesa-vulkan-drivers >= 25 and libvulkan1 and" \
+             "point MTMM_VK_ICD at lvp_icd.json"
+        return 0
+    fi
+    local work="$VULKAN_DIR/apt"
+    mkdir -p "$work/lists/partial" "$work/cache/archives/partial" "$work/debs" "$VULKAN_DIR/root"
+    local key=/usr/share/keyrings/debian-archive-keyring.gpg
+    printf 'deb [signed-by=%s] http://deb.debian.org/debian bookworm main\ndeb [signed-by=%s] http://deb.debian.org/debian bookworm-backports main\n' \
+        "$key" "$key" > "$work/sources.list"
+    local opts=(-o "Dir::Etc::sourcelist=$work/sources.list" -o Dir::Etc::sourceparts=- -o "Dir::State::Lists=$work/lists"
+                -o "Dir::Cache=$work/cache" -o Debug::NoLocking=1)
+    if ! { apt-get "${opts[@]}" update -qq >/dev/null 2>&1 \
+            && (cd "$work/debs" && apt-get "${opts[@]}" download -qq "${VULKAN_DEBS[@]}" >/dev/null 2>&1); }; then
+        echo "$note: WARNING: downloading ${VULKAN_DEBS[*]} failed (no network?); the check will say it could not run" >&2
+        rm -rf "$work"
+        return 0
+    fi
+    local deb lvp
+    for deb in "$work/debs"/*.deb; do dpkg-deb -x "$deb" "$VULKAN_DIR/root"; done
+    rm -rf "$work"
+    lvp="$(find "$VULKAN_DIR/root" -name libvulkan_lvp.so | head -n 1)"
+    if [ -z "$lvp" ]; then echo "$note: WARNING: libvulkan_lvp.so not in the packages" >&2; return 0; fi
+    ln -sfn "$(dirname "$lvp")" "$VULKAN_DIR/lib"
+    printf '{"file_format_version": "1.0.0", "ICD": {"library_path": "%s", "api_version": "1.4.305"}}\n' "$lvp" \
+        > "$VULKAN_DIR/lvp_icd.json"
+    echo "$note: unpacked into $VULKAN_DIR"
+}
+install_lavapipe || true
 
 missing_packages() {
     local pkg
