@@ -559,7 +559,7 @@ def _check_gpu_delegate(artifact: ArtifactReport, sample: dict[str, np.ndarray],
 
     result = gpu_delegate.check(artifact.path, {k: v[:batch] for k, v in sample.items()}, work_dir)
     artifact.deployment = {**(artifact.deployment or {}), "gpu_delegate": result}
-    artifact.error = gpu_delegate.failure(result)
+    artifact.error = gpu_delegate.failure(result, artifact.quantization)
 
 
 def _record_io_quantization(artifact: ArtifactReport, params: dict) -> None:

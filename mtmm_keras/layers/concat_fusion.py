@@ -47,7 +47,7 @@ class ConcatFusion(keras.layers.Layer):
         if modality_mask is None:
             return ops.concatenate(xs, axis=-1)
         mask = present(modality_mask, xs[0].dtype)
-        xs = [zero_missing(x, mask[:, m]) for m, x in enumerate(xs)]
+        xs = [zero_missing(x, mask[:, m:m + 1]) for m, x in enumerate(xs)]
         return ops.concatenate(xs + [mask] if self.append_mask else xs, axis=-1)
 
     def compute_output_spec(self, inputs: Any, modality_mask: Any = None) -> Any:

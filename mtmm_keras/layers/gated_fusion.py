@@ -78,7 +78,7 @@ class GatedFusion(keras.layers.Layer):
         mask = None
         if modality_mask is not None:
             mask = present(modality_mask, xs[0].dtype)
-            xs = [zero_missing(x, mask[:, m]) for m, x in enumerate(xs)]
+            xs = [zero_missing(x, mask[:, m:m + 1]) for m, x in enumerate(xs)]
         views = []
         for m, x in enumerate(xs):
             view = ops.matmul(x, self.view_kernels[m])

@@ -36,15 +36,20 @@ def masked_softmax(logits: Any, mask: Any, axis: int = 1) -> Any:
     # No -inf/-1e9 sentinel: a tensor holding one gets an int8 range so wide that every real logit quantizes
     # to the same value. Missing entries take the row's smallest logit instead, so the shift m is the largest
     # present logit, exp(l - m) <= 1 everywhere, and the mask zeroes the missing terms exactly.
+    # The blend is arithmetic, not a select: the logits are finite here (the fusion layers select a missing
+    # modality's features away before any weight sees them), and a select whose branches differ in shape
+    # (`lowest` is [batch, 1]) keeps LiteRT's GPU accelerator from running the graph.
     lowest = ops.min(logits, axis=axis, keepdims=True)
-    logits = ops.where(mask > 0, logits, lowest)
+    logits = logits * mask + lowest * (1.0 - mask)
     shifted = ops.exp(logits - ops.max(logits, axis=axis, keepdims=True)) * mask
     return safe_divide(shifted, ops.sum(shifted, axis=axis, keepdims=True))
 
 
 def zero_missing(features: Any, column: Any) -> Any:
-    """`features` `[batch, ...]` with the rows where `column` (`[batch]`, 0/1) is 0 replaced by zeros, whatever
-    they held (garbage, NaN, inf): a missing modality's features cannot reach the output."""
+    """`features` `[batch, ...]` with the rows where `column` (`[batch]` or `[batch, 1]`, 0/1) is 0 replaced by
+    zeros, whatever they held (garbage, NaN, inf): a missing modality's features cannot reach the output. A select
+    (`ops.where`), never a multiply (NaN·0 = NaN); callers pass `mask[:, m:m + 1]`, not `mask[:, m]`, whose
+    shrink-axis slice LiteRT's GPU accelerator cannot run."""
     column = ops.reshape(column, (-1,) + (1,) * (len(features.shape) - 1))
     return ops.where(column > 0, features, ops.zeros_like(features))
 

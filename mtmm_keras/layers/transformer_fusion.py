@@ -149,13 +149,14 @@ class TransformerFusion(keras.layers.Layer):
         tokens = []
         for m, x in enumerate(xs):
             if mask is not None:
-                x = zero_missing(x, mask[:, m])
+                x = zero_missing(x, mask[:, m:m + 1])
             x = x + self.modality_embedding[m]
             if self.position_embeddings[m] is not None:
                 x = x + self.position_embeddings[m]
             tokens.append(x)
         # per-token presence [B, T_m] for each modality (all ones without a mask)
-        token_masks = [ops.ones_like(t[:, :, 0]) if mask is None else ops.ones_like(t[:, :, 0]) * mask[:, m:m + 1]
+        # (ones_like of a sum, not of t[:, :, 0]: a shrink-axis slice keeps LiteRT's GPU accelerator off the graph)
+        token_masks = [ops.ones_like(ops.sum(t, axis=-1)) if mask is None else ops.ones_like(ops.sum(t, axis=-1)) * mask[:, m:m + 1]
                        for m, t in enumerate(tokens)]
         maps = []
         if not self.bottleneck_tokens:
