@@ -2,8 +2,6 @@
 Keras and in every exported artifact. tf2onnx used to lower each select (`ops.where`) to Cast·x + Cast(Not)·y, so
 NaN·0 = NaN turned the masked rows of the ONNX outputs into NaN; the ONNX writer now keeps every select a `Where`."""
 
-import sys
-
 import keras
 import numpy as np
 import pytest
@@ -111,5 +109,13 @@ def test_zoo_fusion_entries_keep_masked_modalities_inert_in_every_artifact(tmp_p
         _check_inert(run, x, modalities, f"{entry} {label}")
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(pytest.main([__file__, "-q"]))
+
+@pytest.mark.parametrize("target", ["openvino", "android-gpu"])
+def test_masked_modality_stays_inert_in_openvino_and_static_gpu_artifacts(tmp_path, target):
+    model = _small_fusion("gated")
+    out = tmp_path / target
+    mk.export.export_model(model, out, target=target, quantize=["float32"] if target == "android-gpu" else None,
+                           verbose=False)
+    x = _probe(model)
+    for label, run in _runners(model, out):
+        _check_inert(run, x, ["tab", "seq"], f"{target} {label}")
