@@ -50,7 +50,7 @@ def test_retrieval_entry_int8_towers_keep_recall(name, tmp_path):
         int8 = next(a for a in report.artifacts if a.quantization == "int8")
         assert tflite_writer.flex_ops(open(int8.path, "rb").read()) == []
         (embeddings[modality],) = runtimes.tflite_runner(int8.path)({modality: x_test[modality]}).values()
-    float_metrics = evaluation.retrieval_metrics(model, x_test, y_test["group"])
+    float_metrics = evaluation.joint_embedding_metrics(model, x_test, y_test["group"])
     a, b = list(embeddings)
     for query, gallery in ((a, b), (b, a)):
         int8_recall = mk.retrieval.retrieval_recall(embeddings[query], embeddings[gallery], ks=(1,),

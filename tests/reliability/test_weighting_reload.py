@@ -25,7 +25,7 @@ tasks = [mk.Task("a", 1, weight=2.0), mk.Task("b", 3, loss="sparse_categorical_c
 state = {}
 for method, kwargs in (("uncertainty", {"initial_log_variance": 0.5}), ("dwa", {"temperature": 3.0}),
                        ("gradnorm", {"alpha": 1.0})):
-    model = mk.builders.hard_sharing((5,), tasks, (8,), weighting=mk.weighting.get(method, **kwargs))
+    model = mk.builders.hard_sharing((5,), tasks, trunk_units=(8,), weighting=mk.weighting.get(method, **kwargs))
     history = model.fit(x, y, batch_size=16, epochs=3, verbose=0).history
     model.save(f"{sys.argv[1]}/{method}.keras")
     state[method] = {
