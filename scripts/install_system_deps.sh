@@ -21,6 +21,20 @@ VULKAN_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.cache/vulkan"
 VULKAN_DEBS=(mesa-vulkan-drivers/bookworm-backports libdrm2/bookworm-backports libdrm-amdgpu1/bookworm-backports
              libvulkan1 libllvm15)
 
+# The mirror this machine's own apt sources use for Debian bookworm (deb822 .sources or one-line sources.list).
+debian_mirror() {
+    local uri=""
+    if compgen -G "/etc/apt/sources.list.d/*.sources" >/dev/null; then
+        uri="$(awk '/^URIs:/ {u = $2} /^Suites:/ {for (i = 2; i <= NF; i++) if ($i == "bookworm") {print u; exit}}' \
+            /etc/apt/sources.list.d/*.sources)"
+    fi
+    if [ -z "$uri" ] && [ -f /etc/apt/sources.list ]; then
+        uri="$(awk '$1 == "deb" {i = 2; if ($i ~ /^\[/) while ($i !~ /\]$/) i++; if ($i ~ /\]$/ && $2 ~ /^\[/) i++;
+                                 if ($(i + 1) == "bookworm") {print $i; exit}}' /etc/apt/sources.list)"
+    fi
+    printf '%s' "$uri"
+}
+
 install_lavapipe() {
     local note="install_system_deps: lavapipe (software Vulkan for the android-gpu export check)"
     if [ "${MTMM_SKIP_VULKAN:-}" = "1" ]; then echo "$note: skipped (MTMM_SKIP_VULKAN=1)"; return 0; fi
@@ -36,9 +50,15 @@ install_lavapipe() {
     fi
     local work="$VULKAN_DIR/apt"
     mkdir -p "$work/lists/partial" "$work/cache/archives/partial" "$work/debs" "$VULKAN_DIR/root"
-    local key=/usr/share/keyrings/debian-archive-keyring.gpg
-    printf 'deb [signed-by=%s] http://deb.debian.org/debian bookworm main\ndeb [signed-by=%s] http://deb.debian.org/debian bookworm-backports main\n' \
-        "$key" "$key" > "$work/sources.list"
+    local key=/usr/share/keyrings/debian-archive-keyring.gpg mirror
+    mirror="$(debian_mirror)"
+    if [ -z "$mirror" ]; then
+        echo "$note: skipped, no Debian bookworm source in /etc/apt to take the backports suite from" >&2
+        rm -rf "$work"
+        return 0
+    fi
+    printf 'deb [signed-by=%s] %s bookworm main\ndeb [signed-by=%s] %s bookworm-backports main\n' \
+        "$key" "$mirror" "$key" "$mirror" > "$work/sources.list"
     local opts=(-o "Dir::Etc::sourcelist=$work/sources.list" -o Dir::Etc::sourceparts=- -o "Dir::State::Lists=$work/lists"
                 -o "Dir::Cache=$work/cache" -o Debug::NoLocking=1)
     if ! { apt-get "${opts[@]}" update -qq >/dev/null 2>&1 \
