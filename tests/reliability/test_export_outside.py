@@ -160,10 +160,10 @@ def test_quantized_artifacts_are_judged_on_rows_never_used_for_calibration(tmp_p
 
     real_convert = tflite_writer.convert
 
-    def spy(saved_model_dir, flavour, representative=None, allow_flex=False):
+    def spy(saved_model_dir, flavour, representative=None, allow_flex=False, **options):
         if representative is not None:
             calibration_rows.extend(row["features"][0].tobytes() for row in representative())
-        return real_convert(saved_model_dir, flavour, representative, allow_flex)
+        return real_convert(saved_model_dir, flavour, representative, allow_flex, **options)
 
     monkeypatch.setattr(tflite_writer, "convert", spy)
     data = np.random.default_rng(1).normal(size=(100, 4)).astype("float32")
