@@ -54,8 +54,7 @@ _SUBMODULES = (
 _ATTRIBUTES = {"Task": "mtmm_keras.tasks"}
 # Every module that defines a class registered under package "mtmm" (tests check this list is complete).
 _REGISTERING = (
-    "mtmm_keras.encoders",  # LogMelSpectrogram (waveform front end), transformer_text layers, TokenIdsTo (from_backbone)
-    "mtmm_keras.layers",
+    "mtmm_keras.layers",  # every registered layer (fusion, experts, front end, text encoder, temperature, ...)
     "mtmm_keras.losses",
     "mtmm_keras.metrics",
     "mtmm_keras.models",

@@ -15,44 +15,13 @@ from keras import ops
 
 from mtmm_keras import _checks
 from mtmm_keras._extras import require
-from mtmm_keras.encoders.transformer import PaddingMask, SequencePooling
+from mtmm_keras.layers.token_ids import DERIVED_INPUTS, TokenIdsTo  # noqa: F401  (TokenIdsTo: importable here, as in 0.1)
+from mtmm_keras.layers.transformer_text import PaddingMask, SequencePooling
 
 POOLINGS = ("cls", "mean", "pooled")
 # Backbone inputs derived from the token ids inside the wrapper (so the encoder has one input).
-DERIVED_INPUTS = ("padding_mask", "segment_ids")
 SEQUENCE_KEYS = ("sequence_output", "last_hidden_state", "encoder_sequence_output")
 POOLED_KEYS = ("pooled_output",)
-
-
-@keras.saving.register_keras_serializable(package="mtmm")
-class TokenIdsTo(keras.layers.Layer):
-    """Token ids → a companion input a text backbone wants: "padding_mask" (1 where id != `padding_id`,
-    else 0) or "segment_ids" (all zeros: a single segment). Same shape, int32."""
-
-    KINDS = DERIVED_INPUTS
-
-    def __init__(self, kind: str, padding_id: int = 0, **kwargs):
-        super().__init__(**kwargs)
-        self.kind = _checks.one_of(kind, "kind", self.KINDS)
-        if not isinstance(padding_id, int) or isinstance(padding_id, bool):
-            raise TypeError(f"`padding_id` must be an integer token id, got {padding_id!r}.")
-        self.padding_id = padding_id
-
-    def call(self, tokens: Any) -> Any:
-        """Run `TokenIdsTo` on its inputs (the computation is described in the class docstring)."""
-        if self.kind == "segment_ids":
-            return ops.zeros_like(ops.cast(tokens, "int32"))
-        return ops.cast(ops.not_equal(tokens, ops.cast(self.padding_id, tokens.dtype)), "int32")
-
-    def compute_output_shape(self, input_shape: Any) -> Any:
-        """The output shape for inputs of shape `input_shape`, without running the layer."""
-        return input_shape
-
-    def get_config(self) -> dict[str, Any]:
-        """The constructor arguments as a dict, so that a `.keras` file can re-create this object."""
-        config = super().get_config()
-        config.update(kind=self.kind, padding_id=self.padding_id)
-        return config
 
 
 def _load_preset(preset: str) -> keras.Model:

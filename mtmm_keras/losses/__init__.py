@@ -13,7 +13,7 @@ from mtmm_keras.losses.clip import CLIPLoss, SigLIPLoss, clip_loss, siglip_loss
 from mtmm_keras.losses.contrastive import ContrastiveLoss, contrastive
 from mtmm_keras.losses.cosine_embedding import CosineEmbeddingLoss, cosine_embedding, pair_cosine
 from mtmm_keras.losses.ranking import MaxMarginRankingLoss, max_margin_ranking
-from mtmm_keras.losses.temperature import LearnedTemperature
+from mtmm_keras.layers.temperature import LearnedTemperature
 
 _BY_NAME = {
     "max_margin": MaxMarginRankingLoss,

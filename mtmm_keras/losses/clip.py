@@ -15,7 +15,7 @@ import keras
 from keras import ops
 
 from mtmm_keras.losses._similarity import check_square, negative_mask
-from mtmm_keras.losses.temperature import LearnedTemperature, check_temperature_args
+from mtmm_keras.layers.temperature import LearnedTemperature, check_temperature_args
 
 _MASKED = -1e9  # logit of a left-out candidate (same group): exp() is exactly 0 in float32
 
