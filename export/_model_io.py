@@ -422,7 +422,37 @@ def low_precision_policies(model: keras.Model) -> list[str]:
                    if getattr(getattr(layer, "dtype_policy", None), "compute_dtype", None) in LOW_PRECISION})
 
 
-def export_clone(model: keras.Model) -> keras.Model:
+class FlatIndexEmbedding(keras.layers.Embedding):
+    """`keras.layers.Embedding` that looks up 1-D indices: ids `[batch, d1, ...]` are flattened, gathered and
+    reshaped back to `[batch, d1, ..., output_dim]`. Same weights, same config, identical outputs; its TFLite
+    graph is RESHAPE → GATHER (1-D indices) → RESHAPE, which LiteRT's GPU accelerator runs (it refuses a GATHER
+    with 2-D indices). Used only inside the export-ready clone of a static-batch export (see `export_clone`):
+    never saved, so not registered."""
+
+    def call(self, inputs):
+        inner = tuple(inputs.shape[1:])
+        if self.quantization_mode is not None or len(inner) == 0 or any(d is None for d in inner):
+            return super().call(inputs)
+        if inputs.dtype != "int32" and inputs.dtype != "int64":
+            inputs = keras.ops.cast(inputs, "int32")
+        flat = keras.ops.take(self.embeddings, keras.ops.reshape(inputs, (-1,)), axis=0)
+        return keras.ops.cast(keras.ops.reshape(flat, (-1,) + inner + (self.output_dim,)), dtype=self.compute_dtype)
+
+
+def _multi_index_embeddings(model: keras.Model) -> bool:
+    """Whether an Embedding of `model` reads ids of rank 2 or more (`[batch, sequence]`): a GATHER with 2-D indices."""
+    for layer in _all_layers(model):
+        if type(layer) is keras.layers.Embedding and getattr(layer, "quantization_mode", None) is None:
+            try:
+                shapes = [t.shape for t in keras.tree.flatten(layer.input)]
+            except (AttributeError, ValueError, TypeError):
+                continue
+            if any(len(shape) >= 2 for shape in shapes):
+                return True
+    return False
+
+
+def export_clone(model: keras.Model, flat_embeddings: bool = False) -> keras.Model:
     """The same model and weights, rebuilt so its graph exports everywhere.
 
     Recurrent layers are unrolled (no TensorList while-loop: no Flex ops with a dynamic batch,
@@ -430,20 +460,26 @@ def export_clone(model: keras.Model) -> keras.Model:
     exports for CPU and edge). Layers under a mixed-precision (or float16/bfloat16) dtype policy compute
     in float32 in the clone: float16 internals make TFLite refuse the graph, break ONNX verification and
     bfloat16 ONNX does not load in ONNX Runtime; `quantize="float16"` makes the float16 artifact.
-    Models with neither are returned as they are.
+    With `flat_embeddings` (a static-batch export), every `keras.layers.Embedding` becomes a
+    `FlatIndexEmbedding` (1-D indices for its GATHER, which LiteRT's GPU accelerator needs; same outputs).
+    Models with none of these are returned as they are.
     """
     recurrent = any(type(layer).__name__ in RECURRENT_LAYERS for layer in _all_layers(model))
     low_precision = low_precision_policies(model)
-    if not recurrent and not low_precision:
+    flat_embeddings = flat_embeddings and _multi_index_embeddings(model)
+    if not recurrent and not low_precision and not flat_embeddings:
         return model
     try:
         config = keras.saving.serialize_keras_object(model)
         _patch_recurrent(config)
         _patch_dtype_policies(config)
+        if flat_embeddings:
+            _patch_embeddings(config)
         previous = keras.config.dtype_policy()
         keras.config.set_dtype_policy("float32")  # layers that leave `dtype` out of their config
         try:
-            clone = keras.saving.deserialize_keras_object(config)
+            with keras.saving.custom_object_scope({FlatIndexEmbedding.__name__: FlatIndexEmbedding}):
+                clone = keras.saving.deserialize_keras_object(config)
         finally:
             keras.config.set_dtype_policy(previous)
         clone.set_weights([np.asarray(w, "float32") if np.asarray(w).dtype.kind == "f" else w for w in model.get_weights()])
@@ -472,6 +508,18 @@ def _patch_dtype_policies(node: Any) -> None:
     elif isinstance(node, list):
         for value in node:
             _patch_dtype_policies(value)
+
+
+def _patch_embeddings(node: Any) -> None:
+    """Every serialized `keras.layers.Embedding` becomes a `FlatIndexEmbedding` (same config)."""
+    if isinstance(node, dict):
+        if node.get("class_name") == "Embedding" and node.get("module") in ("keras.layers", "keras.src.layers"):
+            node.update(module=None, class_name=FlatIndexEmbedding.__name__, registered_name=FlatIndexEmbedding.__name__)
+        for value in node.values():
+            _patch_embeddings(value)
+    elif isinstance(node, list):
+        for value in node:
+            _patch_embeddings(value)
 
 
 def _patch_recurrent(node: Any) -> None:

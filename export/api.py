@@ -424,7 +424,9 @@ def _export_into(model, staging, final_dir, plan: _Plan, verify, allow_flex, ops
     formats, quantize, batch_size = plan.formats, plan.quantize, plan.batch_size
     view = _model_io.export_view(model)  # any Keras model as a functional model with named inputs and outputs
     low_precision = _model_io.low_precision_policies(model)
-    clone = _model_io.export_clone(model)  # unrolled recurrent layers; float32 compute for a mixed-precision model
+    # unrolled recurrent layers; float32 compute for a mixed-precision model; with a static batch, embedding
+    # lookups with 1-D indices (LiteRT's GPU accelerator refuses a GATHER with 2-D indices)
+    clone = _model_io.export_clone(model, flat_embeddings=batch_size is not None)
     graph_model = view if clone is model else _model_io.export_view(clone)
     # a mixed-precision model's artifacts are float32: they are checked against its float32 copy (same weights)
     reference_model = graph_model if low_precision else view
@@ -459,6 +461,8 @@ def _export_into(model, staging, final_dir, plan: _Plan, verify, allow_flex, ops
             if plan.calibration is not None:
                 calibration = lambda: _rows(plan.calibration, batch_size or 1)  # noqa: E731
             flatbuffer = tflite_writer.convert(saved_model_dir, flavour, calibration, allow_flex, int8_io=target.int8_io)
+            if target.gpu_delegate and flavour == "float16":  # the GPU accelerator takes no float16 GATHER table
+                flatbuffer = tflite_writer.float32_gather_tables(flatbuffer)
             path = os.path.join(staging, f"{stem}.{flavour}.tflite")
             with open(path, "wb") as f:
                 f.write(flatbuffer)

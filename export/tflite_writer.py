@@ -81,6 +81,52 @@ def convert(
     return flatbuffer
 
 
+def float32_gather_tables(flatbuffer: bytes) -> bytes:
+    """`flatbuffer` (a float16 file) with each GATHER's lookup table as a float32 constant instead of a float16
+    constant behind a DEQUANTIZE: LiteRT's GPU accelerator refuses that GATHER ("Input / output dtype mismatch"),
+    the CPU interpreter computes the same numbers either way (the float16 values, widened). The other weights stay
+    float16. Returns `flatbuffer` unchanged when no GATHER reads a dequantized table."""
+    import flatbuffers
+    import numpy as np
+
+    schema = _schema()
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(bytearray(flatbuffer), 0))
+    names = op_names(flatbuffer)
+    changed = False
+    for subgraph in model.subgraphs or []:
+        operators = subgraph.operators or []
+        producer = {index: op for op in operators for index in (op.outputs if op.outputs is not None else [])}
+        readers: dict[int, int] = {}
+        for op in operators:
+            for index in op.inputs if op.inputs is not None else []:
+                readers[index] = readers.get(index, 0) + 1
+        for op in list(operators):
+            if names[op.opcodeIndex] != "GATHER":
+                continue
+            table = int(op.inputs[0])
+            dequantize = producer.get(table)
+            if dequantize is None or names[dequantize.opcodeIndex] != "DEQUANTIZE":
+                continue
+            source = subgraph.tensors[int(dequantize.inputs[0])]
+            data = model.buffers[source.buffer].data if source.buffer else None
+            if source.type != schema.TensorType.FLOAT16 or data is None or len(data) == 0 or readers.get(table) != 1:
+                continue
+            values = np.frombuffer(np.asarray(data, np.uint8).tobytes(), np.float16).astype("<f4")
+            buffer = schema.BufferT()
+            buffer.data = np.frombuffer(values.tobytes(), np.uint8)
+            model.buffers.append(buffer)
+            subgraph.tensors[table].buffer = len(model.buffers) - 1  # the DEQUANTIZE's output becomes the constant
+            operators.remove(dequantize)
+            if readers.get(int(dequantize.inputs[0])) == 1:  # the float16 copy is read by nothing else now
+                model.buffers[source.buffer].data = None
+            changed = True
+    if not changed:
+        return flatbuffer
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
 def has_float_scope(saved_model_dir: str) -> bool:
     """Whether the SavedModel has ops under a FLOAT_SCOPE name scope (which stay float32 in an int8 file)."""
     return _has_float_scope(saved_model_dir)

@@ -62,3 +62,26 @@ def test_fusion_mask_logic_runs_fully_on_the_gpu_accelerator(tmp_path):
     assert report.passed, report.table()
     gpu = report.artifacts[0].deployment["gpu_delegate"]
     assert gpu["fully_accelerated"] and gpu["max_abs_diff"]["fp32"] <= 1e-4, gpu
+
+
+def test_text_embedding_lookups_use_1d_indices_and_run_fully_on_the_gpu_accelerator(tmp_path):
+    """An Embedding over [batch, seq] token ids is a GATHER with 2-D indices, which the GPU accelerator refuses; a
+    static-batch export flattens the ids (same weights, identical outputs), and the float16 file keeps the lookup
+    table float32 (a float16 table behind DEQUANTIZE is refused too)."""
+    from mtmm_keras.export import _model_io
+
+    text = mk.encoders.text(40, 6, embedding_dim=8, hidden_dim=8, kind="conv", input_name="tokens")
+    model = keras.Model(text.inputs, {"y": keras.layers.Dense(2, name="y")(text.output)}, name="tiny_text")
+    tokens = np.random.default_rng(0).integers(0, 40, size=(64, 6)).astype("int32")
+    clone = _model_io.export_clone(model, flat_embeddings=True)
+    assert any(isinstance(layer, _model_io.FlatIndexEmbedding) for layer in _model_io._all_layers(clone))
+    np.testing.assert_array_equal(clone.predict(tokens, verbose=0)["y"], model.predict(tokens, verbose=0)["y"])
+    assert _model_io.export_clone(model) is model  # a dynamic batch keeps the model's own graph
+
+    report = mk.export.export_model(model, tmp_path / "out", target="android-gpu", representative_data=tokens,
+                                    verbose=False)
+    assert report.passed, report.table()
+    for artifact in report.artifacts:
+        gpu = artifact.deployment["gpu_delegate"]
+        assert gpu["fully_accelerated"] and gpu["unsupported"] == [], (artifact.quantization, gpu)
+        assert gpu["max_abs_diff"]["fp32"] <= 1e-4, gpu
