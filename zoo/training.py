@@ -13,7 +13,7 @@ import numpy as np
 
 from mtmm_keras import _extras, _output_folder
 from mtmm_keras import distribute as distribute_lib
-from mtmm_keras.builders import gates as _gates
+from mtmm_keras.builders import readouts as _readouts
 from mtmm_keras.layers import Standardization
 from mtmm_keras.zoo import card, evaluation, plotting, presets, recipes, registry
 
@@ -23,9 +23,9 @@ GATES_FILE = "gates.png"  # written only for models with expert gates (mmoe, cgc
 
 def gate_means(model: keras.Model, x: dict) -> dict:
     """Each expert gate's weights averaged over the examples `x` (`{}` for a model without gates)."""
-    if not _gates.has_gates(model):
+    if not _readouts.has_gates(model):
         return {}
-    return _gates.mean_gate_weights(model, evaluation._model_inputs(model, x))
+    return _readouts.mean_gate_weights(model, evaluation._model_inputs(model, x))
 
 
 def hardware() -> str:

@@ -1,15 +1,14 @@
 """The builders; each returns a compiled functional `keras.Model` ready to `fit`."""
 
-from mtmm_keras.builders.attention_fusion import attention_fusion, attention_model, with_attention_output
+from mtmm_keras.builders.attention_fusion import attention_fusion
 from mtmm_keras.builders.concat_fusion import concat_fusion
 from mtmm_keras.builders.cross_stitch import cross_stitch
-from mtmm_keras.builders.fusion_weights import fusion_weights
 from mtmm_keras.builders.gated_fusion import gated_fusion
-from mtmm_keras.builders.gates import gate_model, stitch_weights
 from mtmm_keras.builders.hard_sharing import hard_sharing
-from mtmm_keras.builders.joint_embedding import joint_embedding, tower
+from mtmm_keras.builders.joint_embedding import joint_embedding
 from mtmm_keras.builders.mmoe import mmoe
 from mtmm_keras.builders.ple import cgc, ple
+from mtmm_keras.builders.readouts import attention_model, fusion_weights, gate_model, stitch_weights, tower, with_attention_output
 from mtmm_keras.builders.soft_sharing import soft_sharing
 from mtmm_keras.builders.transformer_fusion import transformer_fusion
 

@@ -69,25 +69,3 @@ def attention_fusion(
     return _common.fused_task_model(inputs, fused, tasks, hidden_units, dropout, hidden_activation, optimizer=optimizer,
                                     learning_rate=learning_rate, weighting=weighting, compile=compile, name=name,
                                     compile_kwargs=compile_kwargs)
-
-
-def _attention_tensor(model: keras.Model) -> Any:
-    try:
-        layer = model.get_layer(FUSION_LAYER)
-    except ValueError:
-        raise ValueError(f"Model {model.name!r} has no {FUSION_LAYER!r} layer; build it with mk.builders.attention_fusion.") from None
-    return layer.output[1]
-
-
-def attention_model(model: keras.Model) -> keras.Model:
-    """A sub-model of an attention-fusion model that maps its inputs to α `[batch, modalities]`."""
-    return keras.Model(model.inputs, _attention_tensor(model), name=f"{model.name}_attention")
-
-
-def with_attention_output(model: keras.Model) -> keras.Model:
-    """The same model (shared weights, not compiled) with α added as the output named "attention"."""
-    outputs = dict(model.output) if isinstance(model.output, dict) else {model.output_names[0]: model.output}
-    outputs[ATTENTION_OUTPUT] = _attention_tensor(model)
-    combined = MultiTaskModel(model.inputs, outputs, name=f"{model.name}_with_attention")
-    object.__setattr__(combined, "task_configs", getattr(model, "task_configs", ()))  # the heads stay what they were
-    return combined

@@ -93,12 +93,3 @@ def _tower(modality: str, encoder: keras.Model, embedding_dim: int | None, simil
     if similarity == "cosine":
         x = keras.layers.UnitNormalization(name=f"{modality}_l2_normalize")(x)
     return keras.Model(x_in, x, name=f"{modality}_tower")
-
-
-def tower(model: keras.Model, modality: str) -> keras.Model:
-    """The stand-alone encoder tower (encoder + projection + normalisation) for `modality`."""
-    try:
-        return model.get_layer(f"{modality}_tower")
-    except ValueError:
-        towers = [layer.name[: -len("_tower")] for layer in model.layers if layer.name.endswith("_tower")]
-        raise ValueError(f"`modality` {modality!r} is not in this model; its modalities are {towers}.") from None

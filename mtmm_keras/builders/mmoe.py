@@ -10,7 +10,7 @@ import keras
 from mtmm_keras import _checks
 from mtmm_keras.builders import _common
 from mtmm_keras.builders._keywords import checked_keywords
-from mtmm_keras.builders.gates import check_gate, make_gate
+from mtmm_keras.builders.gates import GATE_PREFIX, check_gate, make_gate
 from mtmm_keras.layers import Experts, MixExperts
 from mtmm_keras.models import MultiTaskModel
 from mtmm_keras.tasks import Task, validate_tasks
@@ -62,7 +62,7 @@ def mmoe(
     outputs = {}
     for task in tasks:
         # 2. one gate per task: weights over the experts from the same features
-        weights = make_gate(gate, num_experts, gate_units, gate_k, name=f"gate_{task.name}")(features)
+        weights = make_gate(gate, num_experts, gate_units, gate_k, name=f"{GATE_PREFIX}{task.name}")(features)
         # 3. the task's mixture of experts, Σ_e g_t(x)_e · expert_e(x)
         mixed = MixExperts(name=f"mix_{task.name}")([experts, weights])
         # 4. the task's tower and head

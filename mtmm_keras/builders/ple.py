@@ -16,7 +16,7 @@ import keras
 from mtmm_keras import _checks
 from mtmm_keras.builders import _common
 from mtmm_keras.builders._keywords import checked_keywords
-from mtmm_keras.builders.gates import check_gate, make_gate
+from mtmm_keras.builders.gates import GATE_PREFIX, check_gate, make_gate
 from mtmm_keras.layers import Experts, MixExperts
 from mtmm_keras.models import MultiTaskModel
 from mtmm_keras.tasks import Task, validate_tasks
@@ -87,14 +87,14 @@ def ple(
         # 2. each task's gate over [its own experts, the shared experts] mixes them into its next input
         for t in tasks:
             pool = keras.layers.Concatenate(axis=1, name=f"level{level}_{t.name}_pool")([own[t.name], shared])
-            gate_name = f"gate_{t.name}" if last else f"level{level}_gate_{t.name}"
+            gate_name = f"{GATE_PREFIX}{t.name}" if last else f"level{level}_{GATE_PREFIX}{t.name}"
             task_inputs[t.name] = gated(pool, task_inputs[t.name], task_experts + shared_experts, gate_name,
                                         f"level{level}_{t.name}")
         # 3. below the last level, the shared experts' own gate over every expert of the level
         if not last:
             pool = keras.layers.Concatenate(axis=1, name=f"level{level}_{SHARED}_pool")([*own.values(), shared])
             shared_input = gated(pool, shared_input, len(tasks) * task_experts + shared_experts,
-                                 f"level{level}_gate_{SHARED}", f"level{level}_{SHARED}")
+                                 f"level{level}_{GATE_PREFIX}{SHARED}", f"level{level}_{SHARED}")
     # 4. one tower and head per task on its last-level mixture
     outputs = {}
     for t in tasks:

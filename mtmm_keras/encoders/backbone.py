@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 import keras
-from keras import ops
 
 from mtmm_keras import _checks
 from mtmm_keras._extras import require

@@ -4,10 +4,8 @@ model reloads in safe mode and exports to TFLite built-in ops and ONNX."""
 
 from __future__ import annotations
 
-from typing import Any
 
 import keras
-from keras import ops
 
 from mtmm_keras import _checks
 from mtmm_keras.layers.transformer_text import (  # noqa: F401  (also importable from here, as in 0.1)
