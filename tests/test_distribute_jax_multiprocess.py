@@ -204,28 +204,55 @@ def test_zoo_train_multi_worker_on_jax_without_settings_is_one_clean_line(tmp_pa
     assert not os.path.exists(tmp_path / "entry")
 
 
-def test_jax_multi_process_names_bad_settings(monkeypatch):
+def test_jax_multi_process_refuses_another_backend(monkeypatch):
     import keras
 
     import mtmm_keras as mk
 
+    if keras.backend.backend() == "jax":
+        pytest.skip("this process runs the jax backend: the test below checks its settings")
     for name in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
         monkeypatch.delenv(name, raising=False)
-    if keras.backend.backend() != "jax":
-        with pytest.raises(ValueError, match="jax backend"):
-            mk.distribute.jax_multi_process("127.0.0.1:1234", 2, 0)
-        return
-    from mtmm_keras.distribute import jax_processes
+    with pytest.raises(ValueError, match="jax backend"):
+        mk.distribute.jax_multi_process("127.0.0.1:1234", 2, 0)
 
-    if jax_processes._initialized():
-        pytest.skip("this process already joined a jax.distributed run")
-    with pytest.raises(ValueError, match="process_id` must be in \\[0, 1\\]"):
-        mk.distribute.jax_multi_process("127.0.0.1:1234", 2, 2)
-    with pytest.raises(ValueError, match="coordinator` must be 'host:port'"):
-        mk.distribute.jax_multi_process("localhost", 2, 0)
-    with pytest.raises(ValueError, match="JAX_NUM_PROCESSES"):
-        mk.distribute.jax_multi_process("127.0.0.1:1234", None, 0)
-    monkeypatch.setenv("JAX_PROCESS_ID", "one")
-    with pytest.raises(ValueError, match="JAX_PROCESS_ID must be an integer"):
-        mk.distribute.jax_multi_process("127.0.0.1:1234", 2)
-    assert not jax_processes._initialized()
+
+# Run in a fresh KERAS_BACKEND=jax process, so `make test`'s TensorFlow run checks the JAX branch too (it used
+# to run only under KERAS_BACKEND=jax, which no `make test` pass gave this file). Nothing joins a real
+# coordinator: every call is refused before jax.distributed.initialize.
+_BAD_SETTINGS = r"""
+import os, re
+for name in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
+    os.environ.pop(name, None)
+import keras
+import mtmm_keras as mk
+from mtmm_keras.distribute import jax_processes
+
+assert keras.backend.backend() == "jax", keras.backend.backend()
+assert not jax_processes._initialized()
+
+def refused(pattern, *args):
+    try:
+        mk.distribute.jax_multi_process(*args)
+    except ValueError as error:
+        assert re.search(pattern, str(error)), (pattern, str(error))
+        return
+    raise AssertionError(f"jax_multi_process{args} was accepted")
+
+refused(r"process_id` must be in \[0, 1\]", "127.0.0.1:1234", 2, 2)
+refused(r"coordinator` must be 'host:port'", "localhost", 2, 0)
+refused(r"JAX_NUM_PROCESSES", "127.0.0.1:1234", None, 0)
+os.environ["JAX_PROCESS_ID"] = "one"
+refused(r"JAX_PROCESS_ID must be an integer", "127.0.0.1:1234", 2)
+assert not jax_processes._initialized()
+print("CHECKED")
+"""
+
+
+def test_jax_multi_process_names_bad_settings():
+    pytest.importorskip("jax")
+    env = {**os.environ, "PYTHONPATH": REPO, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu",
+           "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    done = subprocess.run([sys.executable, "-c", _BAD_SETTINGS], capture_output=True, text=True, cwd=REPO, env=env,
+                          timeout=300, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0 and "CHECKED" in done.stdout, done.stderr[-3000:]
