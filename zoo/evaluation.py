@@ -28,7 +28,7 @@ def split_arrays(recipe: dict[str, Any], split: str, limit: int | None = None) -
 
 
 def _model_inputs(model: keras.Model, x: dict) -> Any:
-    from mtmm_keras.models._data_checks import fill_modality_mask
+    from mtmm_keras.models._data_prep import fill_modality_mask
 
     names = [t.name.split(":")[0] for t in model.inputs]
     x = fill_modality_mask(model, x)  # no mask given: every modality present

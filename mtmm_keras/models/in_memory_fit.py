@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 import keras
 
-from mtmm_keras.models import _data_checks
+from mtmm_keras.models import _data_checks, _data_prep
 
 # Model attributes `_steps_per_execution` reads and swaps.
 _STEP_FUNCTION_ATTRIBUTES = ("steps_per_execution", "make_train_function", "train_function", "test_function",
@@ -108,10 +108,10 @@ class InMemoryFitMixin:
             steps_per_epoch=steps_per_epoch, validation_steps=validation_steps,
             validation_batch_size=validation_batch_size, validation_freq=validation_freq,
         )
-        x = stock["x"] = _data_checks.unwrap_single_input(self, x)
+        x = stock["x"] = _data_prep.unwrap_single_input(self, x)
         _data_checks.check(self, x, y, sample_weight, call="fit", labelled=True, finite=True)
         if isinstance(validation_data, (tuple, list)) and len(validation_data) in (2, 3):
-            val_x = _data_checks.unwrap_single_input(self, validation_data[0])
+            val_x = _data_prep.unwrap_single_input(self, validation_data[0])
             _data_checks.check(self, val_x, *validation_data[1:], call="validation", labelled=True)
             stock["validation_data"] = validation_data = (val_x, *validation_data[1:])
         plan = self._in_memory_plan(stock)
@@ -127,13 +127,13 @@ class InMemoryFitMixin:
 
     def evaluate(self, x: Any = None, y: Any = None, *args: Any, **kwargs: Any) -> Any:
         """Keras's `evaluate` after the same data checks as `fit` (label keys and widths, NaN, row counts)."""
-        x = _data_checks.unwrap_single_input(self, x)
+        x = _data_prep.unwrap_single_input(self, x)
         _data_checks.check(self, x, y, kwargs.get("sample_weight"), call="evaluate", labelled=True)
         return super().evaluate(x, y, *args, **kwargs)
 
     def predict(self, x: Any, *args: Any, **kwargs: Any) -> Any:
         """Keras's `predict` after the input checks, one step per call (fast first predict)."""
-        x = _data_checks.unwrap_single_input(self, x)
+        x = _data_prep.unwrap_single_input(self, x)
         _data_checks.check(self, x, call="predict", labelled=False)
         with _one_step_predict(self):
             return super().predict(x, *args, **kwargs)
