@@ -98,3 +98,23 @@ def test_keras_mel_spectrogram_does_not_convert_to_onnx(tmp_path):
     with pytest.raises(Exception, match="RFFT"):
         mk.export.export_model(model, str(tmp_path / "mel"), formats=("onnx",), representative_data=_waveforms(8),
                                verbose=False)
+
+
+def test_log_mel_power_stays_inside_float16_range_and_the_output_is_unchanged():
+    """Issue 19: LiteRT's GPU accelerator computes in float16 by default; the unscaled power spectrum of a loud
+    frame (|X|² ≈ 1e5 for av_digits' waveforms, which reach ±14) overflowed 65504. The layer scales its DFT by a
+    power of two and subtracts log(scale²) after the log: the float32 output is the unscaled one up to rounding."""
+    layer = LogMelSpectrogram(sample_rate=11025, frame_length=512, hop=340, num_mel_bins=32, fmin=80.0, fmax=5000.0,
+                              standardize=False)
+    t = np.arange(11052) / 11025
+    wave = np.stack([14.0 * np.sin(2 * np.pi * 431.0 * t), 1e-3 * np.sin(2 * np.pi * 200.0 * t)]).astype("float32")
+    frames = keras.ops.expand_dims(keras.ops.convert_to_tensor(wave), -1)
+    spectrum = keras.ops.convert_to_numpy(keras.ops.conv(frames, layer._dft, strides=layer.hop, padding="valid"))
+    power = spectrum.astype("float64") ** 2
+    assert layer._scale == 1 / 16 and float(np.max(power)) < 65504 and float(np.max(power @ layer._mel)) < 65504
+    assert float(np.max(power)) / layer._scale ** 2 > 65504  # unscaled, float16 would overflow to inf
+    unscaled = keras.ops.conv(frames, layer._dft / layer._scale, strides=layer.hop, padding="valid")
+    reference = np.log(keras.ops.convert_to_numpy(keras.ops.matmul(keras.ops.square(unscaled), layer._mel)) + 1e-10)
+    got = keras.ops.convert_to_numpy(layer(wave))
+    assert float(np.max(np.abs(reference))) > 10  # a loud row (log power ≈ 12) and a quiet one
+    np.testing.assert_allclose(got, reference, rtol=1e-6, atol=1e-5)

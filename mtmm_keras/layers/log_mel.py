@@ -24,6 +24,10 @@ class LogMelSpectrogram(keras.layers.Layer):
     features independent of the input's loudness. This is exactly `mtmm_keras.data._audio`'s numpy
     front end, in float32.
 
+    The DFT is scaled by a power of two (1/16 for 512-sample frames) and log(scale²) subtracted after the log, so
+    the power spectrum of a loud waveform stays inside float16's range (LiteRT's GPU accelerator computes in
+    float16 by default); in float32 the result is the unscaled one up to the log's rounding.
+
     The framing + windowing + DFT is one strided Conv1D with a constant kernel (cos and sin rows),
     and the mel pooling one matmul, so the layer runs on every backend and exports to TFLite
     built-in ops (CONV_2D, MUL, FULLY_CONNECTED/BATCH_MATMUL, LOG, MEAN) and to ONNX without FFT
@@ -56,8 +60,14 @@ class LogMelSpectrogram(keras.layers.Layer):
         k = np.arange(self.frame_length // 2 + 1)
         angle = 2.0 * np.pi * np.outer(n, k) / self.frame_length
         window = np.hanning(self.frame_length)[:, None]
-        # kernel [frame_length, 1, 2 * freqs]: windowed cos and sin rows of the real DFT
-        self._dft = np.concatenate([window * np.cos(angle), -window * np.sin(angle)], axis=1)[:, None, :].astype("float32")
+        # the DFT is scaled by a power of two near 1/sqrt(window energy) (1/16 for 512 samples) so the power
+        # spectrum stays inside float16's range on a GPU at reduced precision (unscaled, a loud frame's power
+        # passes 65504 and turns to inf); `call` subtracts log(scale²) after the log. In float32 the scaling
+        # is exact (a power of two), so the output is the unscaled computation's up to the rounding of the log.
+        self._scale = float(2.0 ** -np.round(np.log2(np.sqrt(np.sum(np.hanning(self.frame_length) ** 2)))))
+        # kernel [frame_length, 1, 2 * freqs]: windowed cos and sin rows of the real DFT, times the scale
+        self._dft = (self._scale * np.concatenate([window * np.cos(angle), -window * np.sin(angle)], axis=1)
+                     )[:, None, :].astype("float32")
         mel = mel_filterbank(self.num_mel_bins, self.frame_length, self.sample_rate, self.fmin, self.fmax)
         self._mel = np.concatenate([mel, mel], axis=0).astype("float32")  # re² and im² pooled by the same filters
 
@@ -70,8 +80,10 @@ class LogMelSpectrogram(keras.layers.Layer):
         with keras.name_scope(self.INT8_FLOAT_SCOPE):
             x = ops.expand_dims(ops.cast(inputs, "float32"), -1)
             spectrum = ops.conv(x, ops.convert_to_tensor(self._dft), strides=self.hop, padding="valid")
+            # scale² · mel power; log(scale² · (power + 1e-10)) − log(scale²) = log(power + 1e-10)
             mel_power = ops.matmul(ops.square(spectrum), ops.convert_to_tensor(self._mel))
-            logmel = ops.log(mel_power + 1e-10)
+            scale2 = self._scale ** 2
+            logmel = ops.log(mel_power + np.float32(1e-10 * scale2)) - np.float32(np.log(scale2))
             if not self.standardize:
                 return logmel
             mean = ops.mean(logmel, axis=(1, 2), keepdims=True)
