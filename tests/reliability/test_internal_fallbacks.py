@@ -16,7 +16,9 @@ import pytest
 import mtmm_keras as mk
 from mtmm_keras.models import in_memory_fit
 
-pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the fast path is TensorFlow-only")
+# The fast fit and the TF gradient step are TensorFlow-only; the token-id check, the gradient step's loss
+# metric and the missing-label metric guard are every backend's, so those three run on JAX and torch too.
+tf_only = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the fast path is TensorFlow-only")
 
 TASKS = [mk.Task("a", 1), mk.Task("b", 2)]
 
@@ -70,6 +72,7 @@ def no_keras_internals(monkeypatch):
     return blocked
 
 
+@tf_only
 def test_fit_trains_when_keras_internals_cannot_be_imported(no_keras_internals):
     model = _model()
     history = _fit(model)
@@ -77,6 +80,7 @@ def test_fit_trains_when_keras_internals_cannot_be_imported(no_keras_internals):
     _assert_trains_like_stock(model, history)
 
 
+@tf_only
 def test_plan_falls_back_to_stock_fit_without_keras_internals(no_keras_internals):
     model = _model()
     x, y = _data()
@@ -85,6 +89,7 @@ def test_plan_falls_back_to_stock_fit_without_keras_internals(no_keras_internals
     assert model._in_memory_plan(args) is None
 
 
+@tf_only
 def test_fit_trains_when_the_array_adapter_class_is_gone(monkeypatch):
     from keras.src.trainers.data_adapters import array_data_adapter
 
@@ -93,6 +98,7 @@ def test_fit_trains_when_the_array_adapter_class_is_gone(monkeypatch):
     _assert_trains_like_stock(model, _fit(model))
 
 
+@tf_only
 def test_fit_trains_when_the_adapter_lacks_num_batches(monkeypatch):
     from keras.src.trainers.data_adapters import array_data_adapter
 
@@ -104,12 +110,14 @@ def test_fit_trains_when_the_adapter_lacks_num_batches(monkeypatch):
     _assert_trains_like_stock(model, _fit(model))
 
 
+@tf_only
 def test_fit_trains_when_step_function_attributes_are_renamed(monkeypatch):
     monkeypatch.setattr(in_memory_fit, "_STEP_FUNCTION_ATTRIBUTES", ("steps_per_execution", "a_renamed_train_function"))
     model = _model()
     _assert_trains_like_stock(model, _fit(model))
 
 
+@tf_only
 def test_the_debug_caps_are_read_from_the_public_keras_config():
     """`keras.config.max_epochs()` (public) replaces the unguarded `keras.src.backend.config` import."""
     import inspect
@@ -125,6 +133,7 @@ def test_the_debug_caps_are_read_from_the_public_keras_config():
         keras.config.set_max_epochs(None)
 
 
+@tf_only
 def test_fit_works_when_keras_config_has_no_debug_caps(monkeypatch):
     monkeypatch.delattr(keras.config, "max_epochs")
     monkeypatch.delattr(keras.config, "max_steps_per_epoch")
@@ -180,6 +189,7 @@ def test_gradient_step_loss_metric_falls_back_to_the_public_metrics(monkeypatch)
     assert np.isfinite(history.history["loss"]).all()
 
 
+@tf_only
 def test_gradient_step_trains_without_the_private_training_arg_flag(monkeypatch):
     """The TF gradient step no longer reads `_call_has_training_arg` (Layer.__call__ passes `training`)."""
     import inspect
