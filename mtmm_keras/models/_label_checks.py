@@ -47,8 +47,7 @@ def _task_losses(model: Any, names: list[str]) -> dict[str, Any] | None:
 def _present_rows(model: Any, task: str, array: np.ndarray, loss: Any) -> np.ndarray | None:
     """Rows where the task's label is present (its `Task.missing_label` marker, see
     `mtmm_keras.models._task_losses`), or None when every row counts (no marker for this task)."""
-    from mtmm_keras.models._task_losses import missing_rule
-    from mtmm_keras.models.multi_task_model import weighting_of
+    from mtmm_keras.models._task_losses import missing_rule, weighting_of
 
     if weighting_of(model) is None:
         return None  # only MultiTaskModel's per-task losses (set by a weighting) mask missing labels

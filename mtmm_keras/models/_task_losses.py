@@ -260,3 +260,19 @@ class TaskLogs(keras.metrics.Metric):
 
     def get_config(self) -> dict[str, Any]:
         return {"task_names": list(self.task_names), "name": self.name}
+
+
+def weighting_of(model: Any) -> Any:
+    """The model's `mk.weighting` method (set by `set_weighting`), or None.
+
+    Read without Keras's attribute machinery: from the instance `__dict__` on TensorFlow and JAX, and
+    from `torch.nn.Module`'s sub-module table `_modules` on PyTorch, where Keras layers are torch
+    modules and assigning one as an attribute stores it there, not in `__dict__`.
+    """
+    namespace = getattr(model, "__dict__", {})
+    method = namespace.get("weighting")
+    if method is None:
+        modules = namespace.get("_modules")
+        if isinstance(modules, dict):
+            method = modules.get("weighting")
+    return method

@@ -11,6 +11,7 @@ from keras import ops
 
 from mtmm_keras.distribute.scaling import scale_for_replicas
 from mtmm_keras.models import _task_losses
+from mtmm_keras.models._task_losses import weighting_of
 from mtmm_keras.models._keras_format import KerasFormatSaveMixin
 from mtmm_keras.distribute.multiworker import MultiWorkerFitMixin
 from mtmm_keras.models.in_memory_fit import InMemoryFitMixin
@@ -266,22 +267,6 @@ class MultiTaskModel(KerasFormatSaveMixin, MultiWorkerFitMixin, InMemoryFitMixin
         elif tasks:
             model.set_weighting("static")  # saved before weighting existed: today's λ_t, with missing labels
         return model
-
-
-def weighting_of(model: Any) -> Any:
-    """The model's `mk.weighting` method (set by `set_weighting`), or None.
-
-    Read without Keras's attribute machinery: from the instance `__dict__` on TensorFlow and JAX, and
-    from `torch.nn.Module`'s sub-module table `_modules` on PyTorch, where Keras layers are torch
-    modules and assigning one as an attribute stores it there, not in `__dict__`.
-    """
-    namespace = getattr(model, "__dict__", {})
-    method = namespace.get("weighting")
-    if method is None:
-        modules = namespace.get("_modules")
-        if isinstance(modules, dict):
-            method = modules.get("weighting")
-    return method
 
 
 def _base_on_epoch_end() -> Any:
