@@ -97,3 +97,55 @@ def test_standardization_adapts_and_exports_statistics_as_weights(rng):
     assert [w.name for w in layer.non_trainable_weights] == ["mean", "variance"]
     with pytest.raises(ValueError, match="finite"):
         layer.adapt(np.full((3, 4), np.nan, "float32"))
+
+
+# --- small layers whose every branch a test must see (benchmarks/mutation.py found these untested) -----------
+
+def test_learned_temperature_caps_at_clips_100_and_adds_siglips_bias():
+    import math
+
+    s = np.array([[0.5, -0.25], [0.1, 1.0]], "float32")
+    plain = mk.layers.LearnedTemperature(init_logit_scale=math.log(10.0))
+    assert plain.get_config()["max_logit_scale"] == 100.0  # CLIP's cap, the documented default
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(plain(s)), 10.0 * s, rtol=1e-6)
+    plain.logit_scale.assign(math.log(1000.0))  # past the cap (as a training step could leave it): used as 100
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(plain(s)), 100.0 * s, rtol=1e-5)
+    biased = mk.layers.LearnedTemperature(init_logit_scale=math.log(10.0), init_logit_bias=-10.0)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(biased(s)), 10.0 * s - 10.0, rtol=1e-6)
+
+
+def test_token_ids_to_padding_mask_and_segment_ids():
+    tokens = np.array([[5, 3, 0, 0], [7, 1, 1, 2]], "int32")
+    mask = mk.layers.TokenIdsTo("padding_mask")(tokens)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(mask), tokens != 0)
+    mask1 = mk.layers.TokenIdsTo("padding_mask", padding_id=1)(tokens)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(mask1), tokens != 1)
+    segments = mk.layers.TokenIdsTo("segment_ids")(tokens)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(segments), np.zeros_like(tokens))
+    for bad in (True, 1.0, "0"):
+        with pytest.raises(TypeError, match="`padding_id` must be an integer token id"):
+            mk.layers.TokenIdsTo("padding_mask", padding_id=bad)
+
+
+def test_sequence_pooling_without_a_mask_is_the_plain_mean(rng):
+    x = rng.normal(size=(2, 3, 4)).astype("float32")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(mk.layers.SequencePooling("mean")(x)), x.mean(axis=1),
+                               rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(mk.layers.SequencePooling("first")(x)), x[:, 0])
+
+
+def test_standardization_adapt_builds_an_unbuilt_layer(rng):
+    data = rng.normal(loc=3.0, scale=2.0, size=(64, 5)).astype("float32")
+    layer = mk.layers.Standardization()
+    layer.adapt(data)  # not built yet: adapt builds it
+    out = keras.ops.convert_to_numpy(layer(data))
+    np.testing.assert_allclose(out.mean(axis=0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(out.std(axis=0), 1.0, atol=1e-4)
+
+
+def test_split_towers_output_shape_and_its_errors():
+    layer = mk.layers.SplitTowers()
+    assert layer.compute_output_shape((None, 3, 5)) == [(None, 5)] * 3
+    for bad in ((None, None, 5), (None, 5)):
+        with pytest.raises(ValueError, match="SplitTowers expects"):
+            layer.compute_output_shape(bad)
