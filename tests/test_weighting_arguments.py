@@ -106,3 +106,16 @@ def test_cagrad_nan_is_refused_through_a_builder():
     """The issue's example, the way a user writes it: `weighting=mk.weighting.CAGrad(c=nan)`."""
     with pytest.raises(ValueError, match=re.escape("`c` must be a finite number >= 0, got nan")):
         mk.builders.hard_sharing((4,), [mk.Task("a", 1), mk.Task("b", 1)], weighting=mk.weighting.CAGrad(c=NAN))
+
+
+def test_register_refuses_a_taken_name_and_accepts_the_same_class_again():
+    static = mk.weighting.get("static")
+    cls = type(static)
+    assert mk.weighting.register("static")(cls) is cls  # the same class again: a no-op (a module reloaded)
+
+    class Impostor(mk.weighting.Weighting):
+        pass
+
+    with pytest.raises(ValueError, match="weighting name 'static' is already taken by Static"):
+        mk.weighting.register("static")(Impostor)
+    assert type(mk.weighting.get("static")) is cls and "static" in mk.weighting.names()
