@@ -90,3 +90,16 @@ def test_recall_metrics(rng):
     sim[3, 0] = 2.0  # query 3 ranks candidate 0 first: a miss
     metric.update_state(np.arange(4), sim)
     assert float(metric.result()) == pytest.approx(0.75)
+
+
+def test_functional_forms_defaults_are_the_documented_ones(rng):
+    """mk.losses.max_margin_ranking and mk.losses.cosine_embedding called with their defaults: margin 0.2, every
+    negative summed (not the hardest), both directions; cosine margin 0 (PyTorch's default)."""
+    s = rng.uniform(-1, 1, size=(5, 5)).astype("float32")
+    got = keras.ops.convert_to_numpy(mk.losses.max_margin_ranking(None, s))
+    np.testing.assert_allclose(got, _np_max_margin(s, np.arange(5), 0.2), rtol=1e-5, atol=1e-6)
+    cosine = np.array([0.9, -0.3, 0.4, 0.1], "float32")
+    labels = np.array([1.0, -1.0, -1.0, 1.0], "float32")
+    want = np.where(labels == 1, 1.0 - cosine, np.maximum(0.0, cosine))
+    got = keras.ops.convert_to_numpy(mk.losses.cosine_embedding(labels, cosine))
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
