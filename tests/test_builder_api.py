@@ -182,3 +182,21 @@ def test_legacy_hdf5_save_is_refused_before_writing_with_the_keras_path(tmp_path
     reloaded = keras.models.load_model(tmp_path / "model.keras")
     x = np.ones((2, 4), "float32")
     np.testing.assert_allclose(reloaded.predict(x, verbose=0)["a"], model.predict(x, verbose=0)["a"], rtol=1e-6)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="export runs on the TensorFlow backend")
+def test_a_mixed_float16_builder_model_exports_float32_artifacts_that_verify(tmp_path):
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        model = mk.builders.mmoe((4,), TASKS, num_experts=2, expert_units=(8,), tower_units=(4,))
+    finally:
+        keras.config.set_dtype_policy("float32")
+    x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+    report = mk.export.export_model(model, tmp_path / "out", formats=("tflite", "onnx"), representative_data=x,
+                                    verbose=False)
+    assert report.passed  # every artifact matched the model within the float32 bound
+    import json
+
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["source_precision"]["artifacts"] == "float32"
+    assert "mixed_float16" in manifest["source_precision"]["dtype_policies"]
