@@ -140,6 +140,15 @@ def test_categorical_accuracy_reads_one_hot_labels(rng):
     assert bad.keras_value == 1.0
 
 
+def test_categorical_accuracy_reads_class_ids_shaped_as_a_column(rng):
+    """Sparse labels as an [N, 1] column (how a dataset often stores them) are class ids, not a one-hot of width 1."""
+    logits, labels = _class_logits(rng)
+    _, bad_rows = _drop_rows(verify.ACCURACY_DROP)
+    bad = _rejected(_check(logits, _flip_rows(logits, np.arange(bad_rows)), "int8", ("categorical", False),
+                           labels.reshape(-1, 1)), "accuracy drops by")
+    assert bad.metric == "accuracy" and bad.keras_value == 1.0
+
+
 def test_a_wrong_scale_of_class_logits_is_not_a_quantization_error(rng):
     """The quantized rule judges classes, not values: a positive rescaling keeps every argmax (this passes by
     design), but a sign flip (the scale -1) turns the ranking over and must be rejected."""
