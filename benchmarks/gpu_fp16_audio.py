@@ -3,7 +3,8 @@
 Exports a joint-embedding zoo entry's towers for `android-gpu` (float32 TFLite, static batch), runs every test row
 of each tower through the CPU interpreter and through the GPU accelerator at enforced fp32 and at its default
 precision (in a child process that does not import TensorFlow; Mesa's lavapipe without a GPU, see
-export/gpu_delegate.py), and prints the audio embeddings' cosine to the CPU result and Recall@1 both ways.
+export/gpu_delegate.py), and prints the audio embeddings' cosine to the CPU result and Recall@1 both ways; for a classification entry
+(e.g. av_digits_fusion) the whole model, and its accuracy per task.
 
     python benchmarks/gpu_fp16_audio.py [--entry av_digits_clip] [--batch-size 50] [--limit N]
 
@@ -23,7 +24,8 @@ import numpy as np
 
 
 def _child(path: str, data: str, out: str, mode: str) -> None:
-    """In the child: every row of data['x'] through `path` on the CPU interpreter or the GPU accelerator."""
+    """In the child: every row of the arrays in `data` (one per input) through `path` on the CPU interpreter or the
+    GPU accelerator, a static batch at a time; the outputs go to `out` (.npz, one array per output)."""
     from ai_edge_litert.compiled_model import CompiledModel
     from ai_edge_litert.gpu_options import GpuOptions
     from ai_edge_litert.hardware_accelerator import HardwareAccelerator
@@ -31,35 +33,35 @@ def _child(path: str, data: str, out: str, mode: str) -> None:
     from ai_edge_litert.options import Options
 
     with np.load(data) as npz:
-        x = npz["x"]
-    results = []
+        x = {k: npz[k] for k in npz.files}
+    cpu = Interpreter(model_path=path).get_signature_runner("serving_default")
+    batch = int(next(iter(cpu.get_input_details().values()))["shape"][0])
+    rows = len(next(iter(x.values())))
+    results: dict[str, list] = {}
     if mode == "cpu":
-        runner = Interpreter(model_path=path).get_signature_runner("serving_default")
-        (name,) = runner.get_input_details()
-        batch = runner.get_input_details()[name]["shape"][0]
-        for start in range(0, len(x), batch):
-            (value,) = runner(**{name: x[start:start + batch]}).values()
-            results.append(value)
+        for start in range(0, rows, batch):
+            for name, value in cpu(**{k: v[start:start + batch] for k, v in x.items()}).items():
+                results.setdefault(name, []).append(value)
     else:
         options = Options(hardware_accelerators=HardwareAccelerator.GPU,
                           gpu_options=GpuOptions(enforce_f32=mode == "gpu_fp32"))
         model = CompiledModel.from_file(path, options=options)
         assert model.is_fully_accelerated(), "not fully accelerated"
         index = model.get_signature_index("serving_default")
-        (name,) = model.get_signature_list()["serving_default"]["inputs"]
+        names = model.get_signature_list()["serving_default"]
         inputs, outputs = model.create_input_buffers(index), model.create_output_buffers(index)
-        cpu = Interpreter(model_path=path).get_signature_runner("serving_default")
-        batch = cpu.get_input_details()[name]["shape"][0]
-        (out_detail,) = cpu.get_output_details().values()
-        shape = tuple(out_detail["shape"])
-        for start in range(0, len(x), batch):
-            inputs[0].write(np.ascontiguousarray(x[start:start + batch]))
+        shapes = {k: tuple(d["shape"]) for k, d in cpu.get_output_details().items()}
+        for start in range(0, rows, batch):
+            for buffer, name in zip(inputs, names["inputs"]):
+                buffer.write(np.ascontiguousarray(x[name][start:start + batch]))
             model.run_by_index(index, inputs, outputs)
-            results.append(outputs[0].read(int(np.prod(shape)), np.float32).reshape(shape))
-    np.save(out, np.concatenate(results))
+            for buffer, name in zip(outputs, names["outputs"]):
+                value = buffer.read(int(np.prod(shapes[name])), np.float32).reshape(shapes[name])
+                results.setdefault(name, []).append(value)
+    np.savez(out, **{k: np.concatenate(v) for k, v in results.items()})
 
 
-def _run(path: str, x: np.ndarray, mode: str, work: str) -> np.ndarray:
+def _run(path: str, x: dict[str, np.ndarray], mode: str, work: str) -> dict[str, np.ndarray]:
     from mtmm_keras.export import gpu_delegate
 
     env = dict(os.environ)
@@ -69,14 +71,39 @@ def _run(path: str, x: np.ndarray, mode: str, work: str) -> np.ndarray:
         lib = os.path.join(os.path.dirname(icd), "lib")
         if os.path.isdir(lib):
             env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [lib, env.get("LD_LIBRARY_PATH")]))
-    data, out = os.path.join(work, "x.npz"), os.path.join(work, f"{mode}.npy")
-    np.savez(data, x=x)
+    data, out = os.path.join(work, "x.npz"), os.path.join(work, f"{mode}.npz")
+    np.savez(data, **x)
     done = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", path, data, out, mode],
                           check=False, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL,
                           timeout=1800)
     if done.returncode != 0:
         raise RuntimeError(f"{mode} run failed: {done.stderr[-2000:]}")
-    return np.load(out)
+    with np.load(out) as npz:
+        return {k: npz[k] for k in npz.files}
+
+
+def _classifier(model, recipe, x, y, batch_size, work) -> dict:
+    """A classification entry (e.g. av_digits_fusion, every modality present): accuracy per task, CPU vs GPU."""
+    from mtmm_keras.layers.modality_mask import MODALITY_MASK
+
+    names = [t.name.split(":")[0] for t in model.inputs]
+    rows = len(next(iter(x.values())))
+    x = {k: v for k, v in x.items() if k in names}
+    if MODALITY_MASK in names:  # every modality present (column order: the recipe's encoders)
+        x[MODALITY_MASK] = np.ones((rows, len(recipe["encoders"])), "float32")
+    import mtmm_keras as mk
+
+    mk.export.export_model(model, os.path.join(work, "out"), target="android-gpu", quantize=["float32"],
+                           batch_size=batch_size, representative_data=x, verbose=False)
+    (path,) = [os.path.join(work, "out", f) for f in os.listdir(os.path.join(work, "out")) if f.endswith(".tflite")]
+    results = {}
+    for mode in ("cpu", "gpu_fp32", "gpu_default"):
+        outputs = _run(path, x, mode, work)
+        for task in recipe["tasks"]:
+            if "categorical_crossentropy" in str(task.get("loss", "")):
+                truth = np.asarray(y[task["name"]]).reshape(-1)
+                results[f"{mode}_{task['name']}_accuracy"] = float((outputs[task["name"]].argmax(-1) == truth).mean())
+    return results
 
 
 def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -101,8 +128,13 @@ def main(argv=None) -> dict:
     x, y = split_arrays(recipe, "test", limit=args.limit)
     rows = (len(next(iter(x.values()))) // args.batch_size) * args.batch_size
     x = {m: v[:rows] for m, v in x.items()}
-    groups = np.asarray(y["group"]).reshape(-1)[:rows]
     results: dict = {"entry": args.entry, "rows": rows, "batch_size": args.batch_size}
+    if recipe["builder"] != "joint_embedding":
+        with tempfile.TemporaryDirectory() as work:
+            y = {k: np.asarray(v)[:rows] for k, v in y.items()}
+            results.update(_classifier(model, recipe, x, y, args.batch_size, work))
+        print(json.dumps(results, indent=1))
+        return results
     with tempfile.TemporaryDirectory() as work:
         mk.export.export_towers(model, os.path.join(work, "out"), target="android-gpu", quantize=["float32"],
                                 batch_size=args.batch_size, representative_data=x, verbose=False)
@@ -110,7 +142,9 @@ def main(argv=None) -> dict:
         for modality in x:
             (path,) = [os.path.join(root, f) for root, _, files in os.walk(os.path.join(work, "out", modality))
                        for f in files if f.endswith(".tflite")]
-            embeddings[modality] = {mode: _run(path, x[modality], mode, work) for mode in ("cpu", "gpu_fp32", "gpu_default")}
+            embeddings[modality] = {mode: next(iter(_run(path, {modality: x[modality]}, mode, work).values()))
+                                    for mode in ("cpu", "gpu_fp32", "gpu_default")}
+    groups = np.asarray(y["group"]).reshape(-1)[:rows]
     for mode in ("cpu", "gpu_fp32", "gpu_default"):
         per = {m: e[mode] if m == "audio" else e["cpu"] for m, e in embeddings.items()}
         metrics = mk.retrieval.cross_modal_metrics(per, groups, ks=(1,))
