@@ -25,9 +25,13 @@ def _source_view() -> None:
         shutil.copytree(folder, package / name, ignore=python_only)
 
 
+# Made when MkDocs loads this file (while it reads mkdocs.yml), before any plugin's on_config: mkdocstrings fixes its
+# search paths then, and a fresh clone has no build/docs-src yet.
+_source_view()
+
+
 def on_config(config):
-    """Build the source view for mkdocstrings; fill the "Model zoo" section of `nav` with one item per entry."""
-    _source_view()
+    """Fill the "Model zoo" section of `nav` with one item per entry (the source view is made on import, above)."""
     names = sorted(p.name for p in ENTRIES.iterdir() if (p / "card.md").is_file())
     for item in config["nav"] or []:
         if isinstance(item, dict) and "Model zoo" in item:
