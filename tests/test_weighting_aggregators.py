@@ -408,3 +408,58 @@ def test_nash_mtl_state_survives_save_and_load(tmp_path):
     # Step 1 of 10 reuses the stored weights even for another Gramian.
     again = loaded.predict(gramian[None] * 4.0, batch_size=1, verbose=0)
     np.testing.assert_allclose(again, first, rtol=1e-6)
+
+
+# ---------------------------------------------------------------- the QP solvers: boundary optima, > MAX_EXACT_TASKS
+
+def test_simplex_qp_finds_optima_on_the_simplex_boundary():
+    """MGDA's min-norm point where some tasks get no weight (every test above has a random, mostly interior case)."""
+    from mtmm_keras.weighting import _gramian
+
+    # hull of g1 = e1, g2 = e2, g3 = (2, 2, 1): closest point to 0 is (g1 + g2)/2 (J has rank 3: unique weights)
+    j = np.array([[1, 0, 0], [0, 1, 0], [2, 2, 1]], "float32")
+    w = ops.convert_to_numpy(_gramian.simplex_qp(j @ j.T, np.zeros(3, "float32")))
+    np.testing.assert_allclose(w, [0.5, 0.5, 0.0], atol=1e-5)
+    # a vertex: g1 = (1, 0) is the hull's closest point when g2 = (2, 0.5)
+    j = np.array([[1, 0], [2, 0.5]], "float32")
+    w = ops.convert_to_numpy(_gramian.simplex_qp(j @ j.T, np.zeros(2, "float32")))
+    np.testing.assert_allclose(w, [1.0, 0.0], atol=1e-5)
+
+
+def _objective(gramian, w, shift):
+    v = w + shift
+    return float(v @ gramian @ v)
+
+
+def test_iterative_fallbacks_reach_the_exact_solvers_optimum(monkeypatch, rng):
+    """Above MAX_EXACT_TASKS tasks the QPs are solved iteratively (projected gradient, projected Gauss-Seidel);
+    forced on 5 tasks they reach the exact solve's optimum, and CAGrad's bisection its combined gradient."""
+    from mtmm_keras.weighting import _gramian
+
+    j = rng.normal(size=(5, 8)).astype("float32")
+    gramian = (j @ j.T / np.trace(j @ j.T)).astype("float32")
+    shift = rng.uniform(0.0, 0.3, size=5).astype("float32")
+    lower = np.eye(5, dtype="float32")
+    exact_w = ops.convert_to_numpy(_gramian.simplex_qp(gramian, shift))
+    exact_v = ops.convert_to_numpy(_gramian.box_qp(gramian, lower))
+    # CAGrad's bisection runs ~25 fallback solves: compiled on TF and JAX, seconds of Python loops on torch
+    cagrad = keras.backend.backend() != "torch"
+    exact_cagrad = _compiled_weights(CAGrad(c=0.5), gramian) if cagrad else None
+    monkeypatch.setattr(_gramian, "MAX_EXACT_TASKS", 4)
+    w = ops.convert_to_numpy(_gramian.simplex_qp(gramian, shift))
+    assert w.min() >= -1e-6 and w.sum() == pytest.approx(1.0, abs=1e-5)
+    assert _objective(gramian, w, shift) == pytest.approx(_objective(gramian, exact_w, shift), rel=1e-4, abs=1e-7)
+    v = ops.convert_to_numpy(_gramian.box_qp(gramian, lower))
+    assert np.all(v >= lower - 1e-6)
+    for row, exact_row in zip(v, exact_v):
+        assert _objective(gramian, row, 0.0) == pytest.approx(_objective(gramian, exact_row, 0.0), rel=1e-4, abs=1e-7)
+    if cagrad:
+        np.testing.assert_allclose(_compiled_weights(CAGrad(c=0.5), gramian), exact_cagrad,
+                                   atol=1e-3 * np.abs(exact_cagrad).max())
+
+
+def _compiled_weights(method, gramian):
+    """One compiled predict (not the cache of `_weights`: the solver is chosen when the step is traced)."""
+    model = _probe_model(method, gramian.shape[0])
+    model.compile(jit_compile=keras.backend.backend() == "jax")
+    return np.asarray(model.predict_on_batch(gramian[None]))[0]
