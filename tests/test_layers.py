@@ -149,3 +149,23 @@ def test_split_towers_output_shape_and_its_errors():
     for bad in ((None, None, 5), (None, 5)):
         with pytest.raises(ValueError, match="SplitTowers expects"):
             layer.compute_output_shape(bad)
+
+
+def test_fusion_layers_called_on_symbolic_inputs_without_attention_scores():
+    """Keras asks `compute_output_spec` when a fusion layer is called on `keras.Input`s (a user's own model)."""
+    flat = [keras.Input((6,)), keras.Input((6,))]
+    fused = mk.layers.AttentionFusion(attention_units=4)(flat)
+    assert tuple(fused.shape) == (None, 6)
+    tokens = [keras.Input((3, 8)), keras.Input((2, 8))]
+    fused = mk.layers.TransformerFusion(num_heads=2)(tokens)
+    assert tuple(fused.shape) == (None, 8)
+
+
+def test_fusion_layers_refuse_one_modality_and_inputs_of_the_wrong_rank():
+    flat, seq = np.zeros((2, 6), "float32"), np.zeros((2, 3, 8), "float32")
+    with pytest.raises(ValueError, match="ConcatFusion needs at least 2 modalities, got 1"):
+        mk.layers.ConcatFusion()([flat])
+    with pytest.raises(ValueError, match=r"GatedFusion inputs must each be \[batch, features\]"):
+        mk.layers.GatedFusion(units=4)([seq, seq])
+    with pytest.raises(ValueError, match=r"TransformerFusion inputs must each be \[batch, tokens, d\]"):
+        mk.layers.TransformerFusion()([np.zeros((2, 8), "float32"), np.zeros((2, 8), "float32")])
