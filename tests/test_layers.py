@@ -169,3 +169,32 @@ def test_fusion_layers_refuse_one_modality_and_inputs_of_the_wrong_rank():
         mk.layers.GatedFusion(units=4)([seq, seq])
     with pytest.raises(ValueError, match=r"TransformerFusion inputs must each be \[batch, tokens, d\]"):
         mk.layers.TransformerFusion()([np.zeros((2, 8), "float32"), np.zeros((2, 8), "float32")])
+
+
+@pytest.mark.parametrize("gamma", [1.0, 2.0])
+def test_dselect_k_smooth_step_is_the_papers_cubic(gamma):
+    """Hazimeh et al. 2021, eq. 4: 0 below −γ/2, 1 above γ/2, −2t³/γ³ + 3t/(2γ) + 1/2 in between."""
+    gate = mk.layers.DSelectKGate(num_experts=4, gamma=gamma)
+    assert gate.k == 2  # the documented default
+    t = gamma * np.array([-1.0, -0.5, -0.2, 0.0, 0.25, 0.5, 1.0], "float32")
+    cubic = -2.0 * t**3 / gamma**3 + 1.5 * t / gamma + 0.5
+    want = np.where(t <= -gamma / 2, 0.0, np.where(t >= gamma / 2, 1.0, cubic))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(gate.smooth_step(t)), want, atol=1e-6)
+
+
+@pytest.mark.parametrize("num_experts", [4, 5, 8])
+def test_dselect_k_selects_a_distribution_over_the_experts(num_experts, rng):
+    """Every row is non-negative and sums to 1, for 2 and 3 binary digits (a product over several digits)."""
+    gate = mk.layers.DSelectKGate(num_experts=num_experts, k=2, gamma=4.0)
+    out = keras.ops.convert_to_numpy(gate(rng.normal(size=(16, 6)).astype("float32")))
+    assert out.shape == (16, num_experts) and out.min() >= 0.0
+    np.testing.assert_allclose(out.sum(axis=-1), 1.0, rtol=1e-5)
+    assert np.ptp(out, axis=0).max() > 1e-3  # the rows differ: the selectors read the input
+
+
+def test_mix_experts_output_shape_checks_the_expert_count():
+    layer = mk.layers.MixExperts()
+    assert layer.compute_output_shape([(None, 3, 5), (None, 3)]) == (None, 5)
+    assert layer.compute_output_shape([(None, None, 5), (None, 3)]) == (None, 5)
+    with pytest.raises(ValueError, match="MixExperts expects"):
+        layer.compute_output_shape([(None, 3, 5), (None, 4)])
