@@ -119,3 +119,19 @@ def test_register_refuses_a_taken_name_and_accepts_the_same_class_again():
     with pytest.raises(ValueError, match="weighting name 'static' is already taken by Static"):
         mk.weighting.register("static")(Impostor)
     assert type(mk.weighting.get("static")) is cls and "static" in mk.weighting.names()
+
+
+@pytest.mark.parametrize("n_tasks", [0, -1, True, 2.0, "2"])
+def test_nash_mtl_refuses_a_bad_task_count(n_tasks):
+    with pytest.raises(ValueError, match="`n_tasks` must be a positive integer or None"):
+        mk.weighting.NashMTL(n_tasks=n_tasks)
+
+
+def test_nash_mtl_warns_only_when_optim_niter_is_not_the_default():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mk.weighting.NashMTL(n_tasks=2, optim_niter=20)
+    with pytest.warns(UserWarning, match="optim_niter"):
+        mk.weighting.NashMTL(n_tasks=2, optim_niter=5)
