@@ -111,6 +111,10 @@ EQUIVALENT: dict[str, str] = {
     "mtmm_keras/weighting/_base.py:104:return:input_shape->None":
         "`Weighting` is a Layer only to track its variables: the model calls its `combine`/`aggregate` methods, "
         "never the layer itself, so Keras never asks its `compute_output_shape`",
+    "mtmm_keras/weighting/_gramian.py:258:binop:-->+":
+        "the other root of CAGrad's quadratic aλ² + 2·half_b·λ + c = 0: half_b = v₀ᵀGv₁, and Gv₁ = μ₁·1 on the "
+        "support while v₀ sums to 0 there (the KKT system's last row), so half_b is 0 up to rounding and both "
+        "roots are √D/a",
 }
 
 
@@ -120,22 +124,6 @@ GAPS: dict[str, str] = {
         "`_pick` fills non-finite candidates with 1 instead of 0: seen only when every candidate of a column is "
         "non-finite (CAGrad's exact solve when no support gives a valid λ, the 0-in-the-hull case, where the hull "
         "branch usually wins anyway); no test builds a Jacobian where that fill value reaches the output",
-    "mtmm_keras/weighting/_gramian.py:181:binop:*->/":
-        "the relative ridge of simplex_qp's KKT solves divided by the support mask instead of multiplied: the "
-        "iterative refinement of `_refined_solve` and the KKT check still pick the right support in every tested "
-        "case; a test on a singular Gramian whose optimum needs the ridge would be needed",
-    "mtmm_keras/weighting/_gramian.py:258:binop:-->+":
-        "the other root of CAGrad's quadratic in λ: the tests' CAGrad cases (TorchJD/cvxpy, T = 3 and 7) still "
-        "agree; not analysed further in the time (likely the KKT check discards the wrong root's candidates and "
-        "another support's candidate gives the same optimum)",
-    "mtmm_keras/weighting/_gramian.py:271:binop:+->-":
-        "the sign of the norm term in CAGrad's `smooth_value`, which only decides `found`, which only matters when "
-        "the hull's min-norm point is below norm_eps: no test has a Pareto-stationary Jacobian where a smooth "
-        "candidate also exists",
-    "mtmm_keras/weighting/nash_mtl.py:45:number:1->0":
-        "Nash-MTL's Newton matrix diag(α)·G·diag(α) becomes G·diag(α)²: the step's matrix changes, not the fixed "
-        "point α ⊙ Gα = 1, and the damped Newton loop still converges to the same α within the tests' tolerance; "
-        "a test on the number of Newton steps (or on one step) would kill it",
 }
 
 

@@ -463,3 +463,85 @@ def _compiled_weights(method, gramian):
     model = _probe_model(method, gramian.shape[0])
     model.compile(jit_compile=keras.backend.backend() == "jax")
     return np.asarray(model.predict_on_batch(gramian[None]))[0]
+
+
+# ---------------------------------------------------------------- CAGrad's dual and Nash-MTL's Newton step in isolation
+
+def test_cagrad_dual_returns_the_hulls_zero_point_when_gradients_cancel():
+    """Two opposed gradients (0 in their hull, average gradient 0): min_w bᵀw + r‖g_w‖ is 0, reached only at
+    w = (½, ½); the single-task candidates have a positive objective r‖g_i‖ and must not be taken."""
+    from mtmm_keras.weighting import _gramian
+
+    gramian = np.array([[1.0, -1.0], [-1.0, 1.0]], "float32")
+    w = ops.convert_to_numpy(_gramian.linear_plus_norm_simplex(gramian, np.zeros(2, "float32"), 0.5, 1e-4))
+    np.testing.assert_allclose(w, [0.5, 0.5], atol=1e-5)
+
+
+def _simplex_grid(step: float) -> np.ndarray:
+    ticks = np.arange(0.0, 1.0 + step / 2, step)
+    a, b = np.meshgrid(ticks, ticks, indexing="ij")
+    keep = a + b <= 1.0 + 1e-9
+    return np.stack([a[keep], b[keep], np.clip(1.0 - a[keep] - b[keep], 0.0, None)], axis=1)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_cagrad_dual_is_the_minimum_over_a_dense_simplex_grid(seed):
+    """`linear_plus_norm_simplex` against brute force: its objective bᵀw + r√(wᵀGw) is never above the best of
+    ~20,000 points of the 3-task simplex (and within the grid's resolution of it), for b of both signs."""
+    from mtmm_keras.weighting import _gramian
+
+    rng = np.random.default_rng(seed)
+    j = rng.normal(size=(3, 5))
+    gramian = (j @ j.T).astype("float64")
+    linear = rng.normal(size=3) * np.sqrt(np.diag(gramian)).mean()
+    radius = float(rng.uniform(0.2, 2.0))
+
+    def objective(w):
+        return w @ linear + radius * np.sqrt(np.maximum(np.einsum("...i,ij,...j->...", w, gramian, w), 0.0))
+
+    w = ops.convert_to_numpy(_gramian.linear_plus_norm_simplex(
+        gramian.astype("float32"), linear.astype("float32"), radius, 1e-4)).astype("float64")
+    assert w.min() >= -1e-5 and w.sum() == pytest.approx(1.0, abs=1e-4)
+    grid_best = objective(_simplex_grid(0.005)).min()
+    scale = np.abs(linear).max() + radius * np.sqrt(np.diag(gramian).max())
+    assert objective(w) <= grid_best + 1e-4 * scale
+    assert objective(w) >= grid_best - 0.02 * scale
+
+
+def test_nash_mtl_takes_the_damped_newton_step_of_its_docstring(monkeypatch):
+    """One step of `nash_bargaining_weights` (the loop cut to one iteration) equals the damped Newton step on
+    f(α) = ½αᵀGα - Σ log α from the rescaled start, computed here in NumPy: the fixed point alone (α ⊙ Gα = 1,
+    checked elsewhere) cannot tell a wrong Newton matrix from the right one."""
+    from mtmm_keras.weighting import nash_mtl
+
+    j = np.array([[1.0, 0.2, 0.0], [0.3, 2.0, 0.5], [0.0, 0.4, 0.7]])
+    gramian = j @ j.T
+    start = np.array([0.2, 1.5, 0.6])
+    monkeypatch.setattr(nash_mtl, "_NEWTON_STEPS", 1)
+    alpha, _ = nash_mtl.nash_bargaining_weights(gramian.astype("float32"), start.astype("float32"))
+
+    a0 = start * np.sqrt(3 / (start @ gramian @ start))
+    residual = a0 * (gramian @ a0) - 1.0
+    scaled = np.outer(a0, a0) * gramian
+    scaled += np.eye(3) * (1.0 + 1e-7 * np.abs(np.diag(scaled)).max())
+    y = np.linalg.solve(scaled, -residual)
+    decrement = np.sqrt(max(-(residual @ y), 0.0))
+    damping = 1.0 if decrement < 0.25 else 1.0 / (1.0 + decrement)
+    expected = a0 + damping * a0 * y
+    assert not np.allclose(expected, a0, rtol=1e-2)  # the step moves α: the test can see a wrong one
+    np.testing.assert_allclose(ops.convert_to_numpy(alpha), expected, rtol=1e-4)
+
+
+@pytest.mark.parametrize("factor", [1e-5, 1e4])
+def test_simplex_qp_does_not_depend_on_the_gramians_scale(factor):
+    """min (w + a)ᵀG(w + a) over the simplex has the same minimiser for cG as for G: the ridge that keeps the
+    KKT solves non-singular must scale with G (gradients of 1e-3 or 1e2 are common), not be a fixed amount."""
+    from mtmm_keras.weighting import _gramian
+
+    rng = np.random.default_rng(3)
+    j = rng.normal(size=(3, 6))
+    gramian = (j @ j.T / np.trace(j @ j.T)).astype("float32")
+    shift = np.array([0.05, 0.0, 0.2], "float32")
+    reference = ops.convert_to_numpy(_gramian.simplex_qp(gramian, shift))
+    scaled = ops.convert_to_numpy(_gramian.simplex_qp((gramian * factor).astype("float32"), shift))
+    np.testing.assert_allclose(scaled, reference, atol=1e-4)
