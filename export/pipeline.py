@@ -10,6 +10,7 @@ import keras
 import numpy as np
 from mtmm_keras.export import (
     _model_io,
+    mobile_graph,
     onnx_writer,
     runtimes,
     saved_model_writer,
@@ -96,9 +97,15 @@ def export_into(model, staging, final_dir, plan: Plan, verify, allow_flex, opset
         step("converting ONNX")
         path = os.path.join(staging, f"{stem}.onnx")
         onnx_writer.write_onnx(graph_model, path, inputs, opset=opset)
+        rewrites = None
+        if target.ort_format:  # ops the NNAPI / CoreML EPs do not take, rewritten (same outputs; verified below)
+            step("rewriting ONNX for the NNAPI / CoreML execution providers")
+            rewrites = mobile_graph.rewrite_file(path)
         input_names = [i.name for i in inputs]
         onnx_names = {onnx_writer.onnx_output_name(n, input_names): n for n in names}
         artifact = _artifact(path, "onnx", "float32", inputs, names)
+        if rewrites is not None:
+            artifact.deployment = {"mobile_rewrites": rewrites}
         artifact.outputs = [dict(o, onnx_name=onnx_writer.onnx_output_name(o["name"], input_names)) for o in artifact.outputs]
         artifacts.append(artifact)
         artifacts.extend(_target_twins(target, artifact, staging, stem, inputs, batch_size, step))
@@ -166,9 +173,9 @@ def _target_twins(target, onnx_artifact, staging, stem, inputs, batch_size, step
         twin(twin_path, "onnx", "float16").deployment = {"shapes": shapes}
     if target.ort_format:
         step("converting ONNX to ORT format; checking mobile usability")
-        usability = {"mobile_usability": targets.mobile_usability(path)}
+        usability = {**(onnx_artifact.deployment or {}), "mobile_usability": targets.mobile_usability(path)}
         onnx_artifact.deployment = usability
-        twin(targets.write_ort(path, staging), "ort", "float32").deployment = usability
+        twin(targets.write_ort(path, staging), "ort", "float32").deployment = dict(usability)
     if target.openvino_ir:
         step("converting ONNX to OpenVINO IR")
         targets.write_openvino(path, os.path.join(staging, "openvino"))

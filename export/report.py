@@ -165,6 +165,9 @@ def deployment_lines(deployment: dict[str, Any] | None) -> list[str]:
             parts = [f"{name} {p['dtype']} (scale {p['scale']:.3g}, zero point {p['zero_point']})"
                      for kind in ("inputs", "outputs") for name, p in value[kind].items()]
             lines.append("integer I/O: " + ", ".join(parts) if parts else "integer I/O: none")
+        elif key == "mobile_rewrites":
+            if value:
+                lines.append("rewritten for NNAPI / CoreML: " + ", ".join(f"{k} ×{n}" for k, n in value.items()))
         elif key == "mobile_usability":
             if "error" in value:
                 lines.append(f"mobile usability check failed: {value['error'][:200]}")

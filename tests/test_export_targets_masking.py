@@ -64,9 +64,10 @@ def _runners(model, out):
         path, label = str(out / artifact["path"]), f"{artifact['format']}/{artifact['quantization']}"
         if artifact["format"] == "tflite":
             yield label, runtimes.in_batches(runtimes.tflite_runner(path), artifact["inputs"][0]["shape"][0])
-        elif artifact["format"] == "onnx":
+        elif artifact["format"] in ("onnx", "ort"):  # ios: the rewritten ONNX and its ORT-format twin
             inputs = [i["name"] for i in artifact["inputs"]]
-            yield label, runtimes.onnx_runner(path, {onnx_writer.onnx_output_name(n, inputs): n for n in names})
+            yield label, runtimes.in_batches(runtimes.onnx_runner(path, {onnx_writer.onnx_output_name(n, inputs): n
+                                                                         for n in names}), artifact["inputs"][0]["shape"][0])
         elif artifact["format"] == "openvino":
             from mtmm_keras.export import targets
 
@@ -110,12 +111,34 @@ def test_zoo_fusion_entries_keep_masked_modalities_inert_in_every_artifact(tmp_p
 
 
 
-@pytest.mark.parametrize("target", ["openvino", "android-gpu"])
+@pytest.mark.parametrize("target", ["openvino", "android-gpu", "ios"])
 def test_masked_modality_stays_inert_in_openvino_and_static_gpu_artifacts(tmp_path, target):
     model = _small_fusion("gated")
     out = tmp_path / target
     mk.export.export_model(model, out, target=target, quantize=["float32"] if target == "android-gpu" else None,
                            verbose=False)
     x = _probe(model)
+    labels = []
     for label, run in _runners(model, out):
+        labels.append(label)
         _check_inert(run, x, ["tab", "seq"], f"{target} {label}")
+    if target == "ios":  # both files ran, and the mask logic was rewritten for CoreML (export/mobile_graph.py)
+        assert labels == ["keras", "onnx/float32", "ort/float32"], labels
+        manifest = __import__("json").loads((out / "manifest.json").read_text())
+        assert manifest["artifacts"][0]["deployment"]["mobile_rewrites"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("entry", ["av_digits_fusion", "mfeat_gated_fusion"])
+def test_zoo_fusion_entries_stay_inert_after_the_ios_rewrite(tmp_path, entry):
+    """The `ios` target rewrites the mask comparisons and reductions for CoreML (export/mobile_graph.py); a NaN, inf
+    or 1e30 in a masked modality still changes no output of the rewritten ONNX or its ORT-format twin."""
+    from mtmm_keras.zoo import registry
+
+    model = mk.zoo.load(entry)
+    modalities = list(registry.recipe(entry)["encoders"])
+    out = tmp_path / "out"
+    mk.export.export_model(model, out, target="ios", verbose=False)
+    x = _probe(model, rows=len(model.inputs) * 2)
+    for label, run in _runners(model, out):
+        _check_inert(run, x, modalities, f"{entry} ios {label}")
