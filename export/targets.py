@@ -38,6 +38,14 @@ ALL_FORMATS = ("saved_model", "tflite", "onnx")
 GPU_SERVER_BATCHES = {"min": 1, "opt": 32, "max": 256}
 
 
+# why android-gpu refuses int8 ('int8' and 'dynamic' TFLite flavours): said in the error, tested
+GPU_INT8_REASON = (
+    "LiteRT's GPU accelerator computes in float16/float32: it widens an int8 file's weights and fake-quantizes its "
+    "activations, so an int8 file runs no faster there than float16 (which already halves the size) and only adds "
+    "quantization error; the movies entries' int8 files crashed the accelerator (issue 19). Use 'float16' for a "
+    "small GPU file, or target 'android-npu' for integer hardware (int8 inputs and outputs)")
+
+
 @dataclasses.dataclass(frozen=True)
 class Target:
     """One deployment target: what it writes and how it is verified."""
@@ -53,6 +61,7 @@ class Target:
     ort_format: bool = False  # an ORT-format twin of the ONNX, plus the mobile usability verdicts
     openvino_ir: bool = False  # the ONNX becomes OpenVINO IR (the ONNX itself is not kept)
     gpu_delegate: bool = False  # each TFLite file is run on LiteRT's GPU accelerator
+    refused_quantize: dict[str, str] = dataclasses.field(default_factory=dict)  # flavour -> why the target refuses it
     verified_in: str = ""
     extra_modules: tuple[str, ...] = ()  # modules the target needs beyond the formats' own
 
@@ -65,7 +74,8 @@ TARGETS: dict[str, Target] = {
                          verified_in="TensorFlow, ONNX Runtime (CPU)", extra_modules=("onnxconverter_common",)),
     "android-gpu": Target("android-gpu", "TFLite float32 and float16 with a static batch, for LiteRT's GPU accelerator",
                           ("tflite",), quantize=("float32", "float16"), allowed_quantize=("float32", "float16"),
-                          static_batch=True, gpu_delegate=True,
+                          static_batch=True, gpu_delegate=True, refused_quantize=dict.fromkeys(
+                              ("int8", "dynamic"), GPU_INT8_REASON),
                           verified_in="LiteRT (CPU) and LiteRT's GPU accelerator (where a Vulkan driver runs)"),
     "android-npu": Target("android-npu", "full-integer int8 TFLite with int8 inputs and outputs, static shapes",
                           ("tflite",), quantize=("int8",), allowed_quantize=("int8",), static_batch=True, int8_io=True,
@@ -100,6 +110,10 @@ def resolve(target: Any, formats: Any, quantize: Any, batch_size: Any) -> tuple[
         if spec.allowed_quantize is None:
             raise ValueError(f"`quantize` {list(quantize)} cannot be combined with `target` {spec.name!r}: it writes no "
                              "TFLite file; leave `quantize` out.")
+        refused = [q for q in quantize if q in spec.refused_quantize]
+        if refused:
+            raise ValueError(f"`quantize` {refused} cannot be combined with `target` {spec.name!r}, which writes the "
+                             f"TFLite flavours {list(spec.allowed_quantize)}: {spec.refused_quantize[refused[0]]}.")
         wrong = [q for q in quantize if q not in spec.allowed_quantize]
         if wrong:
             raise ValueError(f"`quantize` {wrong} cannot be combined with `target` {spec.name!r}, which writes the "
@@ -166,7 +180,9 @@ _SECTIONS = ("NNAPI", "CoreML NeuralNetwork", "CoreML MLProgram")
 
 def mobile_usability(onnx_path: str) -> dict[str, Any]:
     """ONNX Runtime's mobile usability checker on `onnx_path`: per execution provider (NNAPI, CoreML
-    NeuralNetwork, CoreML MLProgram) its verdict (YES / NO), the nodes it takes and the ops that block it."""
+    NeuralNetwork, CoreML MLProgram) its verdict (YES: one partition with > 75 % of the nodes; MAYBE: one with
+    50-75 %, or two with > 75 %; NO otherwise), the nodes it takes and the ops that block it. The checker reads op
+    types (and prints per-op caveats it does not check); `export/mobile_graph.py` rewrites what it can first."""
     done = subprocess.run([sys.executable, "-m", "onnxruntime.tools.check_onnx_model_mobile_usability", onnx_path],
                           capture_output=True, text=True, timeout=600)
     text = done.stdout + done.stderr
@@ -181,7 +197,7 @@ def parse_mobile_usability(text: str) -> dict[str, Any]:
     chunks = re.split(r"Checking (NNAPI|CoreML NeuralNetwork|CoreML MLProgram)\b", text)
     for name, body in zip(chunks[1::2], chunks[2::2]):
         body = body.split("Checking if model will perform better", 1)[0]
-        verdict = re.search(r"Model should perform well with .* as is: (YES|NO)", body)
+        verdict = re.search(r"Model should perform well with .* as is: (YES|MAYBE|NO)", body)
         nodes = re.search(r"total of (\d+)/(\d+) nodes", body)
         blocked = re.search(r"Unsupported ops: ([^\n]*)", body)
         verdicts[name] = {

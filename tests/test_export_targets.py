@@ -76,8 +76,16 @@ def test_each_target_writes_and_verifies_what_targets_py_says(tmp_path, target):
         assert sorted(os.listdir(out)) == ["gated_target.onnx", "gated_target.ort", "manifest.json"]
         verdicts = by_kind[("onnx", "float32")]["deployment"]["mobile_usability"]
         assert set(verdicts) == {"NNAPI", "CoreML NeuralNetwork", "CoreML MLProgram"}
-        assert all(v["verdict"] in ("YES", "NO") for v in verdicts.values())
+        assert all(v["verdict"] in ("YES", "MAYBE", "NO") for v in verdicts.values())
         assert all(i["shape"][0] == 1 for i in by_kind[("onnx", "float32")]["inputs"])
+        # the mask logic is rewritten into ops CoreML MLProgram takes (export/mobile_graph.py): the gated fusion
+        # with a modality mask runs there whole; NNAPI and CoreML NeuralNetwork still lack the select (Where)
+        rewrites = by_kind[("onnx", "float32")]["deployment"]["mobile_rewrites"]
+        assert {"Not(Equal(x, 0)) -> Cast(x, bool)", "ReduceMin -> -ReduceMax(-x)"} <= set(rewrites), rewrites
+        assert verdicts["CoreML MLProgram"] == {"verdict": "YES", "nodes_supported": verdicts["CoreML MLProgram"][
+            "nodes_supported"], "unsupported_ops": []}, verdicts
+        assert "Where" in verdicts["NNAPI"]["unsupported_ops"]
+        assert by_kind[("ort", "float32")]["deployment"]["mobile_usability"] == verdicts
     else:
         assert kinds == [("openvino", "float32")]
         assert sorted(os.listdir(out / "openvino")) == ["model.bin", "model.xml"]
@@ -114,6 +122,36 @@ def test_target_errors_name_the_argument_and_the_valid_targets(tmp_path):
     with pytest.raises(ValueError, match=r"`quantize` \['dynamic'\] cannot be combined with `target` 'android-gpu'"):
         mk.export.export_model(_gated(), tmp_path / "x", target="android-gpu", quantize=["dynamic"])
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("flavours", [["int8"], ["float16", "int8"], ["dynamic"]])
+def test_android_gpu_refuses_int8_with_the_reason_before_writing(tmp_path, flavours):
+    """android-gpu writes float32 / float16 only: int8 (and dynamic-range) files are refused, saying why (the GPU
+    accelerator computes in float; int8 files crashed it) and what to use instead, before anything is written."""
+    model = _gated()
+    with pytest.raises(ValueError) as caught:
+        mk.export.export_model(model, tmp_path / "x", target="android-gpu", quantize=flavours,
+                               representative_data=_data(model), verbose=False)
+    message = str(caught.value)
+    refused = [f for f in flavours if f != "float16"]
+    assert f"`quantize` {refused} cannot be combined with `target` 'android-gpu'" in message
+    assert "['float32', 'float16']" in message and "computes in float16/float32" in message
+    assert "'android-npu'" in message and "'float16'" in message
+    assert not (tmp_path / "x").exists()
+    assert targets.get("android-gpu").allowed_quantize == ("float32", "float16")
+    assert set(targets.get("android-gpu").refused_quantize) == {"int8", "dynamic"}
+
+
+def test_cli_android_gpu_int8_exits_2_with_the_reason(tmp_path, capsys):
+    from mtmm_keras.cli import main
+
+    code = main(["export", "zoo:penguins_hard", "--out", str(tmp_path / "o"), "--target", "android-gpu",
+                 "--quantize", "int8"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "`--quantize` ['int8'] cannot be combined with `--target` 'android-gpu'" in err
+    assert "computes in float16/float32" in err and "'android-npu'" in err
+    assert not (tmp_path / "o").exists()
 
 
 def test_cli_target_flag_errors_name_the_flag(tmp_path, capsys):
