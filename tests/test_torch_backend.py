@@ -159,3 +159,39 @@ def test_explicit_steps_per_execution_of_one_is_fine():
     model = TASK_BUILDERS["hard_sharing"](steps_per_execution=1)
     assert model.steps_per_execution == 1
     _assert_trained(model, model.fit(x, y, batch_size=16, epochs=1, verbose=0))
+
+
+_SAVE_ON_TENSORFLOW = """
+import numpy as np, mtmm_keras as mk
+model = mk.builders.soft_sharing((6,), [mk.Task("score", 1)], tower_units=(8,))
+assert model.steps_per_execution == 32 and model.jit_compile  # TF's defaults: 32 steps, XLA for stacked towers
+model.fit(np.ones((64, 6), "float32"), {"score": np.ones((64, 1), "float32")}, epochs=1, verbose=0)
+model.save("tf_model.keras")
+"""
+
+
+def test_a_model_saved_on_tensorflow_loads_compiled_and_trains_on_torch(tmp_path):
+    """A `.keras` saved on TensorFlow carries steps_per_execution=32 and jit_compile=True; on torch those are
+    execution settings it cannot run (Keras raises in `fit`), so loading replaces them with torch's own."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
+    done = subprocess.run([sys.executable, "-c", _SAVE_ON_TENSORFLOW], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    model = keras.saving.load_model(tmp_path / "tf_model.keras")
+    assert model.steps_per_execution == 1 and model.jit_compile is False
+    x, y = np.ones((16, 6), "float32"), {"score": np.ones((16, 1), "float32")}
+    history = model.fit(x, y, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+
+
+def test_a_pretrained_zoo_entry_loads_compiled_on_torch():
+    """Zoo presets were saved on TensorFlow (steps_per_execution=32): on torch they load compiled and evaluate."""
+    model = mk.zoo.load("penguins_hard")
+    assert model.steps_per_execution == 1
+    x = {"features": np.zeros((4, 7), "float32")}
+    y = {"species": np.zeros(4, "int64"), "sex": np.zeros(4, "int64"), "body_mass": np.zeros((4, 1), "float32")}
+    assert np.isfinite(model.evaluate(x, y, verbose=0, return_dict=True)["loss"])

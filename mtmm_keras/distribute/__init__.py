@@ -28,7 +28,12 @@ from mtmm_keras.distribute.gather import all_gather_rows, local_rows_start
 from mtmm_keras.distribute.jax_processes import jax_multi_process, process_local_rows
 from mtmm_keras.distribute.multiworker import MultiWorkerFitMixin
 from mtmm_keras.distribute.scaling import num_replicas, scale_for_replicas
-from mtmm_keras.distribute.strategy import check_compile_arguments, compile_defaults, model_strategy
+from mtmm_keras.distribute.strategy import (
+    check_compile_arguments,
+    compile_defaults,
+    model_strategy,
+    saved_compile_arguments,
+)
 
 __all__ = [
     "ENGINES",
@@ -43,6 +48,7 @@ __all__ = [
     "process_local_rows",
     "local_rows_start",
     "model_strategy",
+    "saved_compile_arguments",
     "multiworker",
     "num_replicas",
     "scale_for_replicas",

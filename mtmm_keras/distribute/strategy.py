@@ -76,6 +76,19 @@ def compile_defaults(model: keras.Model | None = None) -> dict[str, Any]:
     return {}
 
 
+def saved_compile_arguments(arguments: dict[str, Any]) -> dict[str, Any]:
+    """A saved model's compile arguments as this backend can run them.
+
+    A `.keras` file or zoo preset saved on TensorFlow or JAX carries the execution settings of that
+    backend (the builders' `steps_per_execution=32`, XLA for stacked towers on TensorFlow). They change
+    how steps are dispatched, never the results, so on the PyTorch backend `TORCH_COMPILE` replaces them
+    and the model loads compiled instead of failing `check_compile_arguments`. Other backends: unchanged.
+    """
+    if keras.backend.backend() != "torch":
+        return dict(arguments)
+    return {**arguments, **{key: value for key, value in TORCH_COMPILE.items() if key in arguments}}
+
+
 def check_compile_arguments(steps_per_execution: Any = 1) -> None:
     """Refuse compile settings the current backend cannot train with, naming the argument and the backend.
 

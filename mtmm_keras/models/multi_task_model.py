@@ -10,7 +10,7 @@ import keras
 from keras import ops
 
 from mtmm_keras.distribute.scaling import scale_for_replicas
-from mtmm_keras.models import _task_losses
+from mtmm_keras.models import _compiled_loss, _task_losses
 from mtmm_keras.models._task_losses import weighting_of
 from mtmm_keras.models._keras_format import KerasFormatSaveMixin
 from mtmm_keras.distribute.multiworker import MultiWorkerFitMixin
@@ -75,8 +75,11 @@ class MultiTaskModel(KerasFormatSaveMixin, MultiWorkerFitMixin, InMemoryFitMixin
 
     def compile_from_config(self, config: dict[str, Any]) -> None:
         """Keras's own `compile_from_config` (which skips a model whose `compile` is overridden): compile
-        with the saved arguments, then build the optimizer's variables."""
-        config = keras.saving.deserialize_keras_object(config)
+        with the saved arguments (another backend's execution settings replaced by this backend's,
+        `mk.distribute.saved_compile_arguments`), then build the optimizer's variables."""
+        from mtmm_keras.distribute import saved_compile_arguments
+
+        config = saved_compile_arguments(keras.saving.deserialize_keras_object(config))
         self.compile(**config)
         if getattr(self, "optimizer", None) is not None and self.built:
             self.optimizer.build(self.trainable_variables)
@@ -159,6 +162,7 @@ class MultiTaskModel(KerasFormatSaveMixin, MultiWorkerFitMixin, InMemoryFitMixin
         # for the logs and the weighting; the combined total is scaled once for the replica count, so the
         # replicas' totals (which the gradient all-reduce sums) add up to the global loss, trainable terms
         # (uncertainty's ½·s) included.
+        _compiled_loss.mark_unused(self)  # combined here, never by Keras's compiled loss: no re-trace per fit
         means, counts = _task_losses.compute_task_losses(plan, y, y_pred, sample_weight)
         means, counts = _task_losses.global_task_losses(means, counts)
         lambdas = [task.weight for task in plan]

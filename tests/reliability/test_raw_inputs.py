@@ -223,10 +223,7 @@ def _global_rng_state():
     return random.getstate(), np.random.get_state()[1].tolist(), generator
 
 
-@pytest.mark.parametrize("pretrained", [False, pytest.param(True, marks=pytest.mark.xfail(
-    keras.backend.backend() == "torch", raises=ValueError, strict=True,
-    reason="library bug on torch: a pretrained entry's config.json compiles with steps_per_execution=32, "
-           "which mk.distribute refuses on the PyTorch backend (zoo/presets.py)"))])
+@pytest.mark.parametrize("pretrained", [False, True])
 def test_zoo_load_leaves_the_callers_random_state_alone(pretrained):
     random.seed(123)
     np.random.seed(123)
