@@ -1,19 +1,30 @@
 """Training speed of the mtmm builders against PyTorch versions of the spec's reference models.
 
-Run: `.venv/bin/python -m benchmarks.train_speed [--quick] [--profile] [--out benchmarks/results/train_speed.json]`
-(needs the `bench` extra: `pip install -e ".[bench]"`, i.e. torch==2.13.0).
+Run: `.venv/bin/python -m benchmarks.train_speed [--quick] [--profile] [--allow-busy] [--out benchmarks/results/train_speed.json]`
+(needs the `bench` extra: `pip install -e ".[bench]"`, i.e. torch==2.13.0; the MMoE case also DeepCTR-Torch,
+`pip install deepctr-torch==0.3.0`, and is skipped without it).
 
 For each case (hard sharing, soft sharing, joint embedding in pair mode) both sides train on the same
 synthetic arrays with the same batch size and number of samples:
   A. `benchmarks.torch_reference`: the model written in PyTorch, trained with a plain loop;
   B. the `mk.builders` model with the builder's default compile settings, trained with `model.fit`.
+The MMoE case's side A is DeepCTR-Torch's `MMOE` (100 `DenseFeat` inputs, two binary tasks) trained with
+its own `fit`, the library users pick, against `mk.builders.mmoe` with the same experts, gates and towers.
 Each side lives in its own worker process (so neither framework's thread pools or allocator disturb
 the other); after a warm-up the parent runs them interleaved A B A B ... and reports, per side, the
-median and min–max of training samples/s, the ratio mtmm/PyTorch, and the achieved fraction of the
+median and min–max of training samples/s (steady state: every timed run repeats a `fit` of a model that
+has already trained once), each side's set-up time (its first run, which traces/compiles, less the
+median steady run), the ratio mtmm/PyTorch, and the achieved fraction of the
 machine's fp32 matrix-multiply peak (measured here, best of the two frameworks) given each model's
 training FLOPs per sample (3 × forward multiply-add FLOPs of its Dense/Conv/LSTM layers).
 It also times `mtmm --help` and `mtmm zoo list` start-up. On a machine with a CUDA GPU (and
 `--device auto`) PyTorch runs on CUDA and Keras on the JAX backend on the GPU.
+
+Busy machines: PyTorch's OpenMP threads slow down sharply when another process takes a core, so ratios
+measured then say little. The harness samples the other processes' CPU use before it starts and while
+each case is timed; above `BUSY_CORES` it refuses: it exits before measuring, and a case that became
+busy is reported without ratios. `--allow-busy` measures and reports anyway, every ratio marked as
+measured on a busy machine.
 """
 
 from __future__ import annotations
@@ -33,7 +44,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-CASES = ("hard_sharing", "soft_sharing", "joint_embedding")
+CASES = ("hard_sharing", "soft_sharing", "joint_embedding", "mmoe")
 TASK_UNITS = {"a": 1, "b": 1, "c": 2}  # the spec's heads [1, 1, 2]
 
 # Per case: samples, batch size, epochs per timed run, timed repeats per side.
@@ -41,21 +52,29 @@ FULL = {
     "hard_sharing": {"num_samples": 16384, "batch_size": 256, "epochs": 8, "repeats": 7},
     "soft_sharing": {"num_samples": 16384, "batch_size": 256, "epochs": 8, "repeats": 7},
     "joint_embedding": {"num_samples": 2048, "batch_size": 64, "epochs": 1, "repeats": 5},
+    "mmoe": {"num_samples": 16384, "batch_size": 256, "epochs": 4, "repeats": 5},
 }
 QUICK = {
     "hard_sharing": {"num_samples": 8192, "batch_size": 256, "epochs": 2, "repeats": 3},
     "soft_sharing": {"num_samples": 8192, "batch_size": 256, "epochs": 2, "repeats": 3},
     "joint_embedding": {"num_samples": 512, "batch_size": 64, "epochs": 1, "repeats": 3},
+    "mmoe": {"num_samples": 8192, "batch_size": 256, "epochs": 2, "repeats": 3},
 }
 JOINT = {"vocab_size": 1000, "sequence_length": 32, "embedding_dim": 64, "hidden_dim": 64, "image_shape": (32, 32, 3),
          "filters": (64, 128), "embed_dim": 64}
 INPUT_DIM = 100
 SOFT_ALPHA = 1e-3
+# DeepCTR-Torch's MMOE defaults (3 experts 256→128, gates 64, towers 64), two binary tasks.
+MMOE = {"tasks": ("ctr", "ctcvr"), "num_experts": 3, "expert_units": (256, 128), "gate_units": (64,),
+        "tower_units": (64,)}
+# Other processes' average CPU use (cores) above which the harness refuses to report ratios.
+BUSY_CORES = 0.2
 
 TARGETS = {
     "hard_sharing_vs_torch": 2.0,
     "joint_embedding_vs_torch": 1.25,
     "joint_embedding_peak_fraction": 0.80,
+    "mmoe_vs_deepctr_torch": 3.0,
     "soft_over_hard_time_per_sample": 1.2,
     "cli_startup_s": 0.5,
 }
@@ -81,6 +100,12 @@ def make_data(case: str, num_samples: int, seed: int = 0) -> tuple[Any, Any]:
         image = rng.normal(size=(num_samples, h, w, c)).astype(np.float32)
         labels = np.where(rng.random(num_samples) < 0.5, 1.0, -1.0).astype(np.float32)
         return {"text": tokens, "image": image}, labels
+    if case == "mmoe":
+        x = rng.normal(size=(num_samples, INPUT_DIM)).astype(np.float32)
+        w = np.random.default_rng(4321).normal(size=(INPUT_DIM, 2)) / np.sqrt(INPUT_DIM)
+        logits = np.stack([x @ w[:, 0], x @ w[:, 0] + x @ w[:, 1]], axis=1)
+        labels = (rng.random(logits.shape) < 1.0 / (1.0 + np.exp(-2.0 * logits))).astype(np.float32)
+        return x, {name: labels[:, i:i + 1] for i, name in enumerate(MMOE["tasks"])}
     raise ValueError(f"unknown case {case!r}; choose from {CASES}")
 
 
@@ -106,6 +131,10 @@ def _layer_forward_flops(layer: Any) -> int:
     if isinstance(layer, keras.Model):
         return sum(_layer_forward_flops(inner) for inner in layer.layers)
     name = type(layer).__name__
+    from mtmm_keras.layers import Experts
+
+    if isinstance(layer, Experts):  # num_experts MLPs side by side: kernel i is [experts, in, out]
+        return sum(2 * int(np.prod(kernel.shape)) for kernel in layer.kernels)
     if isinstance(layer, StackedDense):
         in_dim = int(layer.kernel.shape[1])
         return 2 * layer.num_towers * in_dim * layer.units
@@ -130,6 +159,25 @@ def _layer_forward_flops(layer: Any) -> int:
 def training_flops_per_sample(model: Any) -> int:
     """Training FLOPs per sample: forward + backward ≈ 3 × forward multiply-add FLOPs (Dense/Conv/LSTM)."""
     return 3 * _layer_forward_flops(model)
+
+
+def busy_refusal(other_cores: float | None, allow_busy: bool, where: str) -> str | None:
+    """Why ratios measured while other processes used `other_cores` cores must not be reported, or None.
+
+    None when the machine was idle enough (at most `BUSY_CORES`), when the load is unknown (no /proc),
+    or when `--allow-busy` was given (the ratios are then reported, marked as measured while busy)."""
+    if other_cores is None or other_cores <= BUSY_CORES or allow_busy:
+        return None
+    return (f"other processes kept {other_cores:.2f} cores busy {where} (more than {BUSY_CORES}): ratios "
+            "measured now would not be a fair comparison; rerun on an idle machine, or pass --allow-busy to "
+            "report them anyway, marked as measured while busy")
+
+
+def setup_and_steady(first_run_s: float, steady_run_s: Sequence[float]) -> dict[str, float]:
+    """A side's first run (it traces/compiles and builds its pipeline) split into set-up and steady-state time:
+    set-up = first run − median steady run (never below 0), the steady runs being the same work repeated."""
+    steady = statistics.median([float(v) for v in steady_run_s])
+    return {"first_run_s": float(first_run_s), "steady_run_s": steady, "setup_s": max(0.0, float(first_run_s) - steady)}
 
 
 # --- workers (one process per framework) ----------------------------------------------------
@@ -184,6 +232,8 @@ class TorchWorker:
         torch, case = self.torch, cmd["case"]
         torch.manual_seed(0)
         x, y = make_data(case, cmd["num_samples"])
+        if case == "mmoe":
+            return self._prepare_deepctr(x, y, cmd)
         sizes = {"input_dim": INPUT_DIM, "alpha": SOFT_ALPHA, "vocab_size": JOINT["vocab_size"],
                  "embedding_dim": JOINT["embedding_dim"], "channels": JOINT["image_shape"][2]}
         model, loss_fn = self.ref.build(case, self.device, **sizes)
@@ -195,6 +245,28 @@ class TorchWorker:
         loss = self.ref.train(model, loss_fn, optimizer, inputs, targets, cmd["batch_size"], cmd["epochs"])
         return {"warmup_s": time.perf_counter() - start, "loss": loss, "counted_train_flops_per_sample": counted,
                 "parameters": sum(p.numel() for p in model.parameters())}
+
+    def _prepare_deepctr(self, x: Any, y: dict, cmd: dict) -> dict:
+        """DeepCTR-Torch's MMOE on 100 `DenseFeat` columns, two binary tasks, trained by its own `fit`."""
+        from deepctr_torch.inputs import DenseFeat
+        from deepctr_torch.models import MMOE as DeepCTRMMOE
+
+        columns = [DenseFeat(f"f{i}", 1) for i in range(INPUT_DIM)]
+        model = DeepCTRMMOE(columns, num_experts=MMOE["num_experts"], expert_dnn_hidden_units=MMOE["expert_units"],
+                            gate_dnn_hidden_units=MMOE["gate_units"], tower_dnn_hidden_units=MMOE["tower_units"],
+                            task_types=("binary",) * len(MMOE["tasks"]), task_names=MMOE["tasks"], device=self.device)
+        model.compile("adam", loss=["binary_crossentropy"] * len(MMOE["tasks"]))
+        inputs = {f"f{i}": x[:, i:i + 1] for i in range(INPUT_DIM)}
+        labels = np.concatenate([y[name] for name in MMOE["tasks"]], axis=1)
+        self.cases["mmoe"] = ("deepctr", model, inputs, labels, cmd)
+        start = time.perf_counter()
+        self._deepctr_fit("mmoe")
+        return {"warmup_s": time.perf_counter() - start, "loss": None, "counted_train_flops_per_sample": None,
+                "parameters": sum(p.numel() for p in model.parameters())}
+
+    def _deepctr_fit(self, case: str) -> None:
+        _, model, inputs, labels, spec = self.cases[case]
+        model.fit(inputs, labels, batch_size=spec["batch_size"], epochs=spec["epochs"], verbose=0)
 
     def _counted_flops(self, model, loss_fn, inputs, targets, batch_size) -> float | None:
         """torch's own FLOP count of one training step (forward + backward), per sample; a cross-check."""
@@ -210,6 +282,10 @@ class TorchWorker:
             return None
 
     def time(self, cmd: dict) -> dict:
+        if self.cases[cmd["case"]][0] == "deepctr":
+            start = time.perf_counter()
+            self._deepctr_fit(cmd["case"])
+            return {"seconds": time.perf_counter() - start}
         model, loss_fn, optimizer, inputs, targets, spec = self.cases[cmd["case"]]
         start = time.perf_counter()
         self.ref.train(model, loss_fn, optimizer, inputs, targets, spec["batch_size"], spec["epochs"])
@@ -219,6 +295,8 @@ class TorchWorker:
         """One timed run under torch.profiler: the ops that take the most time (self time, all threads)."""
         from torch.profiler import ProfilerActivity, profile
 
+        if self.cases[cmd["case"]][0] == "deepctr":
+            return {"available": False, "why": "DeepCTR-Torch's fit is not profiled"}
         spec = self.cases[cmd["case"]][-1]
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             wall = self.time(cmd)["seconds"]
@@ -287,6 +365,11 @@ class KerasWorker:
             return mk.builders.hard_sharing((INPUT_DIM,), tasks, **compile_kwargs)
         if case == "soft_sharing":
             return mk.builders.soft_sharing((INPUT_DIM,), tasks, alpha=SOFT_ALPHA, **compile_kwargs)
+        if case == "mmoe":
+            binary = [mk.Task(name, 1, loss="binary_crossentropy") for name in MMOE["tasks"]]  # logits + BCE
+            return mk.builders.mmoe((INPUT_DIM,), binary, num_experts=MMOE["num_experts"],
+                                    expert_units=MMOE["expert_units"], gate_units=MMOE["gate_units"],
+                                    tower_units=MMOE["tower_units"], **compile_kwargs)
         encoders = {
             "text": mk.encoders.text(JOINT["vocab_size"], JOINT["sequence_length"], embedding_dim=JOINT["embedding_dim"],
                                      hidden_dim=JOINT["hidden_dim"]),
@@ -523,6 +606,16 @@ def _fmt_rate(value: float) -> str:
 
 
 
+class BusyMachine(RuntimeError):
+    """Other processes hold the cores: the harness does not measure (without --allow-busy)."""
+
+
+def _deepctr_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("deepctr_torch") is not None
+
+
 def _default_backends(torch_device: str) -> list[str]:
     import importlib.util
 
@@ -541,14 +634,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for case in cases:
         if case not in CASES:
             raise SystemExit(f"--cases: unknown case {case!r}; choose from {', '.join(CASES)}")
+    if "mmoe" in cases and not _deepctr_available():
+        print("mmoe: skipped, DeepCTR-Torch is not installed (pip install deepctr-torch==0.3.0)", flush=True)
+        cases.remove("mmoe")
     compile_kwargs = json.loads(args.mtmm_compile) if args.mtmm_compile else {}
     report: dict[str, Any] = {"machine": _machine(), "quick": bool(args.quick), "targets": TARGETS,
                               "mtmm_compile_overrides": compile_kwargs,
                               "command": " ".join(["python -m benchmarks.train_speed", *sys.argv[1:]])}
-    load = report["machine"].get("load_average_at_start", (0.0,))[0]
-    if load > 0.5:
-        print(f"warning: load average {load:.2f} before starting: other processes are using the CPU, so timings will be "
-              "noisy (PyTorch's OpenMP threads slow down sharply when a core is taken); rerun on an idle machine.")
+    probe = ForeignLoad([])
+    time.sleep(args.busy_probe)
+    report["other_processes_cores_at_start"] = busy = probe.cores()
+    refusal = busy_refusal(busy, args.allow_busy, f"in the {args.busy_probe:g} s before the run")
+    if refusal:
+        raise BusyMachine(f"refusing to measure: {refusal}.")
+    if busy is not None and busy > BUSY_CORES:
+        print(f"warning (--allow-busy): other processes kept {busy:.2f} cores busy before starting; every ratio below "
+              "is marked as measured on a busy machine.", flush=True)
     report["cli_startup"] = cli_startup(3 if args.quick else 5)
     for label in ("mtmm --help", "mtmm zoo list"):
         s = report["cli_startup"][label]
@@ -588,44 +689,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         report["cases"] = {}
         for case in cases:
-            spec = dict(sizes[case])
-            repeats = args.repeats or spec["repeats"]
-            spec.pop("repeats")
-            prepared = {"torch": workers["torch"].call("prepare", case=case, **spec)}
-            for backend in backends:
-                prepared[backend] = workers[backend].call("prepare", case=case, compile_kwargs=compile_kwargs, **spec)
-            samples = spec["num_samples"] * spec["epochs"]
-            times: dict[str, list[float]] = {name: [] for name in workers}
-            stolen: dict[str, list[float | None]] = {name: [] for name in workers}
-            foreign = ForeignLoad([w.proc.pid for w in workers.values()])
-            for _ in range(repeats):  # interleaved: A B A B ... (B once per backend)
-                for name in workers:
-                    seconds, others_cpu = timed_run(workers, name, case, args.settle)
-                    times[name].append(seconds)
-                    stolen[name].append(others_cpu)
-            other_cores = foreign.cores()
-            flops = prepared[backends[0]]["train_flops_per_sample"]
-            entry: dict[str, Any] = {
-                "setup": {**spec, "repeats": repeats, "samples_per_run": samples},
-                "other_processes_cores": other_cores,
-                "train_flops_per_sample": flops,
-                "torch_counted_train_flops_per_sample": prepared["torch"]["counted_train_flops_per_sample"],
-                "parameters": {name: p["parameters"] for name, p in prepared.items()},
-                "torch": _side(times["torch"], samples, flops, peak, stolen["torch"]),
-                "mtmm": {},
-            }
-            for backend in backends:
-                side = _side(times[backend], samples, flops, peak, stolen[backend])
-                side["compile"] = prepared[backend]["compile"]
-                side["ratio_over_torch"] = ratio(side["samples_per_s"], entry["torch"]["samples_per_s"])
-                entry["mtmm"][backend] = side
+            entry = measure_case(workers, backends, case, dict(sizes[case]), args.repeats, args.settle, compile_kwargs,
+                                 peak, args.allow_busy)
             if args.profile:
                 entry["profile"] = {name: w.call("profile", case=case) for name, w in workers.items()}
             report["cases"][case] = entry
             print(_case_line(case, entry), flush=True)
-            if other_cores is not None and other_cores > 0.2:
-                print(f"warning: other processes kept {other_cores:.2f} of {os.cpu_count()} cores busy while {case} was "
-                      "timed: these numbers are not a fair comparison; rerun on an idle machine.", flush=True)
+            if entry.get("refused"):
+                print(f"refused: {case}: {entry['refused']}", flush=True)
+            elif entry.get("busy"):
+                print(f"warning: other processes kept {entry['other_processes_cores']:.2f} of {os.cpu_count()} cores busy "
+                      f"while {case} was timed (--allow-busy): these ratios are not a fair comparison.", flush=True)
     finally:
         for w in workers.values():
             w.close()
@@ -635,10 +709,59 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
+def measure_case(workers: dict[str, Any], backends: Sequence[str], case: str, spec: dict, repeats: int, settle: float,
+                 compile_kwargs: dict, peak: float, allow_busy: bool, foreign: Any = None) -> dict[str, Any]:
+    """Prepare `case` on every worker (its first run: set-up), time `repeats` runs per side interleaved
+    (steady state), and summarise: samples/s, set-up vs steady time per side, mtmm/PyTorch ratios.
+
+    `workers` maps "torch" and each backend to an object with `call(op, **kwargs)` and `proc.pid`;
+    `foreign` makes the load sampler (`ForeignLoad` by default). When other processes kept more than
+    `BUSY_CORES` busy meanwhile, the ratios are left out (`refused` says why) unless `allow_busy`, which
+    reports them with `busy: True`."""
+    foreign = foreign or ForeignLoad
+    repeats = repeats or spec["repeats"]
+    spec = {k: v for k, v in spec.items() if k != "repeats"}
+    prepared = {"torch": workers["torch"].call("prepare", case=case, **spec)}
+    for backend in backends:
+        prepared[backend] = workers[backend].call("prepare", case=case, compile_kwargs=compile_kwargs, **spec)
+    samples = spec["num_samples"] * spec["epochs"]
+    times: dict[str, list[float]] = {name: [] for name in workers}
+    stolen: dict[str, list[float | None]] = {name: [] for name in workers}
+    load = foreign([w.proc.pid for w in workers.values()])
+    for _ in range(repeats):  # interleaved: A B A B ... (B once per backend)
+        for name in workers:
+            seconds, others_cpu = timed_run(workers, name, case, settle)
+            times[name].append(seconds)
+            stolen[name].append(others_cpu)
+    other_cores = load.cores()
+    refused = busy_refusal(other_cores, allow_busy, f"while {case} was timed")
+    flops = prepared[backends[0]]["train_flops_per_sample"]
+    entry: dict[str, Any] = {
+        "setup": {**spec, "repeats": repeats, "samples_per_run": samples},
+        "other_processes_cores": other_cores,
+        "busy": other_cores is not None and other_cores > BUSY_CORES,
+        "train_flops_per_sample": flops,
+        "torch_counted_train_flops_per_sample": prepared["torch"]["counted_train_flops_per_sample"],
+        "parameters": {name: p["parameters"] for name, p in prepared.items()},
+        "torch": _side(times["torch"], samples, flops, peak, stolen["torch"]),
+        "mtmm": {},
+    }
+    entry["torch"]["setup_and_steady"] = setup_and_steady(prepared["torch"]["warmup_s"], times["torch"])
+    if refused:
+        entry["refused"] = refused
+    for backend in backends:
+        side = _side(times[backend], samples, flops, peak, stolen[backend])
+        side["compile"] = prepared[backend]["compile"]
+        side["setup_and_steady"] = setup_and_steady(prepared[backend]["warmup_s"], times[backend])
+        side["ratio_over_torch"] = None if refused else ratio(side["samples_per_s"], entry["torch"]["samples_per_s"])
+        entry["mtmm"][backend] = side
+    return entry
+
+
 def _side(seconds: list[float], samples: int, flops: int, peak: float,
           others_cpu: Sequence[float | None] = ()) -> dict[str, Any]:
     rate = summarize([samples / t for t in seconds])
-    side = {"samples_per_s": rate, "seconds": seconds, "peak_fraction": rate["median"] * flops / peak}
+    side = {"samples_per_s": rate, "seconds": seconds, "peak_fraction": rate["median"] * flops / peak if peak else None}
     known = [v for v in others_cpu if v is not None]
     if known:  # CPU seconds the idle workers used during this side's runs, per run
         side["other_workers_cpu_s_per_run"] = summarize(known)
@@ -650,10 +773,20 @@ def _range(s: dict) -> str:
 
 
 def _case_line(case: str, entry: dict) -> str:
-    parts = [f"{case:16s} torch {_range(entry['torch']['samples_per_s'])}"]
+    def setup(side: dict) -> str:
+        split = side.get("setup_and_steady")
+        return f" (set-up {split['setup_s']:.2f} s)" if split else ""
+
+    parts = [f"{case:16s} {_reference_name(case)} {_range(entry['torch']['samples_per_s'])}{setup(entry['torch'])}"]
     for backend, side in entry["mtmm"].items():
-        parts.append(f"mtmm/{backend} {_range(side['samples_per_s'])} = {side['ratio_over_torch']:.2f}x")
+        value = side.get("ratio_over_torch")
+        shown = "ratio not reported (busy)" if value is None else f"{value:.2f}x" + (" [busy]" if entry.get("busy") else "")
+        parts.append(f"mtmm/{backend} {_range(side['samples_per_s'])}{setup(side)} = {shown}")
     return " | ".join(parts)
+
+
+def _reference_name(case: str) -> str:
+    return "DeepCTR-Torch" if case == "mmoe" else "torch"
 
 
 def _check(value: float, op: str, target: float) -> dict[str, Any]:
@@ -662,17 +795,22 @@ def _check(value: float, op: str, target: float) -> dict[str, Any]:
 
 
 def _checks(report: dict) -> dict[str, Any]:
-    """Each target against its measured value; `contended` marks values measured while other processes were busy."""
+    """Each target against its measured value; `contended` marks values measured while other processes were busy
+    (with --allow-busy; without it those cases have no ratios and no checks)."""
     checks = _raw_checks(report)
-    busy = {case: (e.get("other_processes_cores") or 0.0) > 0.2 for case, e in report.get("cases", {}).items()}
+    busy = {case: (e.get("other_processes_cores") or 0.0) > BUSY_CORES for case, e in report.get("cases", {}).items()}
     for name, check in checks.items():
         check["contended"] = any(flag for case, flag in busy.items() if case in name)
     return checks
 
 
 def _raw_checks(report: dict) -> dict[str, Any]:
-    cases, checks = report.get("cases", {}), {}
+    cases = {case: e for case, e in report.get("cases", {}).items() if not e.get("refused")}
+    checks: dict[str, Any] = {}
     for backend in report.get("mtmm", {}):
+        if "mmoe" in cases:
+            checks[f"mmoe mtmm/DeepCTR-Torch ({backend})"] = _check(
+                cases["mmoe"]["mtmm"][backend]["ratio_over_torch"], ">=", TARGETS["mmoe_vs_deepctr_torch"])
         if "hard_sharing" in cases:
             checks[f"hard_sharing mtmm/torch ({backend})"] = _check(
                 cases["hard_sharing"]["mtmm"][backend]["ratio_over_torch"], ">=", TARGETS["hard_sharing_vs_torch"])
@@ -701,18 +839,28 @@ def print_table(report: dict) -> None:
     print(f"Training samples/s: median [min–max] of {'/'.join(str(e['setup']['repeats']) for e in report['cases'].values())} "
           f"interleaved runs; fp32 matmul peak {peak / 1e9:.0f} GFLOP/s.")
     if report.get("quick"):
-        print("--quick: a smoke test. Its short fits (2 epochs of 8 192 samples) are dominated by Keras's per-fit "
-              "set-up, which PyTorch's loop does not have; use the full run for ratios and targets.")
-    print("| case | train FLOPs/sample | side | samples/s median [min–max] | mtmm / PyTorch | % of fp32 peak |")
-    print("|---|---|---|---|---|---|")
+        print("--quick: short fits (2 epochs of 8 192 samples), each timed run a new `fit` of an already trained "
+              "model; the first run's tracing/compiling is the set-up column. The full run gives the targets' ratios.")
+    def pct(value: float | None) -> str:
+        return "–" if value is None else f"{100 * value:.1f}%"
+
+    def setup(side: dict) -> str:
+        split = side["setup_and_steady"]
+        return f"{split['setup_s']:.2f} s / {split['steady_run_s']:.3f} s"
+
+    print("| case | train FLOPs/sample | side | samples/s median [min–max] | set-up / steady run | mtmm / reference | % of fp32 peak |")
+    print("|---|---|---|---|---|---|---|")
     for case, e in report["cases"].items():
         flops = f"{e['train_flops_per_sample'] / 1e6:.3g} M"
         t = e["torch"]
-        print(f"| {case} | {flops} | PyTorch ({report['torch']['device']}) | {_range(t['samples_per_s'])} | 1 | "
-              f"{100 * t['peak_fraction']:.1f}% |")
+        reference = "DeepCTR-Torch MMOE" if case == "mmoe" else "PyTorch"
+        print(f"| {case} | {flops} | {reference} ({report['torch']['device']}) | {_range(t['samples_per_s'])} | {setup(t)} | 1 | "
+              f"{pct(t['peak_fraction'])} |")
         for backend, side in e["mtmm"].items():
-            print(f"| {case} | {flops} | mtmm, Keras/{backend} | {_range(side['samples_per_s'])} | "
-                  f"**{side['ratio_over_torch']:.2f}×** | {100 * side['peak_fraction']:.1f}% |")
+            value = side["ratio_over_torch"]
+            shown = "not reported (busy)" if value is None else f"**{value:.2f}×**" + (" (busy)" if e.get("busy") else "")
+            print(f"| {case} | {flops} | mtmm, Keras/{backend} | {_range(side['samples_per_s'])} | {setup(side)} | "
+                  f"{shown} | {pct(side['peak_fraction'])} |")
     print()
     for name, check in report["checks"].items():
         note = "  [measured while other processes were busy: not reliable]" if check.get("contended") else ""
@@ -751,12 +899,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--mtmm-compile", default="", metavar="JSON",
                         help='extra keyword arguments for the builders, to compare levers, e.g. \'{"steps_per_execution": 1}\' '
                              "(default: none, i.e. the builders' own defaults)")
+    parser.add_argument("--allow-busy", action="store_true",
+                        help=f"measure and report ratios even when other processes keep more than {BUSY_CORES} cores "
+                             "busy (default: refuse; every ratio is then marked as measured while busy)")
+    parser.add_argument("--busy-probe", type=float, default=2.0, metavar="SECONDS",
+                        help="how long to sample other processes' CPU use before starting (default: 2)")
     parser.add_argument("--worker", choices=("torch", "keras"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         return worker_main(args.worker, args.device)
     try:
         report = run(args)
+    except BusyMachine as err:
+        print(f"train_speed: {err}", file=sys.stderr)
+        return 3
     except RuntimeError as err:
         print(f"train_speed: error: {err}", file=sys.stderr)
         return 2

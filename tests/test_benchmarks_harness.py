@@ -115,3 +115,80 @@ def test_process_cpu_seconds_counts_this_process_work():
     finally:
         child.communicate("go\n", timeout=30)
     assert train_speed.process_cpu_seconds(2**22 + 12345) is None  # no such process
+
+
+def test_busy_machines_are_refused_unless_allowed():
+    assert train_speed.busy_refusal(None, False, "x") is None  # unknown load (no /proc): measure
+    assert train_speed.busy_refusal(train_speed.BUSY_CORES, False, "x") is None
+    message = train_speed.busy_refusal(1.5, False, "while hard_sharing was timed")
+    assert "1.50 cores" in message and "--allow-busy" in message and "hard_sharing" in message
+    assert train_speed.busy_refusal(1.5, True, "x") is None
+
+
+def test_setup_is_the_first_run_less_the_median_steady_run():
+    split = train_speed.setup_and_steady(3.0, [1.0, 2.0, 1.5])
+    assert split == {"first_run_s": 3.0, "steady_run_s": 1.5, "setup_s": 1.5}
+    assert train_speed.setup_and_steady(1.0, [1.2, 1.4])["setup_s"] == 0.0  # never negative
+
+
+class _StubWorker:
+    """A worker answering `prepare`/`time` with fixed numbers (this process's pid for the CPU sampling)."""
+
+    def __init__(self, first_s, run_s):
+        import os
+        from types import SimpleNamespace
+
+        self.first_s, self.run_s, self.calls = first_s, run_s, []
+        self.proc = SimpleNamespace(pid=os.getpid())
+
+    def call(self, op, **kwargs):
+        self.calls.append(op)
+        if op == "prepare":
+            return {"warmup_s": self.first_s, "train_flops_per_sample": 100, "parameters": 7,
+                    "counted_train_flops_per_sample": None, "compile": {}}
+        assert op == "time"
+        return {"seconds": self.run_s}
+
+
+def _stub_load(cores):
+    class Load:
+        def __init__(self, pids):
+            self.pids = pids
+
+        def cores(self):
+            return cores
+
+    return Load
+
+
+@pytest.mark.parametrize("other_cores, allow_busy", [(0.0, False), (1.5, False), (1.5, True)])
+def test_a_case_splits_setup_from_steady_state_and_refuses_busy_ratios(other_cores, allow_busy):
+    workers = {"torch": _StubWorker(5.0, 2.0), "jax": _StubWorker(4.0, 0.5)}
+    spec = {"num_samples": 1000, "batch_size": 100, "epochs": 2, "repeats": 3}
+    entry = train_speed.measure_case(workers, ["jax"], "hard_sharing", spec, 0, 0.0, {}, 1e9, allow_busy,
+                                     foreign=_stub_load(other_cores))
+    assert workers["jax"].calls == ["prepare", "time", "time", "time"]  # one set-up run, then the repeats
+    side, torch_side = entry["mtmm"]["jax"], entry["torch"]
+    assert side["setup_and_steady"] == {"first_run_s": 4.0, "steady_run_s": 0.5, "setup_s": 3.5}
+    assert torch_side["setup_and_steady"]["setup_s"] == 3.0
+    assert side["samples_per_s"]["median"] == 2000 / 0.5 and entry["setup"]["repeats"] == 3
+    busy = other_cores > train_speed.BUSY_CORES
+    assert entry["busy"] is busy
+    if busy and not allow_busy:
+        assert side["ratio_over_torch"] is None and "--allow-busy" in entry["refused"]
+    else:
+        assert side["ratio_over_torch"] == pytest.approx(4.0) and "refused" not in entry
+    line = train_speed._case_line("hard_sharing", entry)
+    assert ("not reported" in line) == (busy and not allow_busy) and ("[busy]" in line) == (busy and allow_busy)
+    report = {"mtmm": {"jax": {}}, "cases": {"hard_sharing": entry},
+              "cli_startup": {label: {"median": 0.1, "returncode": 0} for label in ("mtmm --help", "mtmm zoo list")}}
+    checks = train_speed._checks(report)
+    assert ("hard_sharing mtmm/torch (jax)" in checks) == (not busy or allow_busy)
+
+
+def test_the_harness_exits_before_measuring_on_a_busy_machine(monkeypatch, capsys):
+    monkeypatch.setattr(train_speed, "ForeignLoad", _stub_load(1.8))
+    monkeypatch.setattr(train_speed, "cli_startup", lambda *a: pytest.fail("measured on a busy machine"))
+    assert train_speed.main(["--quick", "--busy-probe", "0", "--cases", "hard_sharing"]) == 3
+    err = capsys.readouterr().err
+    assert "refusing to measure" in err and "1.80 cores" in err and "--allow-busy" in err
