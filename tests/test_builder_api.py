@@ -200,3 +200,28 @@ def test_a_mixed_float16_builder_model_exports_float32_artifacts_that_verify(tmp
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["source_precision"]["artifacts"] == "float32"
     assert "mixed_float16" in manifest["source_precision"]["dtype_policies"]
+
+
+@pytest.mark.parametrize("kind", ["hard_sharing", "joint_embedding"])
+def test_a_second_fit_does_not_trace_the_model_again(kind):
+    """The models compute their loss themselves, so Keras's compiled loss is marked built at the first trace:
+    Keras's JAX/PyTorch `fit` re-traces the whole model symbolically while it is unbuilt (every `fit`)."""
+    from mtmm_keras.models import _compiled_loss
+
+    rng = np.random.default_rng(0)
+    if kind == "joint_embedding":
+        model = mk.builders.joint_embedding({"a": mk.encoders.tabular(4, (4,)), "b": mk.encoders.tabular(3, (4,))},
+                                            embedding_dim=4, steps_per_execution=1)
+        x, y = {"a": rng.normal(size=(32, 4)).astype("float32"), "b": rng.normal(size=(32, 3)).astype("float32")}, None
+    else:
+        model = mk.builders.hard_sharing((4,), TASKS, trunk_units=(4,), steps_per_execution=1)
+        x = rng.normal(size=(32, 4)).astype("float32")
+        y = {"a": x[:, :1], "c": x[:, 1:3]}
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    assert model._compile_loss.built and model._compile_loss.metrics == []  # no per-output loss trackers added
+    traced = []
+    original = model.compute_loss
+    model.compute_loss = lambda *args, **kwargs: traced.append(1) or original(*args, **kwargs)
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)  # the compiled train function: no Python-level call
+    assert traced == [] or keras.backend.backend() == "torch"  # torch runs eagerly: one call per step, no trace
+    _compiled_loss.mark_unused(object())  # a model without a compiled loss is left alone

@@ -228,3 +228,65 @@ def test_predict_runs_one_step_per_execution_and_keeps_the_compiled_setting():
         np.testing.assert_allclose(got[name], want[name], rtol=1e-6, atol=1e-7)
     fast.fit(x, {k: v for k, v in _data(n=300)[1].items()}, batch_size=8, epochs=1, verbose=0)  # fit still uses 32
     assert fast.steps_per_execution == 32
+
+
+def test_a_second_fit_on_the_same_arrays_continues_the_kept_pipeline():
+    """The pipeline and its iterator are kept for the next fit on the same arrays: two fits see the batches of
+    one fit of their epochs together (shuffle=False: exactly stock Keras's two fits), with no new pipeline."""
+    import copy
+    import pickle
+
+    from mtmm_keras.models.in_memory_fit import _PIPELINE_ATTRIBUTE
+
+    x, y = _data()
+    fast, stock = _twin_models()
+    kwargs = dict(batch_size=16, shuffle=False, verbose=0)
+    histories = [fast.fit(x, y, epochs=2, **kwargs)]
+    pipeline = fast.__dict__[_PIPELINE_ATTRIBUTE]
+    iterator = pipeline.iterator
+    assert iterator is not None
+    histories.append(fast.fit(x.copy(), {k: v.copy() for k, v in y.items()}, epochs=1, **kwargs))  # same contents
+    assert fast.__dict__[_PIPELINE_ATTRIBUTE] is pipeline and pipeline.iterator is iterator
+    stock_histories = [keras.Model.fit(stock, x, y, epochs=2, **kwargs), keras.Model.fit(stock, x, y, epochs=1, **kwargs)]
+    for got, want in zip(histories, stock_histories):
+        _assert_same_training(fast, stock, got, want)
+    assert copy.deepcopy(pipeline) is None and pickle.loads(pickle.dumps(pipeline)) is None
+
+
+def test_arrays_changed_in_place_or_other_batching_get_a_new_pipeline():
+    from mtmm_keras.models.in_memory_fit import _PIPELINE_ATTRIBUTE
+
+    x, y = _data()
+    fast, stock = _twin_models()
+    kwargs = dict(epochs=1, shuffle=False, verbose=0)
+    fast.fit(x, y, batch_size=16, **kwargs)
+    keras.Model.fit(stock, x, y, batch_size=16, **kwargs)
+    first = fast.__dict__[_PIPELINE_ATTRIBUTE]
+    x[:5] *= 2.0  # in place: same object, new contents
+    _assert_same_training(fast, stock, fast.fit(x, y, batch_size=16, **kwargs),
+                          keras.Model.fit(stock, x, y, batch_size=16, **kwargs))
+    second = fast.__dict__[_PIPELINE_ATTRIBUTE]
+    assert second is not first
+    _assert_same_training(fast, stock, fast.fit(x, y, batch_size=32, **kwargs),
+                          keras.Model.fit(stock, x, y, batch_size=32, **kwargs))
+    assert fast.__dict__[_PIPELINE_ATTRIBUTE] is not second
+
+
+def test_a_fit_stopped_mid_epoch_or_on_tensors_keeps_no_iterator():
+    import tensorflow as tf
+
+    from mtmm_keras.models.in_memory_fit import _PIPELINE_ATTRIBUTE
+
+    x, y = _data()
+    fast = _twin_models(steps_per_execution=2)[0]
+    kwargs = dict(batch_size=16, shuffle=False, verbose=0)
+
+    def stop(batch, logs):
+        fast.stop_training = True
+
+    fast.fit(x, y, epochs=2, callbacks=[keras.callbacks.LambdaCallback(on_train_batch_end=stop)], **kwargs)
+    assert fast.__dict__[_PIPELINE_ATTRIBUTE].iterator is None  # stopped after 2 of 16 steps
+    fast.fit(x, y, epochs=1, **kwargs)  # starts a new epoch on a new iterator
+    assert fast.__dict__[_PIPELINE_ATTRIBUTE].iterator is not None
+    fast.fit(tf.constant(x), {k: tf.constant(v) for k, v in y.items()}, epochs=1, **kwargs)
+    assert fast.__dict__[_PIPELINE_ATTRIBUTE] is None  # tensors: no content key, nothing kept

@@ -10,6 +10,7 @@ from keras import ops
 
 from mtmm_keras.distribute import gather, scaling
 from mtmm_keras.distribute.multiworker import MultiWorkerFitMixin
+from mtmm_keras.models import _compiled_loss
 from mtmm_keras.models._keras_format import KerasFormatSaveMixin
 from mtmm_keras.models.in_memory_fit import InMemoryFitMixin
 from mtmm_keras.models._retrieval_metrics import RetrievalMetricsMixin
@@ -101,6 +102,7 @@ class JointEmbeddingModel(KerasFormatSaveMixin, RetrievalMetricsMixin, MultiWork
         loss_fn = self.loss
         if loss_fn is None:
             raise ValueError("JointEmbeddingModel needs `compile(loss=...)`, e.g. mk.losses.MaxMarginRankingLoss().")
+        _compiled_loss.mark_unused(self)  # Keras's compiled loss is never called: no re-trace per fit
         embeddings = [y_pred[name] for name in self._modality_order(y_pred)] if isinstance(y_pred, dict) else list(y_pred)
         replicas = scaling.num_replicas()
         if replicas > 1:  # the global batch on every replica: in-batch negatives span all replicas
