@@ -9,6 +9,7 @@ import keras
 from mtmm_keras import _checks, distribute, losses
 from mtmm_keras.builders import _common
 from mtmm_keras.builders._keywords import checked_keywords
+from mtmm_keras.layers import L2Normalization
 from mtmm_keras.models import JointEmbeddingModel
 
 SIMILARITIES = ("cosine", "dot")
@@ -91,5 +92,5 @@ def _tower(modality: str, encoder: keras.Model, embedding_dim: int | None, simil
     if embedding_dim is not None:
         x = keras.layers.Dense(embedding_dim, name=f"{modality}_projection")(x)
     if similarity == "cosine":
-        x = keras.layers.UnitNormalization(name=f"{modality}_l2_normalize")(x)
+        x = L2Normalization(name=f"{modality}_l2_normalize")(x)
     return keras.Model(x_in, x, name=f"{modality}_tower")

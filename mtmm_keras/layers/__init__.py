@@ -7,6 +7,7 @@ from mtmm_keras.layers.cross_stitch import CrossStitch
 from mtmm_keras.layers.experts import Experts
 from mtmm_keras.layers.gated_fusion import GatedFusion
 from mtmm_keras.layers.gates import DSelectKGate, MixExperts, SoftmaxGate
+from mtmm_keras.layers.l2_normalization import L2Normalization
 from mtmm_keras.layers.log_mel import LogMelSpectrogram
 from mtmm_keras.layers.modality_mask import ModalityDropout
 from mtmm_keras.layers.stacked_dense import SplitTowers, StackedDense
@@ -24,7 +25,7 @@ from mtmm_keras.layers.transformer_text import (
 
 __all__ = [
     "AttentionFusion", "ClassToken", "ConcatFusion", "CrossStitch", "DSelectKGate", "Experts", "GatedFusion",
-    "LearnedTemperature", "LogMelSpectrogram", "MixExperts", "ModalityDropout", "PaddingMask", "PositionEmbedding",
+    "L2Normalization", "LearnedTemperature", "LogMelSpectrogram", "MixExperts", "ModalityDropout", "PaddingMask", "PositionEmbedding",
     "SequencePooling", "SoftmaxGate", "SplitTowers", "StackedDense", "Standardization", "TokenIdsTo",
     "TransformerEncoderBlock", "TransformerFusion",
 ]
