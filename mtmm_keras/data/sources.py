@@ -49,6 +49,7 @@ class CorruptSourceError(ValueError):
 
 
 def _corrupt(path: pathlib.Path, problem: str, fix: str) -> CorruptSourceError:
+    problem = problem.rstrip().rstrip(".")  # a wrapped library message may end in its own full stop
     return CorruptSourceError(f"The dataset source file {str(path)!r} is unreadable: {problem}. {fix}")
 
 
