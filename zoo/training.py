@@ -51,6 +51,80 @@ def adapt_normalizers(model: keras.Model, x: dict) -> None:
                 adapt_normalizers(layer, x)
 
 
+AUGMENT_KEYS = ("shift",)  # a recipe's "augment" field: {"shift": N} moves each training image by up to N pixels
+
+
+def augment_of(recipe: dict) -> dict:
+    """The recipe's `augment` field, checked ({} when absent). `shift`: an integer 0..8, the largest move in
+    pixels along each image axis; it needs an image encoder (the only inputs it moves)."""
+    augment = recipe.get("augment") or {}
+    if not isinstance(augment, dict):
+        raise ValueError(f"recipe `augment` must be an object such as {{\"shift\": 2}}, got {augment!r}.")
+    unknown = sorted(set(augment) - set(AUGMENT_KEYS))
+    if unknown:
+        raise ValueError(f"recipe `augment`: unknown key(s) {unknown}; valid: {list(AUGMENT_KEYS)}.")
+    shift = augment.get("shift", 0)
+    if isinstance(shift, bool) or not isinstance(shift, int) or not 0 <= shift <= 8:
+        raise ValueError(f"recipe `augment.shift` must be an integer from 0 to 8 (pixels), got {shift!r}.")
+    if shift and not _image_modalities(recipe):
+        raise ValueError("recipe `augment.shift` moves images, but the recipe has no encoder of kind 'image'.")
+    return dict(augment)
+
+
+def _image_modalities(recipe: dict) -> list:
+    return [m for m, spec in recipe.get("encoders", {}).items() if spec.get("kind") == "image"]
+
+
+def shift_images(images: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
+    """Each image of `images` [n, height, width, ...] moved by (dy[i], dx[i]) pixels (down/right when
+    positive); the pixels moved in are zeros (background), those moved out are dropped."""
+    out = np.zeros_like(images)
+    height, width = images.shape[1:3]
+    for i, (y, x) in enumerate(zip(dy, dx)):
+        y, x = int(y), int(x)
+        out[i, max(y, 0):height + min(y, 0), max(x, 0):width + min(x, 0)] = \
+            images[i, max(-y, 0):height + min(-y, 0), max(-x, 0):width + min(-x, 0)]
+    return out
+
+
+class ShiftedBatches(keras.utils.PyDataset):
+    """Training batches for a recipe with `augment`: each epoch a fresh order of the rows, and each image
+    input moved by a random (dy, dx) in [-shift, shift]², one draw per row (the same for all its image
+    inputs). Order and shifts come from (recipe seed, epoch, batch) alone, so retraining repeats them.
+    Labels and non-image inputs pass through untouched."""
+
+    def __init__(self, inputs: Any, labels: Any, batch_size: int, recipe: dict) -> None:
+        super().__init__()
+        self.inputs, self.labels, self.batch_size = inputs, labels, int(batch_size)
+        self.shift, self.seed, self.epoch = augment_of(recipe).get("shift", 0), recipes.seed_of(recipe), 0
+        images = _image_modalities(recipe)
+        self.moved = {k for k in inputs if k in images} if isinstance(inputs, dict) else bool(images)
+        self.rows = len(next(iter(inputs.values())) if isinstance(inputs, dict) else inputs)
+        self._order = (None, None)  # (epoch, its row order)
+
+    def __len__(self) -> int:
+        return math.ceil(self.rows / self.batch_size)
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+
+    def __getitem__(self, index: int) -> tuple:
+        if self._order[0] != self.epoch:
+            self._order = (self.epoch, np.random.default_rng([self.seed, self.epoch]).permutation(self.rows))
+        rows = self._order[1][index * self.batch_size:(index + 1) * self.batch_size]
+        dy, dx = np.random.default_rng([self.seed, self.epoch, index]).integers(-self.shift, self.shift + 1, (2, len(rows)))
+
+        def take(array: np.ndarray, move: bool) -> np.ndarray:
+            return shift_images(array[rows], dy, dx) if move and self.shift else array[rows]
+
+        if isinstance(self.inputs, dict):
+            x = {k: take(v, k in self.moved) for k, v in self.inputs.items()}
+        else:
+            x = take(self.inputs, self.moved)
+        y = {k: v[rows] for k, v in self.labels.items()} if isinstance(self.labels, dict) else self.labels[rows]
+        return x, y
+
+
 def _fit(model: keras.Model, recipe: dict, x: dict, y: dict, epochs: int, verbose: int, row_multiple: int = 1) -> dict:
     """Fit with the recipe's settings. `row_multiple` > 1 (JAX DataParallel over that many devices, which
     shards every batch evenly) splits off the validation rows as Keras would (the last fraction) and
@@ -80,10 +154,22 @@ def _fit(model: keras.Model, recipe: dict, x: dict, y: dict, epochs: int, verbos
             if validation_data is not None:
                 validation_data = tuple(local(part_, batch_size)[0] for part_ in validation_data)
             (inputs, labels), batch_size = local((inputs, labels), batch_size)
+    if recipe.get("augment"):  # shifted copies of the training rows only; validation rows stay as they are
+        if validation_data is None and validation_split:
+            rows = len(next(iter(inputs.values())) if isinstance(inputs, dict) else inputs)
+            split_at = int(math.floor(rows * (1.0 - validation_split)))  # Keras's own split: the last fraction
+
+            def part(tree: Any, start: int, stop: int | None = None) -> Any:
+                return {k: v[start:stop] for k, v in tree.items()} if isinstance(tree, dict) else tree[start:stop]
+
+            validation_data = (part(inputs, split_at), part(labels, split_at))
+            inputs, labels = part(inputs, 0, split_at), part(labels, 0, split_at)
+        inputs, labels = ShiftedBatches(inputs, labels, batch_size, recipe), None
+        validation_split, batch_size = 0.0, None
     with recipes.seeded(recipes.seed_of(recipe)):  # deterministic retraining; the caller's RNGs come back after
         history = model.fit(
             inputs, labels, epochs=epochs, batch_size=batch_size, validation_split=validation_split,
-            validation_data=validation_data, shuffle=True, verbose=verbose,
+            validation_data=validation_data, shuffle=not recipe.get("augment"), verbose=verbose,
         )
     return history.history
 
@@ -99,6 +185,7 @@ def train(name: str, epochs: int | None = None, out_dir: str | None = None, verb
     builds and fits data-parallel; in a multi-worker run only the chief writes the entry.
     """
     recipe = registry.recipe(name)
+    augment_of(recipe)  # a bad `augment` field fails before any data is loaded
     fit = recipe["fit"]
     epochs = fit["epochs"] if epochs is None else epochs
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
