@@ -133,6 +133,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = zoo_commands.add_parser("evaluate", help="measure an entry on its test split, beside the card's numbers")
     evaluate.add_argument("name")
     evaluate.add_argument("--weights-dir", default=None, help="evaluate weights retrained into this folder instead")
+    evaluate.add_argument("--baselines", action="store_true", help="also fit the simple scikit-learn baselines on the "
+                          "entry's train split and print the entry's margin over the best one per headline metric")
+    evaluate.add_argument("--robustness", action="store_true", help="also measure the headline metrics under device "
+                          "perturbations (brightness, 1-pixel shift, noise; audio volume and noise)")
+    evaluate.add_argument("--write", action="store_true", help="record the --baselines / --robustness tables in the "
+                          "entry's metadata.json and card.md (no retraining; checksums updated, swapped in atomically)")
+    evaluate.add_argument("--max-fit-rows", type=int, default=None, metavar="N", help="train rows the baselines fit "
+                          "on (a seeded subsample; default 20000; 0: all)")
     zoo.set_defaults(handler=_cmd_zoo)
     return parser
 

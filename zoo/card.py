@@ -19,7 +19,7 @@ def _missing_modalities(recipe: dict[str, Any], meta: dict[str, Any]) -> list[st
     """Scores of the same model with one modality missing, beside the dedicated model for what is left."""
     modalities = list(recipe["encoders"])
     lines = ["", "## With a modality missing (the same model, `modality_mask` column 0 and the input zeros)", "",
-             "| modalities present | metric | this model | dedicated model (baseline) | difference |", "|---|---|---|---|---|"]
+             "| modalities present | metric | this model | dedicated model (ablation) | difference |", "|---|---|---|---|---|"]
     baselines = meta.get("baselines") or {}
     for key, value in meta["metrics"].items():
         if "_without_" in key:
@@ -50,6 +50,61 @@ def _references(metrics: dict[str, float], references: list[dict[str, Any]]) -> 
             lines.append(f"| {ref['name']} | {key} | {value:.4f} | {metrics[key]:.4f} | {'better' if better else '**not better**'} |")
     notes = [ref["note"] for ref in references if ref.get("note")]
     return lines + ([""] + [f"- {ref['name']}: {ref['note']}" for ref in references if ref.get("note")] if notes else [])
+
+
+def _perfect_tie(row: dict[str, Any]) -> bool:
+    from mtmm_keras.zoo.headline import PERFECT
+
+    return row["margin"] == 0 and row["entry"] == PERFECT.get(row["metric"])
+
+
+def _simple_baselines(name: str, table: dict[str, Any]) -> list[str]:
+    """The simple-baselines section: the entry beside the best scikit-learn baseline per headline metric."""
+    method = table["method"]
+    boot = method["bootstrap"]
+    rows = "all" if method["fit_rows"] >= method["train_rows"] else f"a seeded subsample of {method['fit_rows']:,}"
+    lines = ["", "## Simple baselines (scikit-learn, the same train / test split)", "",
+             f"Fitted on {rows} of the {method['train_rows']:,} train rows, scored on the {method['test_rows']:,} test rows; "
+             f"reproduce with `mtmm zoo evaluate {name} --baselines` (`mtmm_keras.zoo.baselines`). Margin: how much "
+             "better the entry is (baseline − entry for RMSE); its 95 % interval is a paired bootstrap over "
+             f"{boot['paired_over']} ({boot['resamples']} resamples, seed {boot['seed']}).", "",
+             "| headline metric | this model | best baseline | baseline value | margin | 95 % interval | |",
+             "|---|---|---|---|---|---|---|"]
+    for row in table["headline"]:
+        low, high = row["ci95"]
+        verdict = ("**not better**" if row["margin"] <= 0 and not _perfect_tie(row) else "tie at a perfect score"
+                   if row["margin"] <= 0 else "better" if low > 0 else "better (interval includes 0)")
+        lines.append(f"| {row['key']} | {row['entry']:.4f} | {row['best_baseline']} | {row['baseline']:.4f} | "
+                     f"{row['margin']:+.4f} | [{low:+.4f}, {high:+.4f}] | {verdict} |")
+    names = list(table["metrics"])
+    keys = [row["key"] for row in table["headline"]]
+    lines += ["", "Every baseline's headline metrics:", "", "| baseline | " + " | ".join(keys) + " |",
+              "|---|" + "---|" * len(keys)]
+    lines += [f"| {b} | " + " | ".join(f"{table['metrics'][b][k]:.4f}" for k in keys) + " |" for b in names]
+    lines += ["", "Features: " + "; ".join(f"`{m}`: {text}" for m, text in method["features"].items()) + "."]
+    for flag in table.get("flags", []):
+        lines.append(f"- **Flag:** {flag}")
+    return lines
+
+
+def _robustness(name: str, table: dict[str, Any]) -> list[str]:
+    """The robustness section: headline metrics under device perturbations, and what each costs."""
+    lines = ["", "## Robustness (inputs as a device gives them)", "",
+             f"Measured by `mtmm zoo evaluate {name} --robustness` (`mtmm_keras.zoo.robustness`) on the test split; "
+             "drop: how much worse than clean (positive: worse)."]
+    if not table["perturbations"]:
+        kinds = ", ".join(table.get("not_applicable") or []) or "these"
+        return lines + ["", f"No device perturbation applies to {kinds} inputs; clean metrics only."]
+    keys = list(table["clean"])
+    lines += ["", "| perturbation | inputs | " + " | ".join(f"{k} (drop)" for k in keys) + " |",
+              "|---|---|" + "---|" * len(keys),
+              "| clean | | " + " | ".join(f"{table['clean'][k]:.4f}" for k in keys) + " |"]
+    for pert, result in table["perturbations"].items():
+        cells = " | ".join(f"{result['metrics'][k]:.4f} ({result['drop'][k]:+.4f})" for k in keys)
+        lines.append(f"| {pert} | {', '.join(result['modalities'])} | {cells} |")
+    if table.get("not_applicable"):
+        lines += ["", f"Not perturbed: {', '.join(table['not_applicable'])} inputs (no device perturbation applies)."]
+    return lines
 
 
 def render(name: str, recipe: dict[str, Any], meta: dict[str, Any]) -> str:
@@ -86,9 +141,14 @@ def render(name: str, recipe: dict[str, Any], meta: dict[str, Any]) -> str:
             lines += ["`median_rank`: median 1-based rank of the first hit; `map`: mean average precision over all "
                       "items with the query's label. Ties count against the query (`mtmm_keras.retrieval`)."]
     if meta.get("baselines"):
-        lines += ["", "## Baselines (same recipe, one modality / view at a time)", "", "| model | metric | value |", "|---|---|---|"]
+        lines += ["", "## Ablations (the same recipe retrained on one modality / view at a time)", "",
+                  "| model | metric | value |", "|---|---|---|"]
         for baseline, metrics in meta["baselines"].items():
             lines += [f"| {baseline} | {k} | {v:.4f} |" for k, v in metrics.items()]
+    if meta.get("simple_baselines"):
+        lines += _simple_baselines(name, meta["simple_baselines"])
+    if meta.get("robustness"):
+        lines += _robustness(name, meta["robustness"])
     lines += [
         "",
         "## Training",

@@ -137,6 +137,36 @@ def save_preset(model: Any, folder: str | os.PathLike, card: str | None = None, 
     return meta
 
 
+def update_preset(folder: str | os.PathLike, changes: dict[str, Any], card: Callable[[dict], str]) -> dict[str, Any]:
+    """Add or replace metadata keys of an existing preset and re-render its card, without touching the model.
+
+    The folder is verified first (every sha256); its other files are copied unchanged into a staging folder
+    beside it, the card is rendered from the updated metadata, every sha256 is recomputed, and the folder
+    is swapped in with one rename (`_output_folder`), so a crash leaves the old preset or the new one, whole.
+    `changes` may not replace the keys that describe the files (`sha256`, `weights_file`, ...)."""
+    import shutil
+
+    folder = Path(folder)
+    verify(folder)
+    protected = {"sha256", "weights_file", "weights_bytes", "params", "written_by", "format_version", "keras_version"}
+    if protected & set(changes):
+        raise ValueError(f"`changes` may not replace {sorted(protected & set(changes))}: those describe the files.")
+    check_finite_metrics(changes, f"preset {folder.name!r}")
+    meta = registry.read_json(folder / registry.METADATA_FILE)
+    target = output_folder(folder, overwrite=True)
+    with target.staging() as staging:
+        for filename in meta["sha256"]:
+            if filename != registry.CARD_FILE:
+                shutil.copy2(folder / filename, staging / filename)
+        updated = {**meta, **changes}
+        (staging / registry.CARD_FILE).write_text(card(updated))
+        updated["sha256"] = {f: integrity.sha256(staging / f) for f in sorted(p.name for p in staging.iterdir())}
+        _output_folder.write_json(staging / registry.METADATA_FILE, updated)
+        target.commit(staging)
+    verify(folder)
+    return updated
+
+
 def verify(folder: str | os.PathLike) -> dict[str, str]:
     """Check every file of a preset against metadata.json; returns {file: "ok"}; raises ValueError naming
     each missing, modified or unlisted file."""

@@ -15,7 +15,7 @@ from mtmm_keras import _extras, _output_folder
 from mtmm_keras import distribute as distribute_lib
 from mtmm_keras.builders import readouts as _readouts
 from mtmm_keras.layers import Standardization
-from mtmm_keras.zoo import card, evaluation, plotting, presets, recipes, registry
+from mtmm_keras.zoo import card, evaluation, plotting, presets, quality, recipes, registry
 
 
 GATES_FILE = "gates.png"  # written only for models with expert gates (mmoe, cgc, ple)
@@ -225,11 +225,14 @@ def train(name: str, epochs: int | None = None, out_dir: str | None = None, verb
         baseline = _process_local_copy(baseline, recipe, modalities=subset)
         baselines["+".join(subset) + " only"] = evaluation.evaluate_model(baseline, recipe, {m: x_test[m] for m in subset}, y_test)
         print("  " + ", ".join(f"{k} {v:.4f}" for k, v in baselines["+".join(subset) + " only"].items()))
+    tables = quality.measure(model, recipe, x_train, y_train, x_test, y_test)  # simple baselines, robustness
+    quality.print_floor(name, tables)
     meta = {
         "name": name,
         "description": recipe.get("description", ""),
         "metrics": metrics,
         "baselines": baselines,
+        **tables,
         "training": {
             "epochs": epochs, "batch_size": fit.get("batch_size", 128), "learning_rate": fit.get("learning_rate", 1e-3),
             "seed": fit.get("seed", 0), "seconds": round(seconds, 1), "hardware": hardware(),
