@@ -137,7 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "entry's train split and print the entry's margin over the best one per headline metric")
     evaluate.add_argument("--robustness", action="store_true", help="also measure the headline metrics under device "
                           "perturbations (brightness, 1-pixel shift, noise; audio volume and noise)")
-    evaluate.add_argument("--write", action="store_true", help="record the --baselines / --robustness tables in the "
+    evaluate.add_argument("--ablations", action="store_true", help="also retrain the recipe's one-modality ablations "
+                          "(not the entry) and print them beside the card's")
+    evaluate.add_argument("--write", action="store_true", help="record the --baselines / --robustness / --ablations tables in the "
                           "entry's metadata.json and card.md (no retraining; checksums updated, swapped in atomically)")
     evaluate.add_argument("--max-fit-rows", type=int, default=None, metavar="N", help="train rows the baselines fit "
                           "on (a seeded subsample; default 20000; 0: all)")

@@ -44,10 +44,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"  ✓ {filename}")
         print(f"{args.name} ({folder}): all {len(status)} files match metadata.json ✓")
         return 0
-    tables = tuple(t for t in ("baselines", "robustness") if getattr(args, t, False))
+    tables = tuple(t for t in ("baselines", "robustness", "ablations") if getattr(args, t, False))
     if getattr(args, "write", False) and not tables:
-        print("error: --write records the --baselines and/or --robustness tables; pass one or both of them "
-              "(valid: --baselines, --robustness).")
+        print("error: --write records the --baselines, --robustness and/or --ablations tables; pass one or more of "
+              "them (valid: --baselines, --robustness, --ablations).")
         return 2
     from mtmm_keras.zoo import quality
 
@@ -74,6 +74,12 @@ def run(args: argparse.Namespace) -> int:
         _print_baselines(measured["simple_baselines"], card.get("simple_baselines"))
     if "robustness" in measured:
         _print_robustness(measured["robustness"], card.get("robustness"))
+    if "baselines" in measured:
+        print("\nablations (the recipe retrained on one modality at a time)")
+        for subset, metrics in measured["baselines"].items():
+            on_card = (card.get("baselines") or {}).get(subset, {})
+            for key, value in metrics.items():
+                print(f"{subset:<24}{key:<32}{_cell(on_card.get(key)):>10}{value:>10.4f}")
     if args.write:
         quality.write(args.name, measured, weights_dir=args.weights_dir)
         print(f"wrote {', '.join(sorted(measured))} into {report['folder']}/{{{registry.METADATA_FILE}, {registry.CARD_FILE}}} "

@@ -22,7 +22,8 @@ from mtmm_keras.zoo import baselines as baselines_lib
 from mtmm_keras.zoo import headline, registry
 from mtmm_keras.zoo import robustness as robustness_lib
 
-TABLES = ("baselines", "robustness")
+TABLES = ("baselines", "robustness", "ablations")
+DEFAULT_TABLES = ("baselines", "robustness")  # what `mtmm zoo train` records (it trains the ablations itself)
 
 
 def check_max_fit_rows(value: Any, argument: str = "max_fit_rows") -> int | None:
@@ -68,10 +69,13 @@ def simple_baselines(model: Any, recipe: dict[str, Any], x_train: dict, y_train:
 
 
 def measure(model: Any, recipe: dict[str, Any], x_train: dict, y_train: dict, x_test: dict, y_test: dict,
-            tables: tuple[str, ...] = TABLES, max_fit_rows: int | None = baselines_lib.MAX_FIT_ROWS) -> dict[str, Any]:
-    """{"simple_baselines": ..., "robustness": ...} (those asked for in `tables`) for `model` on the entry's split."""
+            tables: tuple[str, ...] = DEFAULT_TABLES, max_fit_rows: int | None = baselines_lib.MAX_FIT_ROWS) -> dict[str, Any]:
+    """{"simple_baselines": ..., "robustness": ..., "baselines": ...} (those asked for in `tables`: "baselines",
+    "robustness", "ablations") for `model` on the entry's split."""
     tables = check_tables(tables)
     result: dict[str, Any] = {}
+    if "ablations" in tables:
+        result["baselines"] = ablations(recipe, x_train, y_train, x_test, y_test)
     if "baselines" in tables:
         result["simple_baselines"] = simple_baselines(model, recipe, x_train, y_train, x_test, y_test, max_fit_rows)
     if "robustness" in tables:
@@ -95,7 +99,23 @@ def _entry_recipe(name: str, folder: Path) -> dict[str, Any]:
     return registry.read_json(path) if path.is_file() else registry.recipe(name)
 
 
-def evaluate_quality(name: str, weights_dir: str | None = None, tables: tuple[str, ...] = TABLES,
+def ablations(recipe: dict[str, Any], x_train: dict, y_train: dict, x_test: dict, y_test: dict) -> dict[str, Any]:
+    """The recipe's one-modality ablations (its `baselines` subsets), each retrained from scratch with the
+    recipe's fit settings and seed as `mtmm zoo train` does, and measured on the test split; the entry's own
+    model is not touched. Metadata key `baselines`; the card's "Ablations" section."""
+    from mtmm_keras.zoo import evaluation, recipes, training
+
+    result = {}
+    for subset in recipe.get("baselines", []):
+        model = recipes.build(recipe, modalities=subset)
+        training.adapt_normalizers(model, x_train)
+        training._fit(model, recipe, {m: x_train[m] for m in subset}, y_train, recipe["fit"]["epochs"], verbose=0)
+        result["+".join(subset) + " only"] = evaluation.evaluate_model(model, recipe, {m: x_test[m] for m in subset}, y_test)
+        print(f"ablation {'+'.join(subset)} only: " + ", ".join(f"{k} {v:.4f}" for k, v in result["+".join(subset) + " only"].items()))
+    return result
+
+
+def evaluate_quality(name: str, weights_dir: str | None = None, tables: tuple[str, ...] = DEFAULT_TABLES,
                      max_fit_rows: int | None = baselines_lib.MAX_FIT_ROWS) -> dict[str, Any]:
     """Load the entry (checksum-verified) and measure the tables asked for; also returns what its card says."""
     from mtmm_keras.zoo import evaluation
@@ -110,7 +130,7 @@ def evaluate_quality(name: str, weights_dir: str | None = None, tables: tuple[st
     measured = measure(model, recipe, x_train, y_train, x_test, y_test, tables, max_fit_rows)
     card = registry.metadata(name, folder) or {}
     return {"name": name, "folder": str(folder), "measured": measured,
-            "card": {key: card.get(key) for key in ("simple_baselines", "robustness")}}
+            "card": {key: card.get(key) for key in ("simple_baselines", "robustness", "baselines")}}
 
 
 def write(name: str, measured: dict[str, Any], weights_dir: str | None = None) -> dict[str, Any]:
