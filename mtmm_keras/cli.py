@@ -141,8 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "(not the entry) and print them beside the card's")
     evaluate.add_argument("--write", action="store_true", help="record the --baselines / --robustness / --ablations tables in the "
                           "entry's metadata.json and card.md (no retraining; checksums updated, swapped in atomically)")
-    evaluate.add_argument("--max-fit-rows", type=int, default=None, metavar="N", help="train rows the baselines fit "
-                          "on (a seeded subsample; default 20000; 0: all)")
+    evaluate.add_argument("--max-fit-rows", type=int, default=None, metavar="N", help="cap on the train rows the "
+                          "baselines fit on (a seeded subsample; 0: all; default: all up to 20 M cells, see the docs)")
     zoo.set_defaults(handler=_cmd_zoo)
     return parser
 

@@ -204,4 +204,12 @@ def test_quality_arguments_are_checked():
         quality.check_tables(("baselines", "speed"))
     with pytest.raises(ValueError, match="max_fit_rows"):
         quality.check_max_fit_rows(2.5)
-    assert quality.check_max_fit_rows(0) is None
+    assert quality.check_max_fit_rows(0) == 0 and quality.check_max_fit_rows(None) is None
+
+
+def test_fit_row_limits_follow_the_cost_rule():
+    recipe = {"encoders": {"image": {"kind": "image"}}}
+    wide = {"image": np.zeros((60_000, 28, 28, 1), np.uint8)}
+    assert baselines.fit_row_limits(recipe, wide) == (25_510, 5_102)
+    assert baselines.fit_row_limits(recipe, wide, 0) == (60_000, 5_102)
+    assert baselines.fit_row_limits(recipe, {"image": wide["image"][:300]}) == (300, 300)

@@ -7,8 +7,7 @@ each with scikit-learn, per task:
 - `linear`: `LogisticRegression` (lbfgs, C=1) or `Ridge` (alpha=1) on standardised dense features, with
   the text bag of words appended as raw counts;
 - `hgb`: `HistGradientBoostingClassifier` / `...Regressor` (random_state=0, sklearn's defaults) on the
-  dense features (images mean-pooled over 2 × 2 pixel blocks, to keep its cost small), fitted on at most
-  `HGB_MAX_FIT_ROWS` of the fitting rows (a seeded subsample); a text modality enters as the out-of-fold (5-fold) decision scores of a linear model
+  dense features (images mean-pooled over 2 × 2 pixel blocks, to keep its cost small); a text modality enters as the out-of-fold (5-fold) decision scores of a linear model
   on its bag of words (stacking: HGB cannot take 8k sparse columns cheaply); the test rows get the scores
   of that linear model refitted on every fitting row.
 
@@ -26,8 +25,10 @@ probabilities, L2-normalised, are the embedding, and items are compared by cosin
 code the entry uses (`mtmm_keras.retrieval`). No shared raw space exists between images and audio, so a
 raw-feature cosine baseline does not apply.
 
-Cost: at most `max_fit_rows` train rows (a seeded subsample, said on the card) fit the linear model, and at
-most `HGB_MAX_FIT_ROWS` of those the HGB model; BLAS/OpenMP threads are capped at `threads` (default 1).
+Cost (`fit_row_limits`): the linear model fits every train row while rows × dense columns ≤ 20 M, else a
+seeded subsample of max(20,000, 20 M / columns) rows (`max_fit_rows` overrides: a cap, 0 for all rows); HGB
+fits on at most max(5,000, 1 M / its columns) of those. The card says how many rows each used. BLAS/OpenMP
+threads are capped at `threads` (default 1).
 """
 
 from __future__ import annotations
@@ -37,8 +38,10 @@ from typing import Any
 import numpy as np
 from mtmm_keras.zoo import headline
 
-MAX_FIT_ROWS = 20_000
-HGB_MAX_FIT_ROWS = 5_000  # HGB grows one tree per class per round: the dear one on wide inputs
+FIT_CELLS = 20_000_000  # the linear model fits every train row up to this many dense cells (rows × columns) ...
+MIN_FIT_ROWS = 20_000  # ... else a seeded subsample of max(MIN_FIT_ROWS, FIT_CELLS // columns) rows
+HGB_CELLS = 1_000_000  # HGB grows one tree per class per round, the dear one on wide inputs: at most
+HGB_MIN_ROWS = 5_000  # max(HGB_MIN_ROWS, HGB_CELLS // its columns) of the linear model's rows
 IMAGE_POOL = 2  # HGB sees images mean-pooled over IMAGE_POOL × IMAGE_POOL pixel blocks (4× fewer columns)
 THREADS = 1  # one thread: OpenMP workers spin-wait, which on a shared 2-core machine costs far more than it gains
 SEED = 0
@@ -201,6 +204,40 @@ def _outputs(kind: str, estimator: Any, features: Any, n_outputs: int) -> dict[s
     return out
 
 
+def _columns(recipe: dict[str, Any], x: dict[str, np.ndarray]) -> tuple[int, int]:
+    """(dense columns of the linear model, columns of HGB) for these inputs, from shapes alone."""
+    linear = hgb = 0
+    for modality, spec in recipe["encoders"].items():
+        shape = np.asarray(x[modality]).shape
+        width = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+        kind = spec.get("kind")
+        if kind == "audio":
+            bins = shape[2] if len(shape) == 3 else int((spec.get("frontend") or {}).get("num_mel_bins", 32))
+            linear += (AUDIO_SEGMENTS + 1) * bins
+            hgb += (AUDIO_SEGMENTS + 1) * bins
+        elif kind == "text":
+            hgb += 1
+        elif kind == "image":
+            linear += width
+            hgb += max(1, width // (IMAGE_POOL * IMAGE_POOL))
+        else:
+            linear += width
+            hgb += width
+    return max(linear, 1), max(hgb, 1)
+
+
+def fit_row_limits(recipe: dict[str, Any], x_train: dict[str, np.ndarray], max_fit_rows: int | None = None) -> tuple[int, int]:
+    """(rows the linear model fits on, rows HGB fits on) by the cost rule in this module's docstring;
+    `max_fit_rows`: None for that rule, 0 for every train row, else a cap on the linear model's rows."""
+    n = len(next(iter(x_train.values())))
+    linear_columns, hgb_columns = _columns(recipe, x_train)
+    if max_fit_rows is None:
+        linear = n if n * linear_columns <= FIT_CELLS else min(n, max(MIN_FIT_ROWS, FIT_CELLS // linear_columns))
+    else:
+        linear = n if max_fit_rows == 0 else min(n, max_fit_rows)
+    return linear, min(linear, max(HGB_MIN_ROWS, HGB_CELLS // hgb_columns))
+
+
 def _fit_rows(n: int, max_fit_rows: int | None) -> np.ndarray:
     if max_fit_rows is None or n <= max_fit_rows:
         return np.arange(n)
@@ -219,7 +256,7 @@ def _dense_views(dense_train: np.ndarray | None, dense_test: np.ndarray | None) 
 
 
 def task_baselines(recipe: dict[str, Any], x_train: dict, y_train: dict, x_test: dict,
-                   max_fit_rows: int | None = MAX_FIT_ROWS, threads: int = THREADS,
+                   max_fit_rows: int | None = None, threads: int = THREADS,
                    only: tuple[str, ...] = BASELINES) -> dict[str, headline.Outputs]:
     """{baseline: Outputs on the test rows} for a task model's recipe (every task, every baseline)."""
     from mtmm_keras.zoo.evaluation import present_rows
@@ -228,7 +265,8 @@ def task_baselines(recipe: dict[str, Any], x_train: dict, y_train: dict, x_test:
     for name in only:
         if name not in BASELINES:
             raise ValueError(f"unknown baseline {name!r}; valid: {', '.join(BASELINES)}.")
-    rows = _fit_rows(len(next(iter(x_train.values()))), max_fit_rows)
+    linear_rows, hgb_limit = fit_row_limits(recipe, x_train, max_fit_rows)
+    rows = _fit_rows(len(next(iter(x_train.values()))), linear_rows)
     fit_inputs = {m: np.asarray(v)[rows] for m, v in x_train.items()}
     train = modality_features(recipe, fit_inputs)
     test = modality_features(recipe, x_test)
@@ -238,7 +276,7 @@ def task_baselines(recipe: dict[str, Any], x_train: dict, y_train: dict, x_test:
         scaled_train, scaled_test = _dense_views(dense_train, dense_test)
         hgb_train, hgb_test = _split(hgb_features(recipe, train, fit_inputs))[0], _split(hgb_features(recipe, test, x_test))[0]
     hgb_rows = np.zeros(len(rows), bool)
-    hgb_rows[_fit_rows(len(rows), HGB_MAX_FIT_ROWS)] = True
+    hgb_rows[_fit_rows(len(rows), hgb_limit)] = True
     result: dict[str, headline.Outputs] = {name: {} for name in only}
     with threadpool_limits(threads):
         for task in recipe["tasks"]:
@@ -257,7 +295,7 @@ def task_baselines(recipe: dict[str, Any], x_train: dict, y_train: dict, x_test:
                 estimator = _classifier(kind, baseline)
                 fit_target = target
                 if baseline == "hgb":
-                    sub = hgb_rows[keep]  # at most HGB_MAX_FIT_ROWS of the fitting rows
+                    sub = hgb_rows[keep]  # HGB's share of the fitting rows
                     parts_train = [hgb_train[keep][sub]] if dense_train is not None else []
                     parts_test = [hgb_test] if dense_train is not None else []
                     if sparse_train is not None:
@@ -289,13 +327,14 @@ def _stack(dense: np.ndarray | None, sparse: Any) -> Any:
 
 
 def retrieval_baselines(recipe: dict[str, Any], x_train: dict, groups_train: np.ndarray, x_test: dict,
-                        groups_test: np.ndarray, max_fit_rows: int | None = MAX_FIT_ROWS,
+                        groups_test: np.ndarray, max_fit_rows: int | None = None,
                         threads: int = THREADS) -> dict[str, headline.Outputs]:
     """{baseline: first-hit ranks per direction} for a joint-embedding recipe: class-probability embeddings
     from a per-modality logistic regression (`linear`) or HGB classifier of the group label, by cosine."""
     from threadpoolctl import threadpool_limits
 
-    rows = _fit_rows(len(groups_train), max_fit_rows)
+    linear_rows, hgb_limit = fit_row_limits(recipe, x_train, max_fit_rows)
+    rows = _fit_rows(len(groups_train), linear_rows)
     fit_inputs = {m: np.asarray(v)[rows] for m, v in x_train.items()}
     train = modality_features(recipe, fit_inputs)
     test = modality_features(recipe, x_test)
@@ -309,7 +348,7 @@ def retrieval_baselines(recipe: dict[str, Any], x_train: dict, groups_train: np.
                 if model == "linear" and not _sparse().issparse(fit_x):
                     fit_x, test_x = _dense_views(fit_x, test_x)
                 if model == "hgb":
-                    sub = _fit_rows(len(target), HGB_MAX_FIT_ROWS)
+                    sub = _fit_rows(len(target), hgb_limit)
                     fit_x = hgb_features(recipe, {modality: fit_x}, {modality: fit_inputs[modality]})[modality][sub]
                     test_x = hgb_features(recipe, {modality: test_x}, x_test)[modality]
                     fit_y = target[sub]

@@ -52,9 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from mtmm_keras.zoo import quality
 
     try:
-        max_fit_rows = quality.check_max_fit_rows(
-            getattr(args, "max_fit_rows", None) if getattr(args, "max_fit_rows", None) is not None
-            else quality.baselines_lib.MAX_FIT_ROWS, argument="--max-fit-rows")
+        max_fit_rows = quality.check_max_fit_rows(getattr(args, "max_fit_rows", None), argument="--max-fit-rows")
     except ValueError as err:
         print(f"error: {err}")
         return 2
@@ -98,7 +96,8 @@ def _print_baselines(measured: dict, card: dict | None) -> None:
     """The simple-baselines table: per headline metric the card's and the measured entry, baseline and margin."""
     method = measured["method"]
     print(f"\nsimple baselines ({', '.join(method['baselines'])}; fitted on {method['fit_rows']} of "
-          f"{method['train_rows']} train rows; {measured['seconds']:.0f} s)")
+          f"{method['train_rows']} train rows, HGB on {method.get('hgb_fit_rows', method['fit_rows'])}; "
+          f"{measured['seconds']:.0f} s)")
     on_card = {row["key"]: row for row in (card or {}).get("headline", [])}
     print(f"{'headline metric':<30}{'entry':>9}{'best baseline':>34}{'value':>9}{'margin':>9}{'95% interval':>20}"
           f"{'card margin':>13}")

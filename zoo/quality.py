@@ -27,16 +27,18 @@ DEFAULT_TABLES = ("baselines", "robustness")  # what `mtmm zoo train` records (i
 
 
 def check_max_fit_rows(value: Any, argument: str = "max_fit_rows") -> int | None:
-    """`max_fit_rows` as the baselines take it: a positive int, or None / 0 for every train row."""
-    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value == 0):
+    """`max_fit_rows` as the baselines take it: None (the cost rule of `baselines.fit_row_limits`), 0 (every
+    train row) or a positive cap on the rows the linear model fits."""
+    if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"`{argument}` must be a positive number of train rows, or 0 / None for all of them; got {value!r}.")
+        raise ValueError(f"`{argument}` must be a positive number of train rows, 0 for all of them, or left out for "
+                         f"the default cost rule; got {value!r}.")
     return value
 
 
 def simple_baselines(model: Any, recipe: dict[str, Any], x_train: dict, y_train: dict, x_test: dict, y_test: dict,
-                     max_fit_rows: int | None = baselines_lib.MAX_FIT_ROWS) -> dict[str, Any]:
+                     max_fit_rows: int | None = None) -> dict[str, Any]:
     """The `simple_baselines` metadata of `model`: every baseline's headline metrics on the test split, and
     per headline metric the entry, the best baseline, the margin and its paired bootstrap 95 % interval."""
     max_fit_rows = check_max_fit_rows(max_fit_rows)
@@ -56,7 +58,8 @@ def simple_baselines(model: Any, recipe: dict[str, Any], x_train: dict, y_train:
             "baselines": list(fitted),
             "features": baselines_lib.describe_features(recipe),
             "train_rows": n_train,
-            "fit_rows": n_train if max_fit_rows is None else min(n_train, max_fit_rows),
+            "fit_rows": baselines_lib.fit_row_limits(recipe, x_train, max_fit_rows)[0],
+            "hgb_fit_rows": baselines_lib.fit_row_limits(recipe, x_train, max_fit_rows)[1],
             "test_rows": len(next(iter(x_test.values()))),
             "bootstrap": {"resamples": headline.BOOTSTRAP_RESAMPLES, "seed": headline.BOOTSTRAP_SEED,
                           "level": headline.LEVEL, "paired_over": "test rows" if not retrieval else "queries (gallery fixed)"},
@@ -69,7 +72,7 @@ def simple_baselines(model: Any, recipe: dict[str, Any], x_train: dict, y_train:
 
 
 def measure(model: Any, recipe: dict[str, Any], x_train: dict, y_train: dict, x_test: dict, y_test: dict,
-            tables: tuple[str, ...] = DEFAULT_TABLES, max_fit_rows: int | None = baselines_lib.MAX_FIT_ROWS) -> dict[str, Any]:
+            tables: tuple[str, ...] = DEFAULT_TABLES, max_fit_rows: int | None = None) -> dict[str, Any]:
     """{"simple_baselines": ..., "robustness": ..., "baselines": ...} (those asked for in `tables`: "baselines",
     "robustness", "ablations") for `model` on the entry's split."""
     tables = check_tables(tables)
@@ -116,7 +119,7 @@ def ablations(recipe: dict[str, Any], x_train: dict, y_train: dict, x_test: dict
 
 
 def evaluate_quality(name: str, weights_dir: str | None = None, tables: tuple[str, ...] = DEFAULT_TABLES,
-                     max_fit_rows: int | None = baselines_lib.MAX_FIT_ROWS) -> dict[str, Any]:
+                     max_fit_rows: int | None = None) -> dict[str, Any]:
     """Load the entry (checksum-verified) and measure the tables asked for; also returns what its card says."""
     from mtmm_keras.zoo import evaluation
     from mtmm_keras.zoo.loading import load
