@@ -1,3 +1,4 @@
+import keras
 import numpy as np
 import pytest
 
@@ -49,8 +50,10 @@ def test_encoder_argument_errors():
 
 
 def test_text_lstm_unrolls_short_sequences_by_default_with_the_same_function():
-    short, looped = mk.encoders.text(30, 9, hidden_dim=6), mk.encoders.text(30, 9, hidden_dim=6, unroll=False)
+    short, looped = mk.encoders.text(30, 9, hidden_dim=6, unroll=True), mk.encoders.text(30, 9, hidden_dim=6, unroll=False)
     assert short.get_layer("lstm").unroll is True and looped.get_layer("lstm").unroll is False
+    # the default: unrolled on TensorFlow and PyTorch, a loop on JAX (XLA compiles and trains the loop faster)
+    assert mk.encoders.text(30, 9, hidden_dim=6).get_layer("lstm").unroll is (keras.backend.backend() != "jax")
     from mtmm_keras.encoders.text import UNROLL_MAX_LENGTH
 
     long = mk.encoders.text(30, UNROLL_MAX_LENGTH + 1, hidden_dim=6)
