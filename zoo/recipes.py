@@ -31,11 +31,16 @@ FUSION_BUILDERS = ("attention_fusion", "concat_fusion", "gated_fusion", "transfo
 
 
 def encoder(modality: str, spec: dict[str, Any]) -> keras.Model:
-    """Build the encoder a recipe describes for one modality (`mk.encoders.<kind>(**spec)`)."""
+    """Build the encoder a recipe describes for one modality (`mk.encoders.<kind>(**spec)`). A text encoder's own
+    `kind` (its architecture: "lstm", "conv", "mean") is spelled `text_kind` in the recipe."""
     spec = dict(spec)
     kind = spec.pop("kind")
     if kind not in ENCODER_KINDS:
         raise ValueError(f"recipe encoder {modality!r}: unknown kind {kind!r}; valid: {ENCODER_KINDS}.")
+    if "text_kind" in spec:
+        if kind != "text":
+            raise ValueError(f"recipe encoder {modality!r}: `text_kind` is for kind 'text', not {kind!r}.")
+        spec["kind"] = spec.pop("text_kind")
     return getattr(mk.encoders, kind)(input_name=modality, name=f"{modality}_encoder", **spec)
 
 

@@ -14,7 +14,7 @@ import numpy as np
 from mtmm_keras import _extras, _output_folder
 from mtmm_keras import distribute as distribute_lib
 from mtmm_keras.builders import readouts as _readouts
-from mtmm_keras.layers import Standardization
+from mtmm_keras.layers import PiecewiseLinearEncoding, Standardization
 from mtmm_keras.zoo import card, evaluation, plotting, presets, quality, recipes, registry
 
 
@@ -40,13 +40,18 @@ def hardware() -> str:
 
 
 def adapt_normalizers(model: keras.Model, x: dict) -> None:
-    """Adapt each encoder's normalisation layer ("<modality>_encoder/normalize") to that modality's training data."""
+    """Adapt each encoder's normalisation layer ("<modality>_encoder/normalize") to that modality's training data,
+    and a piecewise-linear numeric encoding after it to the data as it reaches it (standardised when it is)."""
     for layer in model.layers:
         if isinstance(layer, keras.Model):
             if layer.name.endswith("_encoder") and layer.name[: -len("_encoder")] in x:
+                data = x[layer.name[: -len("_encoder")]]
                 for sub in layer.layers:
                     if isinstance(sub, (keras.layers.Normalization, Standardization)):
-                        sub.adapt(x[layer.name[: -len("_encoder")]])
+                        sub.adapt(data)
+                        data = keras.ops.convert_to_numpy(sub(data))
+                    elif isinstance(sub, PiecewiseLinearEncoding):
+                        sub.adapt(data)
             else:
                 adapt_normalizers(layer, x)
 
@@ -125,6 +130,52 @@ class ShiftedBatches(keras.utils.PyDataset):
         return x, y
 
 
+def fit_options(recipe: dict) -> dict[str, Any]:
+    """The recipe's optional `fit` fields, checked: "early_stopping": {"patience": N} (stop once the validation loss
+    has not improved for N epochs and keep the best epoch's weights; needs a validation split) and "head_bias":
+    "prior" (each linear head's bias starts at its task's training prior: the log-odds of a binary task, the mean
+    of a regression task, so no weight has to learn the offset). Returns {"patience": int | None, "head_bias": ...}."""
+    fit = recipe.get("fit", {})
+    patience = None
+    if "early_stopping" in fit:
+        spec = fit["early_stopping"]
+        if not isinstance(spec, dict) or set(spec) != {"patience"}:
+            raise ValueError(f"recipe fit.early_stopping must be {{\"patience\": N}}, got {spec!r}.")
+        patience = spec["patience"]
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
+            raise ValueError(f"recipe fit.early_stopping.patience must be a positive integer, got {patience!r}.")
+        if not fit.get("validation_split", 0.1):
+            raise ValueError("recipe fit.early_stopping needs a validation split (fit.validation_split > 0).")
+    head_bias = fit.get("head_bias")
+    if head_bias not in (None, "prior"):
+        raise ValueError(f"recipe fit.head_bias must be 'prior' (or absent), got {head_bias!r}.")
+    return {"patience": patience, "head_bias": head_bias}
+
+
+def init_head_biases(model: keras.Model, recipe: dict, y: dict) -> None:
+    """With fit.head_bias "prior": set each one-unit linear head's bias from the training labels (rows whose label
+    is present): log(p / (1 - p)) for binary cross-entropy, the mean label for mse/mae/huber. Others are left as built."""
+    if fit_options(recipe)["head_bias"] != "prior":
+        return
+    for task in recipe.get("tasks", []):
+        if task.get("units") != 1 or task.get("activation") is not None or not isinstance(task.get("loss"), str):
+            continue
+        truth = np.asarray(y[task["name"]], dtype="float64")
+        truth = truth[evaluation.present_rows(truth, task)].reshape(-1)
+        if not len(truth):
+            continue
+        if task["loss"] == "binary_crossentropy":
+            rate = float(np.clip(truth.mean(), 1e-4, 1.0 - 1e-4))
+            bias = math.log(rate / (1.0 - rate))
+        elif task["loss"] in ("mse", "mae", "huber", "mean_squared_error", "mean_absolute_error"):
+            bias = float(truth.mean())
+        else:
+            continue
+        head = model.get_layer(task["name"])
+        kernel, old = head.get_weights()
+        head.set_weights([kernel, np.full_like(old, bias)])
+
+
 def _fit(model: keras.Model, recipe: dict, x: dict, y: dict, epochs: int, verbose: int, row_multiple: int = 1) -> dict:
     """Fit with the recipe's settings. `row_multiple` > 1 (JAX DataParallel over that many devices, which
     shards every batch evenly) splits off the validation rows as Keras would (the last fraction) and
@@ -166,10 +217,12 @@ def _fit(model: keras.Model, recipe: dict, x: dict, y: dict, epochs: int, verbos
             inputs, labels = part(inputs, 0, split_at), part(labels, 0, split_at)
         inputs, labels = ShiftedBatches(inputs, labels, batch_size, recipe), None
         validation_split, batch_size = 0.0, None
+    patience = fit_options(recipe)["patience"]
+    callbacks = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)] if patience else []
     with recipes.seeded(recipes.seed_of(recipe)):  # deterministic retraining; the caller's RNGs come back after
         history = model.fit(
             inputs, labels, epochs=epochs, batch_size=batch_size, validation_split=validation_split,
-            validation_data=validation_data, shuffle=not recipe.get("augment"), verbose=verbose,
+            validation_data=validation_data, shuffle=not recipe.get("augment"), verbose=verbose, callbacks=callbacks,
         )
     return history.history
 
@@ -186,6 +239,7 @@ def train(name: str, epochs: int | None = None, out_dir: str | None = None, verb
     """
     recipe = registry.recipe(name)
     augment_of(recipe)  # a bad `augment` field fails before any data is loaded
+    fit_options(recipe)  # so does a bad early_stopping / head_bias
     fit = recipe["fit"]
     epochs = fit["epochs"] if epochs is None else epochs
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
@@ -207,6 +261,7 @@ def train(name: str, epochs: int | None = None, out_dir: str | None = None, verb
             print(f"data-parallel training: {engine} ({getattr(strategy, 'num_replicas_in_sync', None) or _row_multiple(strategy)} replicas/devices)")
         model = recipes.build(recipe)
         adapt_normalizers(model, x_train)
+        init_head_biases(model, recipe, y_train)
         start = time.perf_counter()
         history = _fit(model, recipe, x_train, y_train, epochs, verbose, row_multiple=_row_multiple(strategy))
         seconds = time.perf_counter() - start
@@ -220,6 +275,7 @@ def train(name: str, epochs: int | None = None, out_dir: str | None = None, verb
         with distribute_lib.training_scope(engine) as strategy:
             baseline = recipes.build(recipe, modalities=subset)
             adapt_normalizers(baseline, x_train)
+            init_head_biases(baseline, recipe, y_train)
             _fit(baseline, recipe, {m: x_train[m] for m in subset}, y_train, epochs, verbose=0,
                  row_multiple=_row_multiple(strategy))
         baseline = _process_local_copy(baseline, recipe, modalities=subset)
@@ -238,6 +294,8 @@ def train(name: str, epochs: int | None = None, out_dir: str | None = None, verb
             "seed": fit.get("seed", 0), "seconds": round(seconds, 1), "hardware": hardware(),
             "keras": keras.__version__, "backend": keras.backend.backend(), "backend_version": _backend_version(),
             "final_train_loss": float(history["loss"][-1]),
+            **({"epochs_run": len(history["loss"]), "best_epoch": int(np.argmin(history["val_loss"])) + 1}
+               if fit_options(recipe)["patience"] else {}),
         },
     }
     presets.check_finite_metrics(meta, f"zoo entry {name!r}")

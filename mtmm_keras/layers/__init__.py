@@ -10,6 +10,7 @@ from mtmm_keras.layers.gates import DSelectKGate, MixExperts, SoftmaxGate
 from mtmm_keras.layers.l2_normalization import L2Normalization
 from mtmm_keras.layers.log_mel import LogMelSpectrogram
 from mtmm_keras.layers.modality_mask import ModalityDropout
+from mtmm_keras.layers.piecewise_linear import PiecewiseLinearEncoding
 from mtmm_keras.layers.stacked_dense import SplitTowers, StackedDense
 from mtmm_keras.layers.standardization import Standardization
 from mtmm_keras.layers.temperature import LearnedTemperature
@@ -25,7 +26,8 @@ from mtmm_keras.layers.transformer_text import (
 
 __all__ = [
     "AttentionFusion", "ClassToken", "ConcatFusion", "CrossStitch", "DSelectKGate", "Experts", "GatedFusion",
-    "L2Normalization", "LearnedTemperature", "LogMelSpectrogram", "MixExperts", "ModalityDropout", "PaddingMask", "PositionEmbedding",
+    "L2Normalization", "LearnedTemperature", "LogMelSpectrogram", "MixExperts", "ModalityDropout", "PaddingMask", "PiecewiseLinearEncoding",
+    "PositionEmbedding",
     "SequencePooling", "SoftmaxGate", "SplitTowers", "StackedDense", "Standardization", "TokenIdsTo",
     "TransformerEncoderBlock", "TransformerFusion",
 ]

@@ -178,9 +178,10 @@ class TransformerEncoderBlock(keras.layers.Layer):
 @keras.saving.register_keras_serializable(package="mtmm")
 class SequencePooling(keras.layers.Layer):
     """`[batch, length, dim]` → `[batch, dim]`: "mean" averages the positions where `padding_mask` is 1
-    (all positions without a mask; an all-padding row gives zeros), "first" takes position 0 (the CLS token)."""
+    (all positions without a mask; an all-padding row gives zeros), "sum" adds them up (a bag of words' total),
+    "first" takes position 0 (the CLS token)."""
 
-    MODES = ("mean", "first")
+    MODES = ("mean", "first", "sum")
 
     def __init__(self, mode: str = "mean", **kwargs):
         super().__init__(**kwargs)
@@ -191,9 +192,11 @@ class SequencePooling(keras.layers.Layer):
         if self.mode == "first":
             return inputs[:, 0, :]
         if padding_mask is None:
-            return ops.mean(inputs, axis=1)
+            return ops.sum(inputs, axis=1) if self.mode == "sum" else ops.mean(inputs, axis=1)
         weights = ops.expand_dims(ops.cast(padding_mask, inputs.dtype), -1)
         total = ops.sum(inputs * weights, axis=1)
+        if self.mode == "sum":
+            return total
         return total / ops.maximum(ops.sum(weights, axis=1), 1.0)
 
     def get_config(self) -> dict[str, Any]:
