@@ -107,6 +107,8 @@ def test_train_writes_a_loadable_entry_and_evaluate_reproduces_it(tmp_path):
     assert sorted(os.listdir(out)) == sorted(files + (registry.METADATA_FILE,))
     for name in files:
         assert result["sha256"][name] == integrity.sha256(out / name)
+    assert [row["key"] for row in result["simple_baselines"]["headline"]] == ["species_accuracy", "sex_accuracy", "body_mass_rmse"]
+    assert result["robustness"]["not_applicable"] == ["tabular"]  # train records both tables (issue 22)
     evaluated = mk.zoo.evaluate("penguins_hard", weights_dir=str(out))
     for key, value in result["metrics"].items():
         assert evaluated["measured"][key] == pytest.approx(value, abs=1e-5)

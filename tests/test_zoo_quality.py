@@ -8,7 +8,6 @@ import shutil
 
 import numpy as np
 import pytest
-
 from mtmm_keras.zoo import baselines, card, headline, quality, registry, robustness
 
 pytest.importorskip("sklearn")
@@ -46,10 +45,10 @@ def _split(name):
 
 @pytest.mark.parametrize("name", ["penguins_hard", "mfeat_fusion"])
 def test_card_metrics_match_sklearn_on_the_models_predictions(name):
+    from mtmm_keras.zoo import evaluation
     from sklearn.metrics import accuracy_score, mean_squared_error
 
     import mtmm_keras as mk
-    from mtmm_keras.zoo import evaluation
 
     recipe, _, _, x_test, y_test = _split(name)
     model = mk.zoo.load(name)
