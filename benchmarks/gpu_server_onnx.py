@@ -76,6 +76,7 @@ def prepare_model(model, out: str, rows: dict[str, np.ndarray]) -> dict:
 
 
 def prepare(out: str, entries: list[str], rows: int) -> int:
+    """Step 1: each zoo entry's gpu-server export and reference rows under `out`, and this script beside them."""
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     from mtmm_keras.export import _model_io, cli_export
 
@@ -124,6 +125,7 @@ def import_onnxruntime(bundle: str, wheelhouse: str | None):
 
 
 def machine(ort) -> dict:
+    """The GPU (nvidia-smi), CPU, Python and onnxruntime (version, device, providers) this run used."""
     gpu = None
     if shutil.which("nvidia-smi"):
         done = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
@@ -246,6 +248,7 @@ def run_entry(ort, folder: str, providers: list[str], repeats: int, cache: str) 
 
 
 def run(bundle: str, wheelhouse: str | None, out: str, providers: list[str], repeats: int, entries: list[str] | None) -> int:
+    """Step 2: every entry of the bundle on every provider; the JSON report to `out`."""
     ort, found = import_onnxruntime(bundle, wheelhouse)
     if hasattr(ort, "preload_dlls"):  # CUDA / cuDNN from the nvidia-* wheels (PyTorch's), where they are
         try:
@@ -283,6 +286,7 @@ def run(bundle: str, wheelhouse: str | None, out: str, providers: list[str], rep
 
 
 def main(argv=None) -> int:
+    """`prepare` or `run`, arguments checked (each error names its flag and the valid values)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("prepare", help="here: export the zoo for gpu-server and write the bundle (needs TensorFlow)")
