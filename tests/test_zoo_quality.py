@@ -152,6 +152,8 @@ def test_volume_clips_to_full_scale_and_noise_has_the_asked_snr():
     wave = np.sin(np.linspace(0, 200, 4000, dtype=np.float32))[None] * 0.8
     assert np.abs(robustness.volume(wave, 2.0)).max() == pytest.approx(1.0)
     np.testing.assert_allclose(robustness.volume(wave, 0.5), wave * 0.5)
+    loud = wave * 10  # not full-scale units: scaled, never clipped
+    np.testing.assert_allclose(robustness.volume(loud, 2.0), loud * 2, rtol=1e-6)
     noisy = robustness.audio_noise(wave, 30.0)
     snr = 10 * np.log10(np.mean(wave ** 2) / np.mean((noisy - wave) ** 2))
     assert snr == pytest.approx(30.0, abs=0.3)

@@ -8,8 +8,8 @@ Images (every image modality of the entry, the other modalities left clean):
 - `noise σ=8`: additive Gaussian noise of standard deviation 8 grey levels (seeded), rounded and clipped.
 
 Audio (every audio modality, waveform inputs):
-- `volume ×0.5`, `volume ×2`: the waveform scaled and clipped to full scale [-1, 1] (what a device's
-  converter does);
+- `volume ×0.5`, `volume ×2`: the waveform scaled, and clipped to full scale [-1, 1] (what a device's
+  converter does) when the clean waveforms lie within it (av_digits' do not: no clipping there);
 - `noise 30 dB SNR`: white Gaussian noise (seeded) at 30 dB below each clip's own power.
 
 Tabular and text inputs have no device perturbation here (a sensor does not blur a table or a title): such
@@ -73,19 +73,29 @@ def gaussian_noise(images: np.ndarray, sigma: float = IMAGE_NOISE_SIGMA, seed: i
     return _as_input(images.astype(np.float64) + noise, images)
 
 
+def _full_scale(waveforms: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """`values` clipped to [-1, 1] when the clean `waveforms` lie in it (full-scale audio, as a device's
+    converter delivers); waveforms in other units (av_digits: unit-variance noise, peaks near 10) are left
+    unclipped, since no converter limit is known for them."""
+    if float(np.max(np.abs(waveforms), initial=0.0)) <= 1.0:
+        values = np.clip(values, -1.0, 1.0)
+    return values.astype(waveforms.dtype)
+
+
 def volume(waveforms: np.ndarray, factor: float) -> np.ndarray:
-    """Waveforms × `factor`, clipped to full scale [-1, 1]."""
+    """Waveforms × `factor`, clipped to full scale [-1, 1] when the clean waveforms lie within it."""
     waveforms = np.asarray(waveforms)
-    return np.clip(waveforms * float(factor), -1.0, 1.0).astype(waveforms.dtype)
+    return _full_scale(waveforms, waveforms * float(factor))
 
 
 def audio_noise(waveforms: np.ndarray, snr_db: float = AUDIO_SNR_DB, seed: int = SEED) -> np.ndarray:
-    """Waveforms plus white Gaussian noise `snr_db` below each clip's mean power (seeded), clipped to [-1, 1]."""
+    """Waveforms plus white Gaussian noise `snr_db` below each clip's mean power (seeded), clipped to [-1, 1]
+    when the clean waveforms lie within it."""
     waveforms = np.asarray(waveforms)
     flat = waveforms.reshape(len(waveforms), -1).astype(np.float64)
     power = np.mean(flat ** 2, axis=1, keepdims=True)
     noise = np.random.default_rng(seed).normal(0.0, 1.0, flat.shape) * np.sqrt(power / 10.0 ** (snr_db / 10.0))
-    return np.clip(flat + noise, -1.0, 1.0).reshape(waveforms.shape).astype(waveforms.dtype)
+    return _full_scale(waveforms, (flat + noise).reshape(waveforms.shape))
 
 
 def perturbations() -> dict[str, tuple[str, list[Callable[[np.ndarray], np.ndarray]]]]:
