@@ -4,7 +4,7 @@ Images (every image modality of the entry, the other modalities left clean):
 - `brightness ×0.8`, `brightness ×1.2`: pixel values scaled, rounded and clipped to the input's range
   (0..255 for uint8);
 - `shift 1 px`: the image moved by one pixel up, down, left and right (the edge that comes in is 0, the
-  background); each metric is the mean over the four directions;
+  background); each metric is the mean over the four directions, and a second row gives the worst one;
 - `noise σ=8`: additive Gaussian noise of standard deviation 8 grey levels (seeded), rounded and clipped.
 
 Audio (every audio modality, waveform inputs):
@@ -142,4 +142,11 @@ def measure(model: Any, recipe: dict[str, Any], x: dict[str, np.ndarray], y: dic
             "modalities": targets, "metrics": metrics,
             "drop": {row["key"]: drop(row, clean[row["key"]], metrics[row["key"]]) for row in rows},
         }
+        if len(runs) > 1:  # also the worst variant per metric (e.g. the worst of the four shift directions)
+            worst = {row["key"]: float(max((run[row["key"]] for run in runs), key=lambda v, r=row: drop(r, clean[r["key"]], v)))
+                     for row in rows}
+            result["perturbations"][name.replace("mean of", "worst of")] = {
+                "modalities": targets, "metrics": worst,
+                "drop": {row["key"]: drop(row, clean[row["key"]], worst[row["key"]]) for row in rows},
+            }
     return result
