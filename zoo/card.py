@@ -64,9 +64,9 @@ def _simple_baselines(name: str, table: dict[str, Any]) -> list[str]:
     boot = method["bootstrap"]
     rows = "all" if method["fit_rows"] >= method["train_rows"] else f"a seeded subsample of {method['fit_rows']:,}"
     hgb_rows = method.get("hgb_fit_rows", method["fit_rows"])
-    rows += "" if hgb_rows >= method["fit_rows"] else f" (HGB: {hgb_rows:,} of those)"
+    hgb = "" if hgb_rows >= method["fit_rows"] else f" (gradient boosting on a seeded {hgb_rows:,} of them)"
     lines = ["", "## Simple baselines (scikit-learn, the same train / test split)", "",
-             f"Fitted on {rows} of the {method['train_rows']:,} train rows, scored on the {method['test_rows']:,} test rows; "
+             f"Fitted on {rows} of the {method['train_rows']:,} train rows{hgb}, scored on the {method['test_rows']:,} test rows; "
              f"reproduce with `mtmm zoo evaluate {name} --baselines` (`mtmm_keras.zoo.baselines`). Margin: how much "
              "better the entry is (baseline − entry for RMSE); its 95 % interval is a paired bootstrap over "
              f"{boot['paired_over']} ({boot['resamples']} resamples, seed {boot['seed']}).", "",
