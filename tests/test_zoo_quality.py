@@ -214,3 +214,9 @@ def test_fit_row_limits_follow_the_cost_rule():
     assert baselines.fit_row_limits(recipe, wide) == (25_510, 5_102)
     assert baselines.fit_row_limits(recipe, wide, 0) == (60_000, 5_102)
     assert baselines.fit_row_limits(recipe, {"image": wide["image"][:300]}) == (300, 300)
+
+
+def test_text_features_count_words_and_drop_the_padding():
+    recipe = {"encoders": {"title": {"kind": "text", "vocab_size": 6}}}
+    counts = baselines.modality_features(recipe, {"title": np.array([[3, 3, 5, 0], [0, 0, 0, 0]])})["title"]
+    np.testing.assert_array_equal(counts.toarray(), [[0, 0, 0, 2, 0, 1], [0, 0, 0, 0, 0, 0]])

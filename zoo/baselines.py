@@ -99,11 +99,11 @@ def modality_features(recipe: dict[str, Any], x: dict[str, np.ndarray]) -> dict[
         if kind == "text":
             ids = data.reshape(len(data), -1).astype(np.int64)
             vocab = max(int(spec.get("vocab_size", 0)), int(ids.max(initial=0)) + 1)
-            rows = np.repeat(np.arange(len(ids)), ids.shape[1])
-            counts = _sparse().csr_matrix((np.ones(ids.size, np.float32), (rows, ids.reshape(-1))), shape=(len(ids), vocab))
+            rows, flat = np.repeat(np.arange(len(ids)), ids.shape[1]), ids.reshape(-1)
+            words = flat != 0  # id 0 is the padding
+            counts = _sparse().csr_matrix((np.ones(int(words.sum()), np.float32), (rows[words], flat[words])),
+                                          shape=(len(ids), vocab))
             counts.sum_duplicates()
-            counts[:, 0] = 0  # padding
-            counts.eliminate_zeros()
             features[modality] = counts
         elif kind == "audio":
             features[modality] = audio_summary(data, spec.get("frontend"))
