@@ -30,13 +30,16 @@ class L2Normalization(keras.layers.Layer):
         self.supports_masking = True
 
     def call(self, inputs: Any) -> Any:
+        """`inputs` divided by their L2 norm along `axis`, computed in float32, returned in the compute dtype."""
         x = ops.cast(inputs, "float32")
         square_sum = ops.sum(ops.square(x), axis=self.axis, keepdims=True)
         unit = x * ops.rsqrt(ops.maximum(square_sum, self.epsilon * self.epsilon))
         return ops.cast(unit, self.compute_dtype)
 
     def compute_output_shape(self, input_shape: Any) -> Any:
+        """The input's shape: normalising changes no dimension."""
         return input_shape
 
     def get_config(self) -> dict[str, Any]:
+        """Keras's layer config plus `axis` and `epsilon`."""
         return {**super().get_config(), "axis": self.axis, "epsilon": self.epsilon}
