@@ -102,12 +102,14 @@ def _recipe(**fit):
 def test_zoo_fit_options_are_checked():
     from mtmm_keras.zoo import training
 
-    assert training.fit_options(_recipe()) == {"patience": None, "head_bias": None}
-    assert training.fit_options(_recipe(early_stopping={"patience": 2}, head_bias="prior")) == {"patience": 2, "head_bias": "prior"}
+    assert training.fit_options(_recipe()) == {"patience": None, "head_bias": None, "reduce_lr": None}
+    assert training.fit_options(_recipe(early_stopping={"patience": 2}, head_bias="prior", reduce_lr={"factor": 0.3, "patience": 2})) == {
+        "patience": 2, "head_bias": "prior", "reduce_lr": {"factor": 0.3, "patience": 2}}
     for bad, match in [({"early_stopping": {"patience": 0}}, "patience"), ({"early_stopping": 3}, "early_stopping"),
                        ({"early_stopping": {"patience": 2, "monitor": "loss"}}, "early_stopping"),
                        ({"early_stopping": {"patience": 2}, "validation_split": 0.0}, "validation split"),
-                       ({"head_bias": "zeros"}, "head_bias")]:
+                       ({"head_bias": "zeros"}, "head_bias"), ({"reduce_lr": {"factor": 1.5, "patience": 2}}, "factor"),
+                       ({"reduce_lr": {"factor": 0.5}}, "reduce_lr"), ({"reduce_lr": {"factor": 0.5, "patience": 0}}, "patience")]:
         with pytest.raises(ValueError, match=match):
             training.fit_options(_recipe(**bad))
 
@@ -115,7 +117,7 @@ def test_zoo_fit_options_are_checked():
 def test_zoo_head_bias_prior_and_early_stopping_fit():
     from mtmm_keras.zoo import recipes, training
 
-    recipe = _recipe(early_stopping={"patience": 1}, head_bias="prior", epochs=30)
+    recipe = _recipe(early_stopping={"patience": 1}, head_bias="prior", reduce_lr={"factor": 0.5, "patience": 1}, epochs=30)
     rng = np.random.default_rng(1)
     x = {"tab": rng.normal(size=(96, 3)).astype("float32"), "words": rng.integers(0, 12, (96, 4)).astype("int32")}
     y = {"y": (5.0 + x["tab"][:, 0]).astype("float32"), "flag": (rng.random(96) < 0.25).astype("int64")}

@@ -134,7 +134,9 @@ def fit_options(recipe: dict) -> dict[str, Any]:
     """The recipe's optional `fit` fields, checked: "early_stopping": {"patience": N} (stop once the validation loss
     has not improved for N epochs and keep the best epoch's weights; needs a validation split) and "head_bias":
     "prior" (each linear head's bias starts at its task's training prior: the log-odds of a binary task, the mean
-    of a regression task, so no weight has to learn the offset). Returns {"patience": int | None, "head_bias": ...}."""
+    of a regression task, so no weight has to learn the offset) and "reduce_lr": {"factor": F, "patience": N}
+    (multiply the learning rate by F after N epochs without a better validation loss; needs a validation split).
+    Returns {"patience": int | None, "head_bias": str | None, "reduce_lr": dict | None}."""
     fit = recipe.get("fit", {})
     patience = None
     if "early_stopping" in fit:
@@ -149,7 +151,20 @@ def fit_options(recipe: dict) -> dict[str, Any]:
     head_bias = fit.get("head_bias")
     if head_bias not in (None, "prior"):
         raise ValueError(f"recipe fit.head_bias must be 'prior' (or absent), got {head_bias!r}.")
-    return {"patience": patience, "head_bias": head_bias}
+    reduce_lr = None
+    if "reduce_lr" in fit:
+        spec = fit["reduce_lr"]
+        if not isinstance(spec, dict) or set(spec) != {"factor", "patience"}:
+            raise ValueError(f"recipe fit.reduce_lr must be {{\"factor\": F, \"patience\": N}}, got {spec!r}.")
+        factor, wait = spec["factor"], spec["patience"]
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0.0 < factor < 1.0:
+            raise ValueError(f"recipe fit.reduce_lr.factor must be a number in (0, 1), got {factor!r}.")
+        if isinstance(wait, bool) or not isinstance(wait, int) or wait < 1:
+            raise ValueError(f"recipe fit.reduce_lr.patience must be a positive integer, got {wait!r}.")
+        if not fit.get("validation_split", 0.1):
+            raise ValueError("recipe fit.reduce_lr needs a validation split (fit.validation_split > 0).")
+        reduce_lr = {"factor": float(factor), "patience": wait}
+    return {"patience": patience, "head_bias": head_bias, "reduce_lr": reduce_lr}
 
 
 def init_head_biases(model: keras.Model, recipe: dict, y: dict) -> None:
@@ -217,8 +232,13 @@ def _fit(model: keras.Model, recipe: dict, x: dict, y: dict, epochs: int, verbos
             inputs, labels = part(inputs, 0, split_at), part(labels, 0, split_at)
         inputs, labels = ShiftedBatches(inputs, labels, batch_size, recipe), None
         validation_split, batch_size = 0.0, None
-    patience = fit_options(recipe)["patience"]
-    callbacks = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)] if patience else []
+    options = fit_options(recipe)
+    callbacks = []
+    if options["patience"]:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=options["patience"],
+                                                       restore_best_weights=True))
+    if options["reduce_lr"]:
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", **options["reduce_lr"]))
     with recipes.seeded(recipes.seed_of(recipe)):  # deterministic retraining; the caller's RNGs come back after
         history = model.fit(
             inputs, labels, epochs=epochs, batch_size=batch_size, validation_split=validation_split,
@@ -239,7 +259,7 @@ def train(name: str, epochs: int | None = None, out_dir: str | None = None, verb
     """
     recipe = registry.recipe(name)
     augment_of(recipe)  # a bad `augment` field fails before any data is loaded
-    fit_options(recipe)  # so does a bad early_stopping / head_bias
+    fit_options(recipe)  # so does a bad early_stopping / head_bias / reduce_lr
     fit = recipe["fit"]
     epochs = fit["epochs"] if epochs is None else epochs
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
