@@ -49,7 +49,8 @@ with mkdocs_gen_files.open("zoo/entries.md", "w") as page:
     page.write("\n".join(rows) + "\n")
 
 with mkdocs_gen_files.open("benchmarks.md", "w") as page:
-    page.write((ROOT / "benchmarks" / "README.md").read_text())
+    # benchmarks/README.md links docs pages as ../docs/PAGE (right on GitHub); the site has them beside this page
+    page.write((ROOT / "benchmarks" / "README.md").read_text().replace("](../docs/", "]("))
 
 
 # --- API reference: one page per module of `mk.*`, one entry per name in the module's `__all__` -----------------
