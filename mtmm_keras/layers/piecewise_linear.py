@@ -11,8 +11,6 @@ from keras import ops
 
 from mtmm_keras import _checks
 
-# the open ends of the first and last bins (a finite bound that float16 files can hold)
-_OPEN = 1e4
 
 
 @keras.saving.register_keras_serializable(package="mtmm")
@@ -23,9 +21,9 @@ class PiecewiseLinearEncoding(keras.layers.Layer):
 
     `adapt(data)` puts the edges at the quantiles of the training data (each feature's num_bins + 1 quantiles,
     widened to a strictly increasing sequence where values repeat); until then they are evenly spaced over
-    [-2, 2] (standardised features). The graph is a MatMul by a constant 0/1 matrix (each feature repeated
-    num_bins times), a subtract, a multiply and a clip: 2-D ops every runtime, LiteRT's GPU accelerator
-    included, runs.
+    [-2, 2] (standardised features). The graph is one MatMul + bias (each feature repeated num_bins times and
+    scaled by its bin's inverse width), a clip to [0, 1] and the open ends added back through 0/1 masks: 2-D ops
+    every runtime, LiteRT's GPU accelerator included, runs, with no large constant (int8 quantization keeps them).
     """
 
     def __init__(self, num_bins: int = 8, **kwargs):
@@ -48,10 +46,10 @@ class PiecewiseLinearEncoding(keras.layers.Layer):
         for j in range(self.features):
             repeat[j, j * self.num_bins:(j + 1) * self.num_bins] = 1.0
         self._repeat = repeat
-        low = np.zeros(self.num_bins, "float32")
-        high = np.ones(self.num_bins, "float32")
-        low[0], high[-1] = -_OPEN, _OPEN
-        self._low, self._high = np.tile(low, self.features), np.tile(high, self.features)
+        first = np.zeros(self.num_bins, "float32")
+        last = np.zeros(self.num_bins, "float32")
+        first[0], last[-1] = 1.0, 1.0
+        self._first, self._last = np.tile(first, self.features), np.tile(last, self.features)
 
     def _bins(self, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         edges = np.asarray(edges, "float64")
@@ -78,9 +76,16 @@ class PiecewiseLinearEncoding(keras.layers.Layer):
 
     def call(self, inputs: Any) -> Any:
         """Run `PiecewiseLinearEncoding` on its inputs (the computation is described in the class docstring)."""
-        repeated = ops.matmul(ops.cast(inputs, self.compute_dtype), ops.cast(self._repeat, self.compute_dtype))
-        ratio = (repeated - self.start) * self.inverse_width
-        return ops.minimum(ops.maximum(ratio, ops.cast(self._low, ratio.dtype)), ops.cast(self._high, ratio.dtype))
+        dtype = self.compute_dtype
+        # (x @ repeat − start) · inverse_width as one matmul + bias (constants folded at export: a FULLY_CONNECTED
+        # whose columns each hold one weight, so int8 per-channel scales keep every bin's width exactly)
+        kernel = ops.cast(self._repeat, dtype) * ops.cast(self.inverse_width, dtype)
+        ratio = ops.matmul(ops.cast(inputs, dtype), kernel) - ops.cast(self.start * self.inverse_width, dtype)
+        inside = ops.minimum(ops.maximum(ratio, 0.0), 1.0)
+        # the first bin continues below its start, the last above its end; 0/1 masks, no large constants (int8-safe)
+        below = ops.cast(self._first, dtype) * ops.minimum(ratio, 0.0)
+        above = ops.cast(self._last, dtype) * ops.maximum(ratio - 1.0, 0.0)
+        return inside + below + above
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         """The output shape for inputs of shape `input_shape`, without running the layer."""
