@@ -130,3 +130,25 @@ def test_zoo_head_bias_prior_and_early_stopping_fit():
     np.testing.assert_allclose(model.get_layer("flag").get_weights()[1], [np.log(rate / (1 - rate))], rtol=1e-5)
     history = training._fit(model, recipe, x, y, epochs=30, verbose=0)
     assert len(history["loss"]) < 30  # stopped early on noise labels
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="export runs on the TensorFlow backend")
+def test_bag_of_words_and_piecewise_linear_run_fully_on_the_gpu_accelerator(tmp_path):
+    """The movies entries' encoders on LiteRT's GPU accelerator (lavapipe without a GPU): summed bag of words (1-D
+    GATHER after the export's flat-index rewrite) and the piecewise-linear tabular encoding."""
+    from mtmm_keras.export import gpu_delegate
+
+    if gpu_delegate.vulkan_icd() is None:
+        pytest.skip("no Vulkan driver for LiteRT's GPU accelerator: run scripts/install_system_deps.sh")
+    rng = np.random.default_rng(0)
+    x = {"tab": rng.normal(size=(64, 3)).astype("float32"), "words": rng.integers(0, 30, (64, 6)).astype("int32")}
+    tab = mk.encoders.tabular(3, (8,), numeric_encoding="piecewise_linear", num_bins=4, input_name="tab")
+    tab.get_layer("numeric_encoding").adapt(x["tab"])
+    words = mk.encoders.text(30, 6, embedding_dim=4, hidden_dim=None, kind="sum", token_dropout=0.5, input_name="words")
+    joined = keras.layers.Concatenate()([tab.output, words.output])
+    model = keras.Model([tab.input, words.input], {"y": keras.layers.Dense(2, name="y")(joined)}, name="bag_pwl")
+    report = mk.export.export_model(model, tmp_path / "out", target="android-gpu", representative_data=x, verbose=False)
+    assert report.passed, report.table()
+    for artifact in report.artifacts:
+        gpu = artifact.deployment["gpu_delegate"]
+        assert gpu["fully_accelerated"] and gpu["unsupported"] == [], (artifact.quantization, gpu)
