@@ -4,10 +4,14 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-JAX_TESTS := tests/test_builders.py tests/test_layers.py tests/test_losses.py tests/test_regularizers.py tests/test_encoders.py tests/test_expert_builders.py tests/test_weighting_aggregators.py tests/test_weighting_fit.py tests/test_missing_labels.py tests/test_losses_contrastive.py tests/test_joint_embedding_clip.py tests/test_fusion_builders.py tests/test_modality_mask.py tests/test_encoders_transformer.py tests/test_encoders_raw.py tests/test_retrieval_metrics.py tests/test_transformer_fusion_fallback.py tests/test_builder_api.py tests/test_weighting_arguments.py tests/test_weighting_gradnorm_paper.py
+JAX_TESTS := tests/test_builders.py tests/test_layers.py tests/test_losses.py tests/test_regularizers.py tests/test_encoders.py tests/test_expert_builders.py tests/test_weighting_aggregators.py tests/test_weighting_fit.py tests/test_missing_labels.py tests/test_losses_contrastive.py tests/test_joint_embedding_clip.py tests/test_fusion_builders.py tests/test_modality_mask.py tests/test_encoders_transformer.py tests/test_encoders_raw.py tests/test_retrieval_metrics.py tests/test_transformer_fusion_fallback.py tests/test_builder_api.py tests/test_weighting_arguments.py tests/test_weighting_gradnorm_paper.py tests/test_l2_normalization.py
+
+# The backend-agnostic reliability checks (bad inputs, saving, reload in a new process) and the keras-hub encoders,
+# on JAX and PyTorch as well (the TensorFlow run has every file)
+RELIABILITY_TESTS := tests/reliability/test_bad_inputs.py tests/reliability/test_inputs_data.py tests/reliability/test_inputs_saving.py tests/reliability/test_output_folder.py tests/reliability/test_weighting_reload.py tests/reliability/test_reload_new_process.py tests/test_encoders_backbone.py
 
 # The same files on PyTorch, plus its own (one thread per worker: torch's default threads crowd two cores, 2 min vs 44 s)
-TORCH_TESTS := $(JAX_TESTS) tests/test_torch_backend.py
+TORCH_TESTS := $(JAX_TESTS) $(RELIABILITY_TESTS) tests/test_torch_backend.py
 
 .PHONY: demo test install clean docs
 
@@ -32,8 +36,8 @@ PYTEST := $(BIN)/python -m pytest -q -ra -n 2 --dist loadfile --durations=15 --t
 
 test: $(STAMP) docs
 	$(PYTEST)
-	@echo "--- builder, layer and loss tests again on the JAX backend ---"
-	KERAS_BACKEND=jax $(PYTEST) $(JAX_TESTS)
+	@echo "--- builder, layer, loss and reliability tests again on the JAX backend ---"
+	KERAS_BACKEND=jax $(PYTEST) $(JAX_TESTS) $(RELIABILITY_TESTS)
 	@echo "--- the same tests on the PyTorch backend ---"
 	OMP_NUM_THREADS=1 KERAS_BACKEND=torch $(PYTEST) $(TORCH_TESTS)
 
