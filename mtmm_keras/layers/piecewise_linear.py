@@ -9,7 +9,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from mtmm_keras import _checks
+from mtmm_keras import _checks, _int8
 
 
 
@@ -76,6 +76,12 @@ class PiecewiseLinearEncoding(keras.layers.Layer):
 
     def call(self, inputs: Any) -> Any:
         """Run `PiecewiseLinearEncoding` on its inputs (the computation is described in the class docstring)."""
+        # Kept float32 in full-integer int8 files (`_int8.FLOAT_SCOPE`): one int8 step of a raw column (a year, a
+        # log vote count) spans several quantile bins, so quantizing this layer's input or output erases them.
+        with keras.name_scope(_int8.FLOAT_SCOPE):
+            return self._encode(inputs)
+
+    def _encode(self, inputs: Any) -> Any:
         dtype = self.compute_dtype
         # (x @ repeat − start) · inverse_width as one matmul + bias (constants folded at export: a FULLY_CONNECTED
         # whose columns each hold one weight, so int8 per-channel scales keep every bin's width exactly)
