@@ -359,3 +359,14 @@ def test_quantized_artifacts_with_swapped_logits_or_a_wrong_scale_are_rejected(s
         assert score.artifact_value == pytest.approx(0.5, abs=0.05)
         flavours.add(q)
     assert flavours == {"float16", "dynamic"}
+
+
+def test_on_fewer_rows_than_one_per_point_one_changed_prediction_is_allowed(rng):
+    """67 validation rows: a point of accuracy is finer than one row, so the bound is one row (1/67), not 0.01:
+    one flipped prediction passes, two are rejected naming that bound."""
+    logits, labels = _class_logits(rng, n=67)
+    assert verify.accuracy_drop_limit(67) == pytest.approx(1 / 67) and verify.accuracy_drop_limit(1000) == 0.01
+    ok = _check(logits, _flip_rows(logits, np.arange(1)), "int8", ("categorical", True), labels)
+    assert ok.passed, ok
+    _rejected(_check(logits, _flip_rows(logits, np.arange(2)), "int8", ("categorical", True), labels),
+              "accuracy drops by 0.030", f"(> {1 / 67:g})")

