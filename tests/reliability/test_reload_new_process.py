@@ -105,6 +105,10 @@ models["joint_cosine_pairs"] = (mk.builders.joint_embedding(
     {"a": tab6, "b": tab4}, np.where(digit > 0, 1.0, -1.0).astype("float32"))
 for loss in ("clip", "siglip"):  # learned temperature: LearnedTemperature's weights ride along with the model
     models[f"joint_{loss}"] = (mk.builders.joint_embedding(pair_encoders(), embedding_dim=4, loss=loss), {"a": tab6, "b": tab4}, digit)
+# numeric features over quantile bins (PiecewiseLinearEncoding, edges adapted to the data) and a summed bag-of-words title
+piecewise = mk.encoders.tabular(6, hidden_units=(4,), normalize=False, numeric_encoding="piecewise_linear", num_bins=4)
+piecewise.get_layer("numeric_encoding").adapt(tab6)
+models["piecewise_tabular"] = (mk.builders.hard_sharing(piecewise, tasks(), trunk_units=(4,)), tab6, y_tasks)
 inputs = keras.Input((6,), name="features")
 plain = keras.Model(inputs, keras.layers.Dense(4, name="scores")(inputs), name="recall_metric")
 plain.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=[mk.metrics.RecallAtK(k=2)])
