@@ -111,6 +111,7 @@ class ShiftedBatches(keras.utils.PyDataset):
         return math.ceil(self.rows / self.batch_size)
 
     def on_epoch_end(self) -> None:
+        """Keras calls this after each epoch: the next epoch draws a new row order and new shifts."""
         self.epoch += 1
 
     def __getitem__(self, index: int) -> tuple:
