@@ -207,8 +207,8 @@ def _not_equal_zero(graph: _Graph, node) -> bool:
     if node.op_type != "Not":
         return False
     equal = graph.producer.get(node.input[0])
-    if equal is None or equal.op_type != "Equal" or graph.elem_type(equal.input[0]) != FLOAT:
-        return False
+    if equal is None or equal.op_type != "Equal" or graph.elem_type(equal.input[0]) not in (FLOAT, INT32, INT64):
+        return False  # float (a safe_divide's x) or integer (token ids against the padding id 0): exact either way
     x, zero = equal.input
     if not _scalar_zero(graph, zero) or graph.shape(x) is None or graph.shape(x) != graph.shape(node.output[0]):
         return False
