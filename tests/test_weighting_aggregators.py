@@ -518,7 +518,8 @@ def test_nash_mtl_takes_the_damped_newton_step_of_its_docstring(monkeypatch):
     gramian = j @ j.T
     start = np.array([0.2, 1.5, 0.6])
     monkeypatch.setattr(nash_mtl, "_NEWTON_STEPS", 1)
-    alpha, _ = nash_mtl.nash_bargaining_weights(gramian.astype("float32"), start.astype("float32"))
+    alpha, _ = nash_mtl.nash_bargaining_weights(ops.convert_to_tensor(gramian.astype("float32")),
+                                                ops.convert_to_tensor(start.astype("float32")))
 
     a0 = start * np.sqrt(3 / (start @ gramian @ start))
     residual = a0 * (gramian @ a0) - 1.0
