@@ -160,6 +160,7 @@ def _session(ort, path: str, provider: str, options: dict):
 
 
 def _median_ms(run, repeats: int, warmup: int = 3) -> float:
+    # export/runtimes.median_latency_ms's twin on purpose: this script runs where mtmm_keras is not installed
     for _ in range(warmup):
         run()
     times = []
