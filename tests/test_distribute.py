@@ -239,7 +239,7 @@ def mirrored() -> dict:
 def jax_data_parallel() -> dict:
     pytest.importorskip("jax")
     return _run_worker(_JAX_WORKER, {"KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu",
-                                     "XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+                                     "XLA_FLAGS": os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"})
 
 
 MULTITASK = ["hard_sharing", "soft_sharing", "mmoe", "ple", "cross_stitch", "attention_fusion", "concat_fusion",

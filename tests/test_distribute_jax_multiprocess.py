@@ -81,6 +81,12 @@ print("RESULT" + json.dumps(out), flush=True)
 '''
 
 
+def _one_device_flags() -> str:
+    """The caller's XLA_FLAGS (e.g. `make test`'s optimisation level) without a forced host device count."""
+    return " ".join(f for f in os.environ.get("XLA_FLAGS", "").split()
+                    if not f.startswith("--xla_force_host_platform_device_count"))
+
+
 @pytest.fixture(scope="module")
 def two_processes() -> list[dict]:
     pytest.importorskip("jax")
@@ -88,7 +94,7 @@ def two_processes() -> list[dict]:
     base = {**os.environ, "PYTHONPATH": REPO, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu",
             "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "", "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
             "JAX_NUM_PROCESSES": "2"}
-    base.pop("XLA_FLAGS", None)  # one CPU device per process
+    base["XLA_FLAGS"] = _one_device_flags()  # one CPU device per process
     workers = [subprocess.Popen([sys.executable, "-c", _WORKER], env={**base, "JAX_PROCESS_ID": str(i)}, cwd=REPO,
                                 text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(2)]
     return local_processes.results(workers, timeout=600)
@@ -159,7 +165,7 @@ def test_process_local_rows_cuts_every_global_batch(monkeypatch):
 def _mtmm(*args: str, env: dict[str, str]) -> subprocess.Popen:
     full = {**os.environ, "PYTHONPATH": REPO, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "3",
             "CUDA_VISIBLE_DEVICES": "", **env}
-    full.pop("XLA_FLAGS", None)
+    full["XLA_FLAGS"] = _one_device_flags()
     for name in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
         if name not in env:
             full.pop(name, None)

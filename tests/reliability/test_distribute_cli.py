@@ -5,6 +5,7 @@ scores like the one-device entry; a wrong engine for the backend is one clean li
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -27,7 +28,7 @@ print("RESULT " + json.dumps(json.load(open(out + "/metadata.json"))["metrics"])
 def _train(engine: str, out: str, backend: str) -> dict:
     env = {"KERAS_BACKEND": backend}
     if backend == "jax":
-        env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+        env["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
     result = run_python(TRAIN.replace("sys.argv[1], sys.argv[2]", f"{engine!r}, {out!r}"), env_extra=env)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))[7:])
