@@ -25,7 +25,8 @@ def rng():
 # Files that take a minute or more on two cores (`make test` prints the slowest tests): they start first, so the
 # last minutes of a pytest-xdist run are not one worker alone on a long file while the other idles.
 SLOW_FILES_FIRST = (
-    "tests/test_distribute.py", "tests/test_zoo_export.py", "tests/reliability/test_export_outside.py",
+    "tests/test_distribute.py", "tests/test_zoo_export.py", "tests/test_export_targets_cli_zoo.py",
+    "tests/reliability/test_export_outside.py",
     "tests/test_docs.py", "tests/reliability/test_distribute_cli.py", "tests/test_export.py",
     "tests/test_export_experts.py", "tests/test_export_fusion.py", "tests/test_distribute_jax_multiprocess.py",
     "tests/test_distribute_multiworker.py", "tests/reliability/test_reload_new_process.py",

@@ -156,52 +156,5 @@ def test_checker_verdict_maybe_is_recorded_as_maybe():
                                                             "unsupported_ops": ["Where"]}
 
 
-# docs/export.md's table: per zoo entry, the checker's verdict per EP after the rewrite and the ops still blocking
-ZOO_VERDICTS = {
-    "penguins_hard": ("YES", "YES", "YES"),
-    "multi_fashion_hard": ("YES", "YES", "YES"),
-    "multi_fashion_soft": ("YES", "YES", "YES"),
-    "mfeat_fusion": ("YES", "YES", "YES"),
-    "mfeat_gated_fusion": ("NO", "NO", "YES"),
-    "movies_mmoe": ("MAYBE", "NO", "YES"),
-    "movies_ple": ("MAYBE", "NO", "YES"),
-    "av_digits_fusion": ("NO", "NO", "MAYBE"),
-    "av_digits_clip": ("YES", "NO", "MAYBE"),
-    "av_digits_retrieval": ("YES", "NO", "MAYBE"),
-}
-ZOO_BLOCKERS = {  # the ops docs/export.md names, per EP (NNAPI, CoreML NeuralNetwork, CoreML MLProgram)
-    "mfeat_gated_fusion": ({"Where", "ReduceMax"}, {"Where", "ReduceMax", "Exp"}, set()),
-    "movies_mmoe": ({"GatherND"}, {"GatherND", "Max"}, set()),
-    "movies_ple": ({"GatherND"}, {"GatherND", "Max"}, set()),
-    "av_digits_fusion": ({"Where", "ReduceMax"}, {"Where", "ReduceMax", "Exp", "Log", "ReduceMean"}, {"Log"}),
-    "av_digits_clip": (set(), {"Log", "ReduceMean", "Max"}, {"Log"}),
-    "av_digits_retrieval": (set(), {"Log", "ReduceMean", "Max"}, {"Log"}),
-}
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(1800)
-def test_every_zoo_entry_gets_the_verdicts_docs_export_md_states(tmp_path):
-    """`mtmm export zoo:NAME --target ios` for every entry: CoreML MLProgram YES for every classifier and fusion entry
-    but av_digits_fusion (MAYBE: Log), and what blocks the others exactly as docs/export.md's table says."""
-    import contextlib
-    import io
-    import json
-
-    keras = pytest.importorskip("keras")
-    if keras.backend.backend() != "tensorflow":
-        pytest.skip("export runs on the TensorFlow backend")
-    from mtmm_keras.zoo import registry
-
-    from mtmm_keras.cli import main
-
-    assert sorted(ZOO_VERDICTS) == sorted(registry.list())
-    eps = ("NNAPI", "CoreML NeuralNetwork", "CoreML MLProgram")
-    for name, verdicts in ZOO_VERDICTS.items():
-        with contextlib.redirect_stdout(io.StringIO()):
-            assert main(["export", f"zoo:{name}", "--out", str(tmp_path / name), "--target", "ios"]) == 0, name
-        manifest = json.loads((tmp_path / name / "manifest.json").read_text())
-        usability = manifest["artifacts"][0]["deployment"]["mobile_usability"]
-        assert tuple(usability[ep]["verdict"] for ep in eps) == verdicts, (name, usability)
-        blockers = ZOO_BLOCKERS.get(name, (set(), set(), set()))
-        assert tuple(set(usability[ep]["unsupported_ops"]) for ep in eps) == blockers, (name, usability)
+# Every zoo entry's verdicts (docs/export.md's table) are checked by
+# tests/test_export_targets_cli_zoo.py, which exports every entry once through the CLI with `--target ios`.
