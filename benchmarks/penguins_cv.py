@@ -42,11 +42,8 @@ def _entry_sex_accuracy(features, labels, train, test) -> float:
 
     recipe = registry.recipe("penguins_hard")
     keras.utils.set_random_seed(recipes.seed_of(recipe))
-    model = recipes.build(recipe)
     x_train, y_train = {"features": features[train]}, {task: y[train] for task, y in labels.items()}
-    training.adapt_normalizers(model, x_train)
-    training.init_head_biases(model, recipe, y_train)
-    training._fit(model, recipe, x_train, y_train, recipe["fit"]["epochs"], verbose=0)
+    model, _ = training.build_and_fit(recipe, x_train, y_train, recipe["fit"]["epochs"])
     metrics = evaluation.evaluate_model(model, recipe, {"features": features[test]},
                                         {task: y[test] for task, y in labels.items()})
     return float(metrics["sex_accuracy"])

@@ -106,13 +106,11 @@ def ablations(recipe: dict[str, Any], x_train: dict, y_train: dict, x_test: dict
     """The recipe's one-modality ablations (its `baselines` subsets), each retrained from scratch with the
     recipe's fit settings and seed as `mtmm zoo train` does, and measured on the test split; the entry's own
     model is not touched. Metadata key `baselines`; the card's "Ablations" section."""
-    from mtmm_keras.zoo import evaluation, recipes, training
+    from mtmm_keras.zoo import evaluation, training
 
     result = {}
     for subset in recipe.get("baselines", []):
-        model = recipes.build(recipe, modalities=subset)
-        training.adapt_normalizers(model, x_train)
-        training._fit(model, recipe, {m: x_train[m] for m in subset}, y_train, recipe["fit"]["epochs"], verbose=0)
+        model, _ = training.build_and_fit(recipe, x_train, y_train, recipe["fit"]["epochs"], modalities=subset)
         result["+".join(subset) + " only"] = evaluation.evaluate_model(model, recipe, {m: x_test[m] for m in subset}, y_test)
         print(f"ablation {'+'.join(subset)} only: " + ", ".join(f"{k} {v:.4f}" for k, v in result["+".join(subset) + " only"].items()))
     return result

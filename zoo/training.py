@@ -192,6 +192,19 @@ def init_head_biases(model: keras.Model, recipe: dict, y: dict) -> None:
         head.set_weights([kernel, np.full_like(old, bias)])
 
 
+def build_and_fit(recipe: dict, x: dict, y: dict, epochs: int, *, modalities: Any = None, verbose: int = 0,
+                  row_multiple: int = 1) -> tuple[keras.Model, dict]:
+    """The recipe's model (or, with `modalities`, its ablation on those inputs alone) trained as `mtmm zoo train`
+    trains it: built, its normalisers adapted to `x`, its heads started at the task priors (fit.head_bias), then
+    fitted with the recipe's settings. Returns (model, history dict). Call it inside a distribution scope to
+    train data-parallel (`row_multiple`: see `_fit`)."""
+    model = recipes.build(recipe, modalities=modalities)
+    adapt_normalizers(model, x)
+    init_head_biases(model, recipe, y)
+    inputs = x if modalities is None else {m: x[m] for m in modalities}
+    return model, _fit(model, recipe, inputs, y, epochs, verbose, row_multiple=row_multiple)
+
+
 def _fit(model: keras.Model, recipe: dict, x: dict, y: dict, epochs: int, verbose: int, row_multiple: int = 1) -> dict:
     """Fit with the recipe's settings. `row_multiple` > 1 (JAX DataParallel over that many devices, which
     shards every batch evenly) splits off the validation rows as Keras would (the last fraction) and
@@ -280,11 +293,9 @@ def train(name: str, epochs: int | None = None, out_dir: str | None = None, verb
     with distribute_lib.training_scope(engine) as strategy:
         if strategy is not None:
             print(f"data-parallel training: {engine} ({getattr(strategy, 'num_replicas_in_sync', None) or _row_multiple(strategy)} replicas/devices)")
-        model = recipes.build(recipe)
-        adapt_normalizers(model, x_train)
-        init_head_biases(model, recipe, y_train)
         start = time.perf_counter()
-        history = _fit(model, recipe, x_train, y_train, epochs, verbose, row_multiple=_row_multiple(strategy))
+        model, history = build_and_fit(recipe, x_train, y_train, epochs, verbose=verbose,
+                                       row_multiple=_row_multiple(strategy))
         seconds = time.perf_counter() - start
     model = _process_local_copy(model, recipe)
     presets.check_finite_weights(model, f"zoo entry {name!r}")
@@ -294,11 +305,8 @@ def train(name: str, epochs: int | None = None, out_dir: str | None = None, verb
     for subset in recipe.get("baselines", []):
         print(f"baseline: {'+'.join(subset)} only")
         with distribute_lib.training_scope(engine) as strategy:
-            baseline = recipes.build(recipe, modalities=subset)
-            adapt_normalizers(baseline, x_train)
-            init_head_biases(baseline, recipe, y_train)
-            _fit(baseline, recipe, {m: x_train[m] for m in subset}, y_train, epochs, verbose=0,
-                 row_multiple=_row_multiple(strategy))
+            baseline, _ = build_and_fit(recipe, x_train, y_train, epochs, modalities=subset,
+                                        row_multiple=_row_multiple(strategy))
         baseline = _process_local_copy(baseline, recipe, modalities=subset)
         baselines["+".join(subset) + " only"] = evaluation.evaluate_model(baseline, recipe, {m: x_test[m] for m in subset}, y_test)
         print("  " + ", ".join(f"{k} {v:.4f}" for k, v in baselines["+".join(subset) + " only"].items()))
