@@ -70,10 +70,12 @@ MMOE = {"tasks": ("ctr", "ctcvr"), "num_experts": 3, "expert_units": (256, 128),
 # Other processes' average CPU use (cores) above which the harness refuses to report ratios.
 BUSY_CORES = 0.2
 
+# Issue 23's targets (every backend unless said), and issue 10's soft/hard time per sample and CLI start-up.
 TARGETS = {
     "hard_sharing_vs_torch": 2.0,
+    "soft_sharing_vs_torch": 2.0,
     "joint_embedding_vs_torch": 1.25,
-    "joint_embedding_peak_fraction": 0.80,
+    "joint_embedding_peak_fraction_tensorflow": 0.70,
     "mmoe_vs_deepctr_torch": 3.0,
     "soft_over_hard_time_per_sample": 1.2,
     "cli_startup_s": 0.5,
@@ -811,15 +813,17 @@ def _raw_checks(report: dict) -> dict[str, Any]:
         if "mmoe" in cases:
             checks[f"mmoe mtmm/DeepCTR-Torch ({backend})"] = _check(
                 cases["mmoe"]["mtmm"][backend]["ratio_over_torch"], ">=", TARGETS["mmoe_vs_deepctr_torch"])
-        if "hard_sharing" in cases:
-            checks[f"hard_sharing mtmm/torch ({backend})"] = _check(
-                cases["hard_sharing"]["mtmm"][backend]["ratio_over_torch"], ">=", TARGETS["hard_sharing_vs_torch"])
+        for case in ("hard_sharing", "soft_sharing"):
+            if case in cases:
+                checks[f"{case} mtmm/torch ({backend})"] = _check(
+                    cases[case]["mtmm"][backend]["ratio_over_torch"], ">=", TARGETS[f"{case}_vs_torch"])
         if "joint_embedding" in cases:
             side = cases["joint_embedding"]["mtmm"][backend]
             checks[f"joint_embedding mtmm/torch ({backend})"] = _check(
                 side["ratio_over_torch"], ">=", TARGETS["joint_embedding_vs_torch"])
-            checks[f"joint_embedding fraction of fp32 peak ({backend})"] = _check(
-                side["peak_fraction"], ">=", TARGETS["joint_embedding_peak_fraction"])
+            if backend == "tensorflow":
+                checks[f"joint_embedding fraction of fp32 peak ({backend})"] = _check(
+                    side["peak_fraction"], ">=", TARGETS["joint_embedding_peak_fraction_tensorflow"])
         if "hard_sharing" in cases and "soft_sharing" in cases:
             # time per sample, soft / hard = hard's samples/s / soft's samples/s
             checks[f"soft_sharing/hard_sharing time per sample ({backend})"] = _check(
