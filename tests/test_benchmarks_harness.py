@@ -192,3 +192,66 @@ def test_the_harness_exits_before_measuring_on_a_busy_machine(monkeypatch, capsy
     assert train_speed.main(["--quick", "--busy-probe", "0", "--cases", "hard_sharing"]) == 3
     err = capsys.readouterr().err
     assert "refusing to measure" in err and "1.80 cores" in err and "--allow-busy" in err
+
+
+def test_joint_embedding_floor_computes_the_torch_reference_towers():
+    """The floor is only a bound if it does the reference's work: same text state and image embedding."""
+    import torch
+
+    from benchmarks import joint_embedding_floor, torch_reference
+
+    torch.manual_seed(0)
+    model, _ = torch_reference.build("joint_embedding", vocab_size=train_speed.JOINT["vocab_size"])
+    x, y = train_speed.make_data("joint_embedding", 4)
+    tokens, images = torch_reference.to_tensors("joint_embedding", x, y)[0]
+    text, image = joint_embedding_floor.towers(joint_embedding_floor.torch_tower_weights(model), x["text"], x["image"])
+    with torch.no_grad():
+        np.testing.assert_allclose(np.asarray(text), model.text(tokens).numpy(), atol=1e-5)
+        np.testing.assert_allclose(np.asarray(image), model.image(images).numpy(), atol=1e-5)
+    assert np.abs(np.asarray(image)).max() > 0  # a ReLU tower that is all zeros would match trivially
+
+
+def test_joint_embedding_floor_verdict_follows_the_bound():
+    from benchmarks import joint_embedding_floor
+
+    assert joint_embedding_floor.bound(floor_s=0.2, torch_s=0.1) == 0.5
+    assert joint_embedding_floor.verdict(0.5).startswith("unreachable on XLA:CPU")
+    assert joint_embedding_floor.verdict(1.3).startswith("not ruled out")
+    # 130 MFLOP per sample × 64 in 80 ms at a 350 GFLOP/s peak: 29.7 % at most, whatever else the step does
+    assert joint_embedding_floor.peak_fraction_bound(130e6 * 64, 0.080, 350e9) == pytest.approx(0.2971, abs=1e-4)
+    assert joint_embedding_floor.peak_verdict(0.646).startswith("unreachable with TensorFlow's convolution kernels")
+    assert "64.6% of the fp32 peak (target 70%)" in joint_embedding_floor.peak_verdict(0.646)
+    assert joint_embedding_floor.peak_verdict(0.75).startswith("not ruled out")
+
+
+def test_joint_embedding_floor_rejects_unknown_variants(capsys):
+    from benchmarks import joint_embedding_floor
+
+    with pytest.raises(SystemExit):
+        joint_embedding_floor.main(["--variants", "cudnn"])
+    assert "--variants: unknown ['cudnn']; choose from default" in capsys.readouterr().err
+
+
+def test_tf_step_floor_names_the_depth_that_loses_the_target():
+    from benchmarks import tf_step_floor
+
+    ratios = {"raw TensorFlow": 3.1, "Keras train_step": 1.9, "mtmm train_step": 1.7, "mtmm fit": 1.6}
+    assert tf_step_floor.verdict(ratios) == "2.0× is lost at 'Keras train_step' (1.90×); every depth before it reaches it"
+    assert tf_step_floor.verdict(dict.fromkeys(ratios, 2.5)) == "every depth reaches 2.0×"
+
+
+def test_tf_step_floor_runs_every_depth_and_writes_its_report(tmp_path, capsys):
+    """The benchmark itself, at its smallest: every depth trains and gets a rate (no timing is asserted)."""
+    import json
+
+    from benchmarks import tf_step_floor
+
+    out = tmp_path / "floor.json"
+    assert tf_step_floor.main(["--num-samples", "8192", "--epochs", "1", "--repeats", "1", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert set(report["ratio_over_torch"]) == {*tf_step_floor.DEPTHS, tf_step_floor.REFERENCE}
+    assert all(rate > 0 for rate in report["samples_per_s"].values())
+    assert "| mtmm fit |" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        tf_step_floor.main(["--num-samples", "100"])
+    assert "--num-samples must hold at least 32 batches of --batch-size (8192), got 100" in capsys.readouterr().err
