@@ -12,6 +12,7 @@ from mtmm_keras.distribute import gather, scaling
 from mtmm_keras.distribute.multiworker import MultiWorkerFitMixin
 from mtmm_keras.models import _compiled_loss
 from mtmm_keras.models._keras_format import KerasFormatSaveMixin
+from mtmm_keras.models.graph_metrics import GraphMetricsMixin
 from mtmm_keras.models.in_memory_fit import InMemoryFitMixin
 from mtmm_keras.models._retrieval_metrics import RetrievalMetricsMixin
 
@@ -22,7 +23,8 @@ _KERAS_SCALED_REDUCTIONS = ("sum_over_batch_size", "mean", "mean_with_sample_wei
 
 
 @keras.saving.register_keras_serializable(package="mtmm")
-class JointEmbeddingModel(KerasFormatSaveMixin, RetrievalMetricsMixin, MultiWorkerFitMixin, InMemoryFitMixin, keras.Model):
+class JointEmbeddingModel(KerasFormatSaveMixin, RetrievalMetricsMixin, MultiWorkerFitMixin, InMemoryFitMixin,
+                          GraphMetricsMixin, keras.Model):
     """Functional model with one embedding output per modality, trained with a cross-modal loss.
 
     `compile(loss=...)` takes one loss for the whole model:

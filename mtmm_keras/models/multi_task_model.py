@@ -14,6 +14,7 @@ from mtmm_keras.models import _compiled_loss, _task_losses
 from mtmm_keras.models._task_losses import weighting_of
 from mtmm_keras.models._keras_format import KerasFormatSaveMixin
 from mtmm_keras.distribute.multiworker import MultiWorkerFitMixin
+from mtmm_keras.models.graph_metrics import GraphMetricsMixin
 from mtmm_keras.models.in_memory_fit import InMemoryFitMixin
 
 
@@ -32,7 +33,7 @@ class _WeightingEpochEnd(keras.callbacks.Callback):
 
 
 @keras.saving.register_keras_serializable(package="mtmm")
-class MultiTaskModel(KerasFormatSaveMixin, MultiWorkerFitMixin, InMemoryFitMixin, keras.Model):
+class MultiTaskModel(KerasFormatSaveMixin, MultiWorkerFitMixin, InMemoryFitMixin, GraphMetricsMixin, keras.Model):
     """A functional `keras.Model` (same constructor, same outputs) for multi-task training.
 
     - Tasks: `task_configs` (each `Task.get_config()`) are saved in the model's config, so tools can
@@ -45,6 +46,7 @@ class MultiTaskModel(KerasFormatSaveMixin, MultiWorkerFitMixin, InMemoryFitMixin
     - Missing labels: each task's loss and metrics average over the rows where its label is present
       (NaN, −1 for class labels, or `Task.missing_label`; see `mtmm_keras.models._task_losses`).
     - `fit` streams array inputs through one tf.data pipeline on TensorFlow (`InMemoryFitMixin`).
+    - Epoch-end metric read-out and reset are one compiled call each on TensorFlow (`GraphMetricsMixin`).
     """
 
     task_configs: tuple[dict[str, Any], ...] = ()
