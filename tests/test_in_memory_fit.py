@@ -290,3 +290,36 @@ def test_a_fit_stopped_mid_epoch_or_on_tensors_keeps_no_iterator():
     assert fast.__dict__[_PIPELINE_ATTRIBUTE].iterator is not None
     fast.fit(tf.constant(x), {k: tf.constant(v) for k, v in y.items()}, epochs=1, **kwargs)
     assert fast.__dict__[_PIPELINE_ATTRIBUTE] is None  # tensors: no content key, nothing kept
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_epoch_batches_are_keras_batches_with_one_gather_per_epoch(shuffle):
+    """The kept pipeline draws Keras's batches (partial last batch, sample weights, dtypes) from whole-epoch
+    permutations; without shuffling they are Keras's own, batch for batch."""
+    import tensorflow as tf
+    from keras.src.trainers.data_adapters import array_data_adapter
+
+    from mtmm_keras.models.in_memory_fit import _epoch_batches
+
+    x, y = _data(n=70)
+    weights = np.linspace(0.5, 1.5, 70)  # float64: Keras's pipeline casts it; ours must too
+    adapter = array_data_adapter.ArrayDataAdapter(x, y, sample_weight=weights, batch_size=16, shuffle=shuffle)
+    keras_dataset = adapter.get_tf_dataset()
+    ours = _epoch_batches(adapter, keras_dataset)
+    assert ours is not None
+    assert tf.nest.map_structure(lambda a, b: (a.dtype, a.shape.rank) == (b.dtype, b.shape.rank),
+                                 ours.element_spec, keras_dataset.element_spec)
+    batches = list(ours.take(10).as_numpy_iterator())  # two epochs of 4 full batches and one of 6 rows
+    assert [len(b[0]) for b in batches] == [16, 16, 16, 16, 6] * 2
+    if not shuffle:
+        for got, want in zip(batches[:5], keras_dataset.as_numpy_iterator()):
+            tf.nest.map_structure(np.testing.assert_array_equal, got, want)
+        return
+    epochs = [np.concatenate([b[0] for b in batches[i * 5:(i + 1) * 5]]) for i in range(2)]
+    for rows in epochs:
+        np.testing.assert_array_equal(np.sort(rows[:, 0]), np.sort(x[:, 0]))
+    assert not np.array_equal(epochs[0], epochs[1])
+    for batch in batches:  # rows stay together with their labels and weights
+        order = [int(np.flatnonzero(x[:, 0] == value)[0]) for value in batch[0][:, 0]]
+        np.testing.assert_array_equal(batch[1]["a"], y["a"][order])
+        np.testing.assert_allclose(batch[2]["a"], weights[order].astype("float32"))

@@ -327,9 +327,63 @@ def _pipeline_dataset(model: Any, adapter: Any, arrays: Any, args: dict) -> Any:
     kept = model.__dict__.get(_PIPELINE_ATTRIBUTE)
     if key is not None and isinstance(kept, _Pipeline) and kept.key == key:
         return kept.dataset
-    dataset = _without_autotune(adapter.get_tf_dataset().repeat())
+    keras_dataset = adapter.get_tf_dataset()
+    epochs = _epoch_batches(adapter, keras_dataset) if key is not None else None
+    dataset = _without_autotune(epochs if epochs is not None else keras_dataset.repeat())
     model.__dict__[_PIPELINE_ATTRIBUTE] = None if key is None else _Pipeline(key, dataset)
     return dataset
+
+
+def _epoch_batches(adapter: Any, keras_dataset: Any) -> Any | None:
+    """Keras's batches of `adapter`, repeated, drawn with one gather per epoch instead of one per batch.
+
+    Keras's array pipeline gathers every batch's rows by index in a dataset `map`; on small models that
+    per-step work is a tenth of the step (hard-sharing MLP, batch 256: 363k samples/s through Keras's
+    pipeline against 397k from batches already in place). This pipeline permutes the whole arrays once per
+    epoch (the same `tf.random.shuffle` of the row indices that Keras draws; no permutation when not
+    shuffling) and then slices the epoch into batches, the last one partial as in Keras. The batches are
+    Keras's: the same rows in the same order without shuffling, every row once per epoch with it, and the
+    same element structure, dtypes and shapes (else None, and Keras's own pipeline is repeated). Used for
+    the arrays a kept pipeline holds (NumPy, up to `PIPELINE_CACHE_MAX_BYTES`): a shuffled epoch holds one
+    permuted copy of them.
+    """
+    import tensorflow as tf
+
+    inputs = getattr(adapter, "_inputs", None)  # Keras internals: without them, Keras's own pipeline
+    shuffle = getattr(adapter, "_shuffle", None)
+    num_samples, batch_size = getattr(adapter, "_num_samples", None), getattr(adapter, "batch_size", None)
+    if inputs is None or shuffle not in (True, False) or not num_samples or not batch_size:
+        return None
+    spec = keras_dataset.element_spec
+    try:
+        tensors = tf.nest.map_structure(lambda array, leaf: tf.constant(array, dtype=leaf.dtype),
+                                        keras.tree.lists_to_tuples(inputs), spec)
+    except (TypeError, ValueError):
+        return None
+    full = num_samples // batch_size
+    in_full = full * batch_size
+
+    def one_epoch(_: Any) -> Any:
+        rows = tensors
+        if shuffle:
+            order = tf.random.shuffle(tf.range(num_samples, dtype=tf.int64))
+            rows = tf.nest.map_structure(lambda t: tf.gather(t, order), tensors)
+        batches = tf.data.Dataset.from_tensor_slices(
+            tf.nest.map_structure(lambda t: tf.reshape(t[:in_full], [full, batch_size, *t.shape[1:]]), rows))
+        if num_samples > in_full:
+            batches = batches.concatenate(
+                tf.data.Dataset.from_tensors(tf.nest.map_structure(lambda t: t[in_full:], rows)))
+        return batches
+
+    dataset = tf.data.Dataset.from_tensors(0).repeat().flat_map(one_epoch)
+    options = tf.data.Options()
+    options.experimental_optimization.apply_default_optimizations = False  # as Keras's pipeline
+    if shuffle:
+        options.experimental_external_state_policy = tf.data.experimental.ExternalStatePolicy.IGNORE
+    dataset = dataset.with_options(options)
+    same = tf.nest.map_structure(lambda mine, theirs: mine.is_compatible_with(theirs) and mine.dtype == theirs.dtype,
+                                 dataset.element_spec, spec)
+    return dataset if all(tf.nest.flatten(same)) else None
 
 
 _ADAPTER_CLASSES: list = []
