@@ -2,9 +2,10 @@
 
 Keras's TensorFlow trainer builds a fresh tf.data iterator from array inputs at every epoch; for the
 small, fast models this library builds, that costs more than the training steps themselves (10–25 ms
-per epoch here, ~50 % of `fit`'s wall time on the hard-sharing MLP). The mixin hands Keras the same
-array pipeline Keras would build — same batches, same shuffling, same class/sample weights — but
-repeated, with `steps_per_epoch`, so a single iterator serves every epoch. The pipeline and its
+per epoch here, ~50 % of `fit`'s wall time on the hard-sharing MLP). The mixin hands Keras the batches
+Keras's array pipeline would give — same batches, same shuffling, same class/sample weights — but
+repeated, with `steps_per_epoch`, so a single iterator serves every epoch; for NumPy arrays it draws
+them from one permutation per epoch rather than one gather per batch (`_epoch_batches`). The pipeline and its
 iterator are kept on the model for the next `fit` on the same arrays (`_Pipeline`): a later short `fit`
 continues the same stream of epochs instead of building and tracing a new pipeline (~35 ms of tf.data
 function tracing plus ~13 ms for the iterator per `fit` on the hard-sharing MLP, against ~55 ms of
