@@ -82,3 +82,13 @@ def test_copies_of_the_model_carry_no_compiled_calls():
     cache = graph_metrics._CompiledMetricCalls((1, 2))
     assert copy.deepcopy(cache) is None
     assert pickle.loads(pickle.dumps(cache)) is None
+
+
+def test_short_fits_of_new_models_trace_nothing_and_long_ones_compile():
+    """Tracing costs more than a few eager read-outs: the first calls per metric set stay eager."""
+    x, y = _data()
+    model = _model()
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0)
+    assert _compiled_calls(model) == {}
+    model.fit(x, y, batch_size=16, epochs=graph_metrics.EAGER_CALLS_BEFORE_COMPILING + 1, verbose=0)
+    assert set(_compiled_calls(model)) == {"reset", "result"}

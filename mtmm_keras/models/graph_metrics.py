@@ -5,8 +5,10 @@ metric's variables op by op, eagerly. A multi-task model has many metrics — th
 weight and compiled metrics — so that is dozens of separately dispatched TensorFlow ops per epoch: on the
 hard-sharing MLP, 43 ms of a 450 ms, 8-epoch `fit` (cProfile), as much as 7 of its 64 training steps. The
 mixin runs the same Keras code inside one `tf.function` per model and set of metric variables, so each is
-one call; the values are the same (the histories are identical). Elsewhere — JAX, PyTorch, eager
-execution, a model under a distribution strategy — Keras's own methods run unchanged.
+one call; the values are the same (the histories are identical). Tracing them costs more than a few
+eager read-outs, so a model's first `EAGER_CALLS_BEFORE_COMPILING` calls of each, per set of metric
+variables, stay eager: a one- or two-epoch `fit` of a new model traces nothing. Elsewhere — JAX,
+PyTorch, eager execution, a model under a distribution strategy — Keras's own methods run unchanged.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ import keras
 # Where the compiled read-out and reset live on the model: a plain `__dict__` entry, so Keras never tracks or
 # saves it.
 _CACHE_ATTRIBUTE = "_mtmm_graph_metrics"
+# Calls of each method, per set of metric variables, that run eagerly before it is traced: tracing both takes
+# ~0.1 s, an eager read-out and reset ~5 ms, so only a model read out many times (long or repeated fits) gains.
+EAGER_CALLS_BEFORE_COMPILING = 4
 
 
 class _CompiledMetricCalls:
@@ -27,7 +32,7 @@ class _CompiledMetricCalls:
     and pickles of the model get none."""
 
     def __init__(self, key: tuple[int, ...]):
-        self.key, self.calls = key, {}
+        self.key, self.calls, self.eager_calls = key, {}, {}
 
     def __reduce__(self) -> Any:
         return (type(None), ())
@@ -58,6 +63,9 @@ def _compiled(model: Any, name: str, body: Any) -> Any | None:
         cache = _CompiledMetricCalls(key)
         model.__dict__[_CACHE_ATTRIBUTE] = cache
     if name not in cache.calls:
+        if cache.eager_calls.get(name, 0) < EAGER_CALLS_BEFORE_COMPILING:
+            cache.eager_calls[name] = cache.eager_calls.get(name, 0) + 1
+            return None
         cache.calls[name] = tf.function(body, autograph=False)
     return cache.calls[name]
 
