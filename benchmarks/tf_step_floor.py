@@ -60,9 +60,6 @@ def _build_raw(x: np.ndarray, targets: np.ndarray, batch_size: int) -> Callable[
     params = kernels + biases
     slots = [(tf.Variable(tf.zeros_like(p)), tf.Variable(tf.zeros_like(p))) for p in params]
     iterations = tf.Variable(0.0)
-    steps = x.shape[0] // batch_size
-    inputs = tf.constant(x[:steps * batch_size].reshape(steps, batch_size, -1))
-    labels = tf.constant(targets[:steps * batch_size].reshape(steps, batch_size, -1))
     head_slices = [(0, 1), (1, 2), (2, 4)]  # tasks a, b, c
 
     def step(xb, yb):
@@ -82,30 +79,26 @@ def _build_raw(x: np.ndarray, targets: np.ndarray, batch_size: int) -> Callable[
                                          beta2_power=b2_power, lr=tf.constant(1e-3), beta1=b1, beta2=b2,
                                          epsilon=tf.constant(1e-7), grad=g)
 
-    @tf.function
-    def chunk(start):
-        for i in tf.range(STEPS_PER_CALL):
-            step(inputs[start + i], labels[start + i])
-
-    def epoch() -> None:
-        for start in range(0, steps - STEPS_PER_CALL + 1, STEPS_PER_CALL):
-            chunk(tf.constant(start))
-
-    return epoch
+    return _in_graph_epoch(step, x, targets, batch_size)
 
 
-def _train_step_loop(model: Any, x: np.ndarray, y: dict[str, np.ndarray], batch_size: int) -> Callable[[], None]:
-    """A model's own `train_step`, 32 per `tf.function` call, on batches sliced from in-graph constants."""
+def _in_graph_epoch(step: Callable[[Any, Any], Any], x: np.ndarray, y: Any, batch_size: int) -> Callable[[], None]:
+    """One epoch of `step(inputs, labels)`, 32 steps per `tf.function` call, on batches sliced from in-graph
+    constants (no tf.data); `y` is an array or a dict of arrays. Only whole chunks of 32 steps run."""
     import tensorflow as tf
 
     steps = x.shape[0] // batch_size
-    inputs = tf.constant(x[:steps * batch_size].reshape(steps, batch_size, -1))
-    labels = {k: tf.constant(v[:steps * batch_size].reshape(steps, batch_size, -1)) for k, v in y.items()}
+
+    def batched(array: np.ndarray) -> Any:
+        return tf.constant(array[:steps * batch_size].reshape(steps, batch_size, -1))
+
+    inputs, labels = batched(x), tf.nest.map_structure(batched, y)
 
     @tf.function
     def chunk(start):
         for i in tf.range(STEPS_PER_CALL):
-            model.train_step((inputs[start + i], {k: v[start + i] for k, v in labels.items()}))
+            row = start + i
+            step(inputs[row], tf.nest.map_structure(lambda t, r=row: t[r], labels))
 
     def epoch() -> None:
         for start in range(0, steps - STEPS_PER_CALL + 1, STEPS_PER_CALL):
@@ -139,8 +132,8 @@ def measure(num_samples: int, batch_size: int, epochs: int, repeats: int) -> dic
     mtmm = mk.builders.hard_sharing((INPUT_DIM,), [mk.Task(name, units) for name, units in TASK_UNITS.items()])
 
     raw_epoch = _build_raw(x, stacked, batch_size)
-    stock_epoch = _train_step_loop(stock, x, y, batch_size)
-    mtmm_epoch = _train_step_loop(mtmm, x, y, batch_size)
+    stock_epoch = _in_graph_epoch(lambda xb, yb: stock.train_step((xb, yb)), x, y, batch_size)
+    mtmm_epoch = _in_graph_epoch(lambda xb, yb: mtmm.train_step((xb, yb)), x, y, batch_size)
     sides: dict[str, Callable[[], None]] = {
         "raw TensorFlow": lambda: [raw_epoch() for _ in range(epochs)],
         "Keras train_step": lambda: [stock_epoch() for _ in range(epochs)],
