@@ -40,11 +40,19 @@ demo: $(STAMP)
 # tests passing; users' runs keep XLA's default level.
 PYTEST := XLA_FLAGS="$$XLA_FLAGS --xla_backend_optimization_level=0" $(BIN)/python -m pytest -q -ra -n 3 --dist loadfile --durations=15 --timeout=900
 
+# JAX's persistent compilation cache, in a fresh folder for each run (removed at its end): the suite compiles the same
+# small programs in many tests and processes, and a hit skips XLA. The JAX pass took 230 s instead of 259 s from an
+# empty cache, the same tests passing (measured side by side on 2 cores); entries are keyed by the program, the
+# compile options and the jax/jaxlib versions, so a hit is the program XLA would have built.
+JAX_CACHE_ENV := JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES=0
+
 test: $(STAMP) $(DOCS_STAMP)
-	$(PYTEST)
-	@echo "--- builder, layer, loss and reliability tests again on the JAX backend ---"
-	KERAS_BACKEND=jax $(PYTEST) $(JAX_TESTS) $(RELIABILITY_TESTS)
-	@echo "--- the same tests on the PyTorch backend ---"
+	@cache=$$(mktemp -d -t mtmm-jax-cache.XXXXXX) && trap 'rm -rf "$$cache"' EXIT && \
+	export JAX_COMPILATION_CACHE_DIR="$$cache" $(JAX_CACHE_ENV) && \
+	echo "--- every test on the TensorFlow backend ---" && $(PYTEST) && \
+	echo "--- builder, layer, loss and reliability tests again on the JAX backend ---" && \
+	KERAS_BACKEND=jax $(PYTEST) $(JAX_TESTS) $(RELIABILITY_TESTS) && \
+	echo "--- the same tests on the PyTorch backend ---" && \
 	OMP_NUM_THREADS=1 KERAS_BACKEND=torch $(PYTEST) $(TORCH_TESTS)
 
 # The documentation site (docs/, mkdocs.yml) into site/. --strict: a broken link or reference, or a docstring griffe

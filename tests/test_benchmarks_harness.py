@@ -255,3 +255,34 @@ def test_tf_step_floor_runs_every_depth_and_writes_its_report(tmp_path, capsys):
     with pytest.raises(SystemExit):
         tf_step_floor.main(["--num-samples", "100"])
     assert "--num-samples must hold at least 32 batches of --batch-size (8192), got 100" in capsys.readouterr().err
+
+
+def test_zoo_holdout_overrides_are_checked_and_the_holdout_is_inside_the_train_split(tmp_path):
+    """benchmarks/zoo_holdout.py: a misspelt path is refused naming the keys there (a typo in `fit` would
+    otherwise be ignored), the holdout rows are a disjoint part of the train split, and a short run writes every
+    variant's table against the card's baselines."""
+    import json
+
+    from benchmarks import zoo_holdout
+    from mtmm_keras.zoo import registry
+
+    recipe = registry.recipe("penguins_hard")
+    changed = zoo_holdout.apply_overrides(recipe, "fit.epochs=3+tasks.1.weight=2.0+encoders.features.normalize=true")
+    assert (changed["fit"]["epochs"], changed["tasks"][1]["weight"], changed["encoders"]["features"]["normalize"]) == (3, 2.0, True)
+    assert recipe["fit"]["epochs"] == 80 and "normalize" not in recipe["encoders"]["features"]  # the entry's own untouched
+    with pytest.raises(ValueError, match=r"the recipe has no 'fit.epoch'; keys there: \['batch_size', 'epochs'"):
+        zoo_holdout.apply_overrides(recipe, "fit.epoch=3")
+    with pytest.raises(ValueError, match=r"'tasks.3': a list index from 0 to 2 is needed here"):
+        zoo_holdout.apply_overrides(recipe, "tasks.3.weight=1")
+    with pytest.raises(ValueError, match=r"is not JSON"):
+        zoo_holdout.apply_overrides(recipe, "fit.epochs=three")
+    fit, held = zoo_holdout.holdout_rows(266, 0.2, 123)
+    assert len(held) == 53 and not set(fit) & set(held) and sorted({*fit, *held}) == list(range(266))
+    out = tmp_path / "holdout.json"
+    assert zoo_holdout.main(["penguins_hard", "--variant", "fit.epochs=2", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    table = result["variants"]["fit.epochs=2"]["table"]
+    assert [row["key"] for row in table] == ["species_accuracy", "sex_accuracy", "body_mass_rmse"]
+    assert result["variants"]["fit.epochs=2"]["epochs_run"] == 2 and result["holdout_rows"] == 53
+    with pytest.raises(SystemExit):
+        zoo_holdout.main(["penguins_hard", "--fraction", "1.5"])
