@@ -8,7 +8,13 @@ and the card's baselines (`LogisticRegression(C=1)` on standardised features, `H
 scored on the same held-out fold. Prints each method's mean sex accuracy with its standard error, and the paired
 per-fold difference entry - baseline with a t-interval.
 
-    python -m benchmarks.penguins_cv [--repeats 3] [--out benchmarks/results/penguins_cv.json]
+    python -m benchmarks.penguins_cv [--repeats 3] [--out PATH]
+
+To choose between recipes without the card's test rows, `--train-only` cross-validates over the 266 train rows
+alone and `--variant` (repeatable) adds recipe variants, written as for `benchmarks.zoo_holdout` (`base` is the
+recipe as shipped, e.g. `encoders.features.normalize=true` or `tasks.1.weight=2.0`):
+
+    python -m benchmarks.penguins_cv --train-only --variant base --variant encoders.features.normalize=true
 """
 
 from __future__ import annotations
@@ -22,25 +28,27 @@ import numpy as np
 from scipy import stats
 
 
-def _rows() -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """All rows of the entry's data (its train and test splits), features as the entry gets them."""
+def _rows(train_only: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """All rows of the entry's data (its train and test splits; only the train split with `train_only`), features
+    as the entry gets them."""
     from mtmm_keras.zoo import evaluation, registry
 
     recipe = registry.recipe("penguins_hard")
     x_train, y_train = evaluation.split_arrays(recipe, "train")
+    if train_only:
+        return np.asarray(x_train["features"]), {task: np.ravel(y) for task, y in y_train.items()}
     x_test, y_test = evaluation.split_arrays(recipe, "test")
     features = np.concatenate([x_train["features"], x_test["features"]])
     labels = {task: np.concatenate([np.ravel(y_train[task]), np.ravel(y_test[task])]) for task in y_train}
     return features, labels
 
 
-def _entry_sex_accuracy(features, labels, train, test) -> float:
-    """Fit the entry's recipe on the `train` rows (as `mtmm zoo train` does) and score its sex head on `test`."""
+def _entry_sex_accuracy(features, labels, train, test, recipe) -> float:
+    """Fit `recipe` on the `train` rows (as `mtmm zoo train` does) and score its sex head on `test`."""
     import keras
 
-    from mtmm_keras.zoo import evaluation, recipes, registry, training
+    from mtmm_keras.zoo import evaluation, recipes, training
 
-    recipe = registry.recipe("penguins_hard")
     keras.utils.set_random_seed(recipes.seed_of(recipe))
     x_train, y_train = {"features": features[train]}, {task: y[train] for task, y in labels.items()}
     model, _ = training.build_and_fit(recipe, x_train, y_train, recipe["fit"]["epochs"])
@@ -49,60 +57,80 @@ def _entry_sex_accuracy(features, labels, train, test) -> float:
     return float(metrics["sex_accuracy"])
 
 
-def run(repeats: int) -> dict:
-    """Per-fold sex accuracy of the entry and both baselines, and the paired differences' summary."""
+def run(repeats: int, variants: tuple[str, ...] = (), train_only: bool = False) -> dict:
+    """Per-fold sex accuracy of the entry (and of each recipe variant) and both baselines, and the paired
+    differences' summary."""
+    from mtmm_keras.zoo import registry
+
+    from benchmarks.zoo_holdout import BASE, apply_overrides
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import RepeatedStratifiedKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    features, labels = _rows()
+    recipe = registry.recipe("penguins_hard")
+    entries = {"entry": recipe, **{f"entry[{v}]": apply_overrides(recipe, v) for v in variants if v != BASE}}
+    features, labels = _rows(train_only)
     sex = labels["sex"]
     folds = RepeatedStratifiedKFold(n_splits=5, n_repeats=repeats, random_state=0).split(features, sex)
-    scores: dict[str, list[float]] = {"entry": [], "linear": [], "hgb": []}
+    scores: dict[str, list[float]] = {**{name: [] for name in entries}, "linear": [], "hgb": []}
     start = time.perf_counter()
     for k, (train, test) in enumerate(folds):
         linear = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=500)).fit(features[train], sex[train])
         hgb = HistGradientBoostingClassifier(random_state=0).fit(features[train], sex[train])
         scores["linear"].append(float(linear.score(features[test], sex[test])))
         scores["hgb"].append(float(hgb.score(features[test], sex[test])))
-        scores["entry"].append(_entry_sex_accuracy(features, labels, train, test))
+        for name, chosen in entries.items():
+            scores[name].append(_entry_sex_accuracy(features, labels, train, test, chosen))
         print(f"fold {k + 1:2d}/{5 * repeats}: " + ", ".join(f"{n} {v[-1]:.3f}" for n, v in scores.items())
               + f"  ({time.perf_counter() - start:.0f} s)", flush=True)
     summary = {}
     for name, values in scores.items():
         values = np.asarray(values)
         summary[name] = {"mean": float(values.mean()), "standard_error": float(values.std(ddof=1) / np.sqrt(len(values)))}
-    for baseline in ("linear", "hgb"):
-        diff = np.asarray(scores["entry"]) - np.asarray(scores[baseline])
-        half = float(stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff)))
-        summary[f"entry - {baseline}"] = {"mean": float(diff.mean()), "interval_95": [float(diff.mean() - half),
-                                                                                      float(diff.mean() + half)]}
-    return {"rows": int(len(sex)), "folds": 5 * repeats, "scores": scores, "summary": summary,
-            "seconds": time.perf_counter() - start}
+    for name in entries:
+        for baseline in ("linear", "hgb"):
+            diff = np.asarray(scores[name]) - np.asarray(scores[baseline])
+            half = float(stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff)))
+            summary[f"{name} - {baseline}"] = {"mean": float(diff.mean()),
+                                               "interval_95": [float(diff.mean() - half), float(diff.mean() + half)]}
+    return {"rows": int(len(sex)), "train_only": train_only, "folds": 5 * repeats, "scores": scores,
+            "summary": summary, "seconds": time.perf_counter() - start}
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the cross-validation, print the summary table and write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3, help="repeats of 5-fold cross-validation (default 3)")
-    parser.add_argument("--out", default="benchmarks/results/penguins_cv.json", help="where to write the JSON")
+    parser.add_argument("--out", default=None, help="where to write the JSON (default benchmarks/results/"
+                        "penguins_cv.json, or penguins_cv_train_only.json with --train-only)")
+    parser.add_argument("--train-only", action="store_true",
+                        help="cross-validate over the train split's rows only (never the card's test rows)")
+    parser.add_argument("--variant", action="append", default=[],
+                        help="a recipe variant: path=JSON overrides joined by '+' (repeatable; 'base': as shipped)")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error(f"--repeats must be a positive integer, got {args.repeats}")
-    result = run(args.repeats)
-    print(f"\nsex accuracy, {result['folds']} folds over {result['rows']} rows:")
+    try:
+        result = run(args.repeats, tuple(args.variant), args.train_only)
+    except ValueError as error:
+        parser.error(str(error))
+    where = "train rows" if args.train_only else "rows"
+    print(f"\nsex accuracy, {result['folds']} folds over {result['rows']} {where}:")
     print("| model | mean | standard error |\n|---|---|---|")
-    for name in ("entry", "linear", "hgb"):
+    entries = [name for name in result["scores"] if name.startswith("entry")]
+    for name in (*entries, "linear", "hgb"):
         s = result["summary"][name]
         print(f"| {name} | {s['mean']:.4f} | {s['standard_error']:.4f} |")
-    for baseline in ("linear", "hgb"):
-        s = result["summary"][f"entry - {baseline}"]
-        print(f"entry - {baseline}: {s['mean']:+.4f}, paired 95 % interval [{s['interval_95'][0]:+.4f}, "
-              f"{s['interval_95'][1]:+.4f}]")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1))
+    for name in entries:
+        for baseline in ("linear", "hgb"):
+            s = result["summary"][f"{name} - {baseline}"]
+            print(f"{name} - {baseline}: {s['mean']:+.4f}, paired 95 % interval [{s['interval_95'][0]:+.4f}, "
+                  f"{s['interval_95'][1]:+.4f}]")
+    out = Path(args.out or f"benchmarks/results/penguins_cv{'_train_only' if args.train_only else ''}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
     return 0
 
 

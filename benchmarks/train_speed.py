@@ -1,6 +1,6 @@
 """Training speed of the mtmm builders against PyTorch versions of the spec's reference models.
 
-Run: `.venv/bin/python -m benchmarks.train_speed [--quick] [--profile] [--allow-busy] [--out benchmarks/results/train_speed.json]`
+Run: `.venv/bin/python -m benchmarks.train_speed [--quick] [--fits-per-run N] [--profile] [--allow-busy] [--out benchmarks/results/train_speed.json]`
 (needs the `bench` extra: `pip install -e ".[bench]"`, i.e. torch==2.13.0; the MMoE case also DeepCTR-Torch,
 `pip install deepctr-torch==0.3.0`, and is skipped without it).
 
@@ -284,13 +284,17 @@ class TorchWorker:
             return None
 
     def time(self, cmd: dict) -> dict:
+        """Seconds for `fits` (default 1) consecutive training runs of the prepared case."""
+        fits = cmd.get("fits", 1)
         if self.cases[cmd["case"]][0] == "deepctr":
             start = time.perf_counter()
-            self._deepctr_fit(cmd["case"])
+            for _ in range(fits):
+                self._deepctr_fit(cmd["case"])
             return {"seconds": time.perf_counter() - start}
         model, loss_fn, optimizer, inputs, targets, spec = self.cases[cmd["case"]]
         start = time.perf_counter()
-        self.ref.train(model, loss_fn, optimizer, inputs, targets, spec["batch_size"], spec["epochs"])
+        for _ in range(fits):
+            self.ref.train(model, loss_fn, optimizer, inputs, targets, spec["batch_size"], spec["epochs"])
         return {"seconds": time.perf_counter() - start}
 
     def profile(self, cmd: dict) -> dict:
@@ -393,9 +397,11 @@ class KerasWorker:
                 "compile": {"steps_per_execution": model.steps_per_execution, "jit_compile": model.jit_compile}}
 
     def time(self, cmd: dict) -> dict:
+        """Seconds for `fits` (default 1) consecutive `fit` calls of the prepared case."""
         model, x, y, spec = self.cases[cmd["case"]]
         start = time.perf_counter()
-        model.fit(x, y, batch_size=spec["batch_size"], epochs=spec["epochs"], verbose=0)
+        for _ in range(cmd.get("fits", 1)):
+            model.fit(x, y, batch_size=spec["batch_size"], epochs=spec["epochs"], verbose=0)
         return {"seconds": time.perf_counter() - start}
 
     def profile(self, cmd: dict) -> dict:
@@ -539,15 +545,16 @@ def process_cpu_seconds(pid: int) -> float | None:
     return None if times is None else (times[0] + times[1]) / os.sysconf("SC_CLK_TCK")
 
 
-def timed_run(workers: dict[str, "Worker"], name: str, case: str, settle_s: float) -> tuple[float, float | None]:
-    """One timed run on worker `name`, after `settle_s` of quiet; also the CPU seconds the *other*
-    workers burned meanwhile (e.g. OpenMP threads still spin-waiting after their own run), which
-    would be stolen from the side being timed."""
+def timed_run(workers: dict[str, "Worker"], name: str, case: str, settle_s: float,
+              fits: int = 1) -> tuple[float, float | None]:
+    """One timed run on worker `name`, after `settle_s` of quiet: seconds per fit of `fits` consecutive
+    fits; also the CPU seconds the *other* workers burned meanwhile (e.g. OpenMP threads still spin-waiting
+    after their own run), which would be stolen from the side being timed."""
     if settle_s:
         time.sleep(settle_s)
     others = [w.proc.pid for other, w in workers.items() if other != name]
     before = [process_cpu_seconds(pid) for pid in others]
-    seconds = workers[name].call("time", case=case)["seconds"]
+    seconds = workers[name].call("time", case=case, **({"fits": fits} if fits > 1 else {}))["seconds"] / fits
     after = [process_cpu_seconds(pid) for pid in others]
     if any(v is None for v in before + after):
         return seconds, None
@@ -692,7 +699,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         report["cases"] = {}
         for case in cases:
             entry = measure_case(workers, backends, case, dict(sizes[case]), args.repeats, args.settle, compile_kwargs,
-                                 peak, args.allow_busy)
+                                 peak, args.allow_busy, fits_per_run=args.fits_per_run)
             if args.profile:
                 entry["profile"] = {name: w.call("profile", case=case) for name, w in workers.items()}
             report["cases"][case] = entry
@@ -712,9 +719,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def measure_case(workers: dict[str, Any], backends: Sequence[str], case: str, spec: dict, repeats: int, settle: float,
-                 compile_kwargs: dict, peak: float, allow_busy: bool, foreign: Any = None) -> dict[str, Any]:
+                 compile_kwargs: dict, peak: float, allow_busy: bool, foreign: Any = None,
+                 fits_per_run: int = 1) -> dict[str, Any]:
     """Prepare `case` on every worker (its first run: set-up), time `repeats` runs per side interleaved
-    (steady state), and summarise: samples/s, set-up vs steady time per side, mtmm/PyTorch ratios.
+    (steady state), and summarise: samples/s, set-up vs steady time per side, mtmm/PyTorch ratios. Each
+    timed run is `fits_per_run` consecutive fits (per-fit time: their mean), as in a loop of fits.
 
     `workers` maps "torch" and each backend to an object with `call(op, **kwargs)` and `proc.pid`;
     `foreign` makes the load sampler (`ForeignLoad` by default). When other processes kept more than
@@ -732,14 +741,14 @@ def measure_case(workers: dict[str, Any], backends: Sequence[str], case: str, sp
     load = foreign([w.proc.pid for w in workers.values()])
     for _ in range(repeats):  # interleaved: A B A B ... (B once per backend)
         for name in workers:
-            seconds, others_cpu = timed_run(workers, name, case, settle)
+            seconds, others_cpu = timed_run(workers, name, case, settle, fits_per_run)
             times[name].append(seconds)
             stolen[name].append(others_cpu)
     other_cores = load.cores()
     refused = busy_refusal(other_cores, allow_busy, f"while {case} was timed")
     flops = prepared[backends[0]]["train_flops_per_sample"]
     entry: dict[str, Any] = {
-        "setup": {**spec, "repeats": repeats, "samples_per_run": samples},
+        "setup": {**spec, "repeats": repeats, "samples_per_run": samples, "fits_per_run": fits_per_run},
         "other_processes_cores": other_cores,
         "busy": other_cores is not None and other_cores > BUSY_CORES,
         "train_flops_per_sample": flops,
@@ -845,6 +854,10 @@ def print_table(report: dict) -> None:
     if report.get("quick"):
         print("--quick: short fits (2 epochs of 8 192 samples), each timed run a new `fit` of an already trained "
               "model; the first run's tracing/compiling is the set-up column. The full run gives the targets' ratios.")
+    fits = {e["setup"].get("fits_per_run", 1) for e in report["cases"].values()}
+    if fits != {1}:
+        print(f"--fits-per-run {max(fits)}: each timed run is that many consecutive fits (per-fit time: their mean), "
+              "as in a loop of fits; the pause comes only before the first.")
     def pct(value: float | None) -> str:
         return "–" if value is None else f"{100 * value:.1f}%"
 
@@ -896,6 +909,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--settle", type=float, default=0.5, metavar="SECONDS",
                         help="quiet pause before each timed run, so the previous side's threads (OpenMP spin-waits) "
                              "are idle (default: 0.5)")
+    parser.add_argument("--fits-per-run", type=int, default=1, metavar="N",
+                        help="consecutive fits per timed run, reported per fit (default 1: one fit after the pause). "
+                             "N > 1 times a fit inside a loop of fits (hyper-parameter search, cross-validation), "
+                             "where the cores have not gone idle since the previous fit")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                         help="auto: CUDA (PyTorch) + JAX GPU (Keras) when PyTorch sees a GPU, else CPU")
     parser.add_argument("--profile", action="store_true",
@@ -912,6 +929,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.worker:
         return worker_main(args.worker, args.device)
+    if args.fits_per_run < 1:
+        parser.error(f"--fits-per-run must be a positive integer, got {args.fits_per_run}")
     try:
         report = run(args)
     except BusyMachine as err:
@@ -921,7 +940,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"train_speed: error: {err}", file=sys.stderr)
         return 2
     print_table(report)
-    out = Path(args.out or f"benchmarks/results/train_speed{'_quick' if args.quick else ''}.json")
+    loop = f"_fits{args.fits_per_run}" if args.fits_per_run > 1 else ""
+    out = Path(args.out or f"benchmarks/results/train_speed{'_quick' if args.quick else ''}{loop}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, default=float) + "\n")
     print(f"\nwrote {out}")

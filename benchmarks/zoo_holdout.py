@@ -42,7 +42,8 @@ def apply_overrides(recipe: dict[str, Any], variant: str) -> dict[str, Any]:
         try:
             value = json.loads(text)
         except json.JSONDecodeError as error:
-            raise ValueError(f"--variant {variant!r}: the value of {path!r} is not JSON ({error.msg}): {text!r}.") from None
+            raise ValueError(f"--variant {variant!r}: the value of {path!r} is not JSON ({error.msg}): "
+                             f"{text!r}.") from None
         node: Any = recipe
         keys = path.split(".")
         for depth, key in enumerate(keys):

@@ -286,3 +286,37 @@ def test_zoo_holdout_overrides_are_checked_and_the_holdout_is_inside_the_train_s
     assert result["variants"]["fit.epochs=2"]["epochs_run"] == 2 and result["holdout_rows"] == 53
     with pytest.raises(SystemExit):
         zoo_holdout.main(["penguins_hard", "--fraction", "1.5"])
+
+
+def test_penguins_cv_train_only_never_reads_the_test_rows_and_checks_variants_before_fitting():
+    from benchmarks import penguins_cv
+
+    features, labels = penguins_cv._rows(train_only=True)
+    every, _ = penguins_cv._rows()
+    assert features.shape == (266, 7) and every.shape == (333, 7) and set(labels) == {"species", "sex", "body_mass"}
+    with pytest.raises(SystemExit):  # refused by the parser before any fold is fitted
+        penguins_cv.main(["--train-only", "--variant", "fit.epoch=3"])
+
+
+def test_fits_per_run_times_consecutive_fits_and_reports_the_time_per_fit():
+    """--fits-per-run N: each timed run asks the worker for N fits in a row and divides its seconds by N."""
+    workers = {"torch": _StubWorker(5.0, 2.0), "jax": _StubWorker(4.0, 0.5)}
+    asked = []
+    for worker in workers.values():
+        original = worker.call
+
+        def call(op, _original=original, **kwargs):
+            asked.append((op, kwargs.get("fits")))
+            result = _original(op, **kwargs)
+            return {"seconds": result["seconds"] * kwargs["fits"]} if op == "time" else result
+
+        worker.call = call
+    spec = {"num_samples": 1000, "batch_size": 100, "epochs": 2, "repeats": 2}
+    entry = train_speed.measure_case(workers, ["jax"], "hard_sharing", spec, 0, 0.0, {}, 1e9, False,
+                                     foreign=_stub_load(0.0), fits_per_run=4)
+    assert [fits for op, fits in asked if op == "time"] == [4, 4, 4, 4]
+    assert entry["setup"]["fits_per_run"] == 4
+    assert entry["mtmm"]["jax"]["samples_per_s"]["median"] == 2000 / 0.5  # per fit, not per run of four
+    assert entry["mtmm"]["jax"]["ratio_over_torch"] == pytest.approx(4.0)
+    with pytest.raises(SystemExit):
+        train_speed.main(["--quick", "--fits-per-run", "0"])
