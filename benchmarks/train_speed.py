@@ -547,14 +547,14 @@ def process_cpu_seconds(pid: int) -> float | None:
 
 def timed_run(workers: dict[str, "Worker"], name: str, case: str, settle_s: float,
               fits: int = 1) -> tuple[float, float | None]:
-    """One timed run on worker `name`, after `settle_s` of quiet: seconds per fit of `fits` consecutive
-    fits; also the CPU seconds the *other* workers burned meanwhile (e.g. OpenMP threads still spin-waiting
-    after their own run), which would be stolen from the side being timed."""
+    """One timed run on worker `name`, after `settle_s` of quiet: `fits` consecutive fits. Returns the seconds
+    per fit and the CPU seconds the *other* workers burned during the run (e.g. OpenMP threads still
+    spin-waiting after their own run), which would be stolen from the side being timed."""
     if settle_s:
         time.sleep(settle_s)
     others = [w.proc.pid for other, w in workers.items() if other != name]
     before = [process_cpu_seconds(pid) for pid in others]
-    seconds = workers[name].call("time", case=case, **({"fits": fits} if fits > 1 else {}))["seconds"] / fits
+    seconds = workers[name].call("time", case=case, fits=fits)["seconds"] / fits
     after = [process_cpu_seconds(pid) for pid in others]
     if any(v is None for v in before + after):
         return seconds, None
