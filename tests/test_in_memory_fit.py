@@ -309,8 +309,9 @@ def test_epoch_batches_are_keras_batches_with_one_gather_per_epoch(shuffle):
     assert ours is not None
     # a Keras whose adapter keeps its arrays elsewhere gets its own pipeline back (the caller repeats it)
     assert _epoch_batches(type("Adapter", (), {"batch_size": 16, "_shuffle": shuffle})(), keras_dataset) is None
-    assert tf.nest.map_structure(lambda a, b: (a.dtype, a.shape.rank) == (b.dtype, b.shape.rank),
+    same = tf.nest.map_structure(lambda a, b: (a.dtype, a.shape.rank) == (b.dtype, b.shape.rank),
                                  ours.element_spec, keras_dataset.element_spec)
+    assert all(tf.nest.flatten(same)), same  # every leaf: a bare `assert same` is true for any non-empty structure
     batches = list(ours.take(10).as_numpy_iterator())  # two epochs of 4 full batches and one of 6 rows
     assert [len(b[0]) for b in batches] == [16, 16, 16, 16, 6] * 2
     if not shuffle:
