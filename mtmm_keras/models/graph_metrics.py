@@ -63,8 +63,9 @@ def _compiled(model: Any, name: str, body: Any) -> Any | None:
         cache = _CompiledMetricCalls(key)
         model.__dict__[_CACHE_ATTRIBUTE] = cache
     if name not in cache.calls:
-        if cache.eager_calls.get(name, 0) < EAGER_CALLS_BEFORE_COMPILING:
-            cache.eager_calls[name] = cache.eager_calls.get(name, 0) + 1
+        eager = cache.eager_calls.get(name, 0)
+        if eager < EAGER_CALLS_BEFORE_COMPILING:
+            cache.eager_calls[name] = eager + 1
             return None
         cache.calls[name] = tf.function(body, autograph=False)
     return cache.calls[name]
