@@ -122,7 +122,7 @@ EXPLICIT = {"steps_per_execution": 1, "jit_compile": False}
 out = {}
 for case in [*MULTITASK, *JOINT_LOSSES]:
     keras.utils.set_random_seed(0)
-    single = build(case, steps_per_execution=1)
+    single = build(case, steps_per_execution=1, run_eagerly=True)  # 3 steps: eager beats tracing
     initial = single.get_weights()
     result = {"one": train(single, case, initial)}
     with strategy.scope():  # the builder's own defaults in the scope (builders._common applies them)
