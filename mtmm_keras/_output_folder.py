@@ -47,19 +47,40 @@ def signal_guards() -> Iterator[None]:
             raise KeyboardInterrupt
         sys.exit(128 + signum)
 
-    def unraisable(info):  # our exception landed in a __del__ and was ignored: the next step re-raises it
-        if not (_signals_received and issubclass(info.exc_type, (KeyboardInterrupt, SystemExit))):
-            previous_hook(info)
+    # Our exception landed in a __del__ or in a C call back into Python, which printed and dropped it: the next
+    # step re-raises it, so the user sees the one "interrupted" line, not a stray traceback.
+    def unraisable(info):
+        if not (_signals_received and _raised_by_a_signal(info.exc_value)):
+            previous_unraisable(info)
+
+    def excepthook(kind, error, trace):
+        if not (_signals_received and _raised_by_a_signal(error)):
+            previous_excepthook(kind, error, trace)
 
     previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
-    previous_hook, sys.unraisablehook = sys.unraisablehook, unraisable
+    previous_unraisable, sys.unraisablehook = sys.unraisablehook, unraisable
+    previous_excepthook, sys.excepthook = sys.excepthook, excepthook
     try:
         yield
     finally:
         for signum, old in previous.items():
             signal.signal(signum, old)
-        sys.unraisablehook = previous_hook
+        sys.unraisablehook = previous_unraisable
+        sys.excepthook = previous_excepthook
         _signals_received.clear()
+
+
+def _raised_by_a_signal(error: BaseException | None) -> bool:
+    """Whether `error` is the handler's KeyboardInterrupt/SystemExit or was caused by it: raised inside a C call
+    back into Python (TensorFlow's nest flattening importing a module), it comes out as a SystemError ("returned a
+    result with an exception set") chained to ours."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, (KeyboardInterrupt, SystemExit)):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def raise_if_interrupted() -> None:

@@ -325,3 +325,42 @@ def test_probe_leftover_of_a_killed_run_is_cleaned(tmp_path):
     (tmp_path / f".out.mtmm-staging-{_dead_pid()}-probe-abcd").mkdir()
     _write_output(_folder(tmp_path / "out"), {"a": "1"})
     assert os.listdir(tmp_path) == ["out"]
+
+
+def _signal_chained_error() -> SystemError:
+    """What CPython makes of our handler's SystemExit raised inside a C call back into Python."""
+    try:
+        try:
+            raise SystemExit(143)
+        except SystemExit as stop:
+            raise SystemError("<built-in function __import__> returned a result with an exception set") from stop
+    except SystemError as error:
+        return error
+
+
+@pytest.mark.parametrize("hook", ["unraisablehook", "excepthook"])
+def test_an_error_our_signal_caused_in_a_c_callback_prints_no_traceback(hook, monkeypatch):
+    """A SIGTERM landing inside TensorFlow's C++ (nest flattening importing a module) comes out as a SystemError
+    chained to our SystemExit, which the C code printed as a stray traceback before the "interrupted" line. Inside
+    the guards, once a signal has arrived, such errors are dropped (the next step re-raises the interruption);
+    other errors, and every error before a signal, still reach the hook that was there before."""
+    from types import SimpleNamespace
+
+    reached = []
+    monkeypatch.setattr(sys, hook, lambda *args: reached.append(args))
+
+    def report(error):
+        reached.clear()
+        if hook == "unraisablehook":
+            sys.unraisablehook(SimpleNamespace(exc_type=type(error), exc_value=error, exc_traceback=None,
+                                               err_msg=None, object=None))
+        else:
+            sys.excepthook(type(error), error, None)
+        return len(reached)
+
+    with _output_folder.signal_guards():
+        assert report(_signal_chained_error()) == 1  # no signal yet: a real error
+        _output_folder._signals_received.append(15)
+        assert report(_signal_chained_error()) == 0
+        assert report(ValueError("unrelated")) == 1
+    assert not _output_folder._signals_received
