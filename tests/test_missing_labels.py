@@ -179,19 +179,3 @@ def test_missing_labels_in_a_list_y_train_like_the_dict(rng):
         np.testing.assert_allclose(h_list[key], h_dict[key], rtol=1e-6, err_msg=key)
     for a, b in zip(w_dict, w_list):
         np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-7)
-
-
-@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="counts the ops of a TensorFlow graph")
-@pytest.mark.parametrize("metrics", [None, ["mae"]])
-def test_presence_masks_for_metrics_are_built_only_when_there_are_metrics(metrics):
-    """The train step masks each task's labels for its loss; it masks them again for the compiled metrics only
-    when compile gave some (without metrics those ops ran in every step for nothing)."""
-    import tensorflow as tf
-
-    tasks = [mk.Task("a", 1, metrics=metrics or ()), mk.Task("b", 1, metrics=metrics or ())]
-    model = mk.builders.hard_sharing((6,), tasks, trunk_units=(8,))
-    x = tf.zeros((4, 6))
-    y = {"a": tf.zeros((4, 1)), "b": tf.zeros((4, 1))}
-    graph = tf.function(lambda x, y: model.train_step((x, y))).get_concrete_function(x, y).graph
-    masks = sum(op.type == "IsNan" for op in graph.get_operations())
-    assert masks == (2 if metrics is None else 4), masks

@@ -183,8 +183,7 @@ class MultiTaskModel(KerasFormatSaveMixin, MultiWorkerFitMixin, InMemoryFitMixin
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         """Keras's compiled metrics, each task's over the rows where its label is present."""
-        compiled = getattr(self, "_compile_metrics", None)
-        if not self._weighting_active() or compiled is None or not _has_compiled_metrics(compiled, y, y_pred):
+        if not self._weighting_active() or getattr(self, "_compile_metrics", None) is None:
             return super().compute_metrics(x, y, y_pred, sample_weight)
         plan = self._task_plan()
         safe, masks = _task_losses.masked_labels(plan, y)
@@ -280,21 +279,6 @@ def _base_on_epoch_end() -> Any:
     from mtmm_keras.weighting import Weighting
 
     return Weighting.on_epoch_end
-
-
-def _has_compiled_metrics(compiled: Any, y: Any, y_pred: Any) -> bool:
-    """Whether `compile(metrics=..., weighted_metrics=...)` gave any metric. Without one, the presence masks
-    that `_update_compiled_metrics` needs are not computed: on TensorFlow they were ~15 ops in every training
-    step for nothing. True when Keras's internals are not as expected (the caller then takes the masked path,
-    which checks them itself)."""
-    try:
-        if not compiled.built:
-            compiled.build(y, y_pred)
-        entries = [*compiled._flat_metrics, *compiled._flat_weighted_metrics]
-    except (AttributeError, TypeError):
-        return True
-    # an output without metrics is None, or a metrics list holding none (the builders pass `{task: []}`)
-    return any(entry is not None and getattr(entry, "metrics", True) for entry in entries)
 
 
 def _update_compiled_metrics(compiled: Any, y: Any, safe: dict, y_pred: Any, masks: dict, sample_weight: Any) -> bool:
