@@ -13,7 +13,8 @@ from typing import Sequence
 DISTRIBUTE_ENGINES = ("mirrored", "multi_worker", "jax")
 
 def _quiet_backend() -> None:
-    """Import the backend with TensorFlow's C++ start-up log (oneDNN, CUDA probing, absl) silenced.
+    """Import the backend with TensorFlow's C++ start-up log (oneDNN, CUDA probing, absl) silenced, then freeze
+    what the import made out of the cyclic garbage collector's reach.
 
     The env vars cover most of it; the absl/cudart lines printed before logging is initialised
     ignore them, so stderr is pointed at /dev/null for the duration of the import only.

@@ -42,23 +42,28 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
 
 
-def pytest_collection_finish(session):
-    """Freeze what collection left alive (TensorFlow, JAX, torch, Keras and the test modules: about half a
-    million objects) out of the cyclic garbage collector's reach, so full collections skip them (the TFLite
-    converter calls gc.collect() twice per flavour). Those objects live for the whole run anyway."""
+def _freeze_survivors() -> None:
+    """Collect the garbage once, then freeze what is left alive out of the cyclic garbage collector's reach, so
+    later full collections (the TFLite converter forces two per flavour) skip it. Without this, a worker's full
+    collections walked every object the imports and earlier files left alive: about a second each by the end of a
+    run, 75 s per worker in the TensorFlow pass."""
     gc.collect()
     gc.freeze()
 
 
+def pytest_collection_finish(session):
+    """Freeze what collection left alive (TensorFlow, JAX, torch, Keras and the test modules: about half a
+    million objects, alive for the whole run anyway)."""
+    _freeze_survivors()
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_teardown(item, nextitem):
-    """After a file's last test (its module fixtures torn down), collect that file's garbage once and freeze what
-    outlives it (Keras and TensorFlow caches, session fixtures): without this, a worker's full collections walked
-    every object earlier files left alive, about a second each by the end of a run, 75 s per worker."""
+    """After a file's last test (its module fixtures torn down), freeze what outlives the file (Keras and
+    TensorFlow caches, session fixtures)."""
     yield
     if nextitem is None or nextitem.module is not item.module:
-        gc.collect()
-        gc.freeze()
+        _freeze_survivors()
 
 
 def pytest_configure(config):
