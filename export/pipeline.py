@@ -212,6 +212,9 @@ def _verify(artifact, batch_size, rows, expected, labels, kinds, names, onnx_nam
         run = _runner(artifact, batch_size, onnx_names if artifact.format in ("onnx", "ort", "openvino") else None)
         got = run(rows)
     except Exception as err:  # the deployment runtime itself rejects the artifact
+        # ... unless the user stopped us: a Ctrl-C inside TensorFlow can come out as any error (a TypeError from
+        # tf.function's argument binding); reporting it as a failed verification would blame the artifact
+        _output_folder_mod.raise_if_interrupted()
         artifact.error = f"{type(err).__name__} in the {artifact.format} runtime: {str(err).splitlines()[0][:300]}"
         return
     artifact.names_match = set(got) == set(names)

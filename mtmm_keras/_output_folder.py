@@ -13,12 +13,14 @@ import contextlib
 import ctypes
 import errno
 import fcntl
+import gc
 import json
 import os
 import secrets
 import shutil
 import signal
 import sys
+import traceback
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -43,14 +45,13 @@ def signal_guards() -> Iterator[None]:
 
     def handler(signum, frame):
         _signals_received.append(signum)
-        if signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        sys.exit(128 + signum)
+        raise _interruption(signum)
 
-    # Our exception landed in a __del__ or in a C call back into Python, which printed and dropped it: the next
-    # step re-raises it, so the user sees the one "interrupted" line, not a stray traceback.
+    # Once a signal has arrived, what a finalizer reports is the interruption's debris: our exception landed in a
+    # __del__, or an object the interrupted work left half-built fails in its own (TensorFlow's ApiDefMap: "no
+    # attribute '_api_def_map'"). The user sees the one "interrupted" line, not a stray traceback.
     def unraisable(info):
-        if not (_signals_received and _raised_by_a_signal(info.exc_value)):
+        if not _signals_received:
             previous_unraisable(info)
 
     def excepthook(kind, error, trace):
@@ -62,12 +63,36 @@ def signal_guards() -> Iterator[None]:
     previous_excepthook, sys.excepthook = sys.excepthook, excepthook
     try:
         yield
+    except BaseException as error:
+        if not _signals_received:
+            raise
+        # Once a signal has arrived, whatever ends the block is the interruption, not an error to report: a
+        # library may have caught ours and raised its own (TensorFlow turns a KeyboardInterrupt inside
+        # tf.function's argument binding into "TypeError: Binding inputs to tf.function failed", chain lost).
+        _release_interrupted_work(error)
+        raise _interruption(_signals_received[0]) from None
     finally:
         for signum, old in previous.items():
             signal.signal(signum, old)
         sys.unraisablehook = previous_unraisable
         sys.excepthook = previous_excepthook
         _signals_received.clear()
+
+
+def _interruption(signum: int) -> BaseException:
+    """What a signal raises: KeyboardInterrupt for Ctrl-C, SystemExit(128 + signum) for SIGTERM (the shell's code)."""
+    return KeyboardInterrupt() if signum == signal.SIGINT else SystemExit(128 + signum)
+
+
+def _release_interrupted_work(error: BaseException) -> None:
+    """Free what the unwound frames of `error` (and the errors chained to it) still hold, while the guards' hooks
+    are on: half-built objects are finalized here, quietly, instead of at interpreter exit after the message."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        traceback.clear_frames(error.__traceback__)
+        error = error.__cause__ or error.__context__
+    gc.collect()
 
 
 def _raised_by_a_signal(error: BaseException | None) -> bool:

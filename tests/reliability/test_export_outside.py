@@ -399,3 +399,31 @@ def test_cli_bad_format_is_refused_before_the_model_is_loaded(tmp_path, capsys, 
     result = _cli_here(capsys, monkeypatch, "export", "zoo:mfeat_fusion", "--out", str(tmp_path / "o"), "--format", "onxx")
     assert_clean_cli_error(result, "`--format` must be one of")
     assert os.listdir(tmp_path) == []
+
+
+def test_a_ctrl_c_inside_the_verifying_runtime_is_not_reported_as_a_failed_verification(saved_model, tmp_path,
+                                                                                         monkeypatch):
+    """A signal landing inside TensorFlow while the SavedModel is verified came out as a TypeError, which the
+    verifier took for the runtime rejecting the artifact: `mtmm export` printed a failed-verification table and
+    exited 1 for a Ctrl-C. After a signal, the verifier's error is the interruption."""
+    from mtmm_keras import _output_folder
+    from mtmm_keras.export import pipeline
+
+    received, signal_lands = [], [True]
+    monkeypatch.setattr(_output_folder, "_signals_received", received)
+
+    def runner_hit_by_a_signal(path):
+        if signal_lands:
+            received.append(signal.SIGINT)
+        raise TypeError("Binding inputs to tf.function failed")
+
+    monkeypatch.setattr(pipeline.runtimes, "saved_model_runner", runner_hit_by_a_signal)
+    (tmp_path / "notes.txt").write_text("mine")
+    before = tree_listing(tmp_path)
+    model = keras.models.load_model(saved_model)
+    with pytest.raises(KeyboardInterrupt, match="nothing was written"):
+        api.export_model(model, str(tmp_path / "out"), formats=("saved_model",), verbose=False)
+    assert tree_listing(tmp_path) == before
+    received.clear(), signal_lands.clear()  # without a signal the same error is the runtime's verdict on the artifact
+    with pytest.raises(api.ExportVerificationError, match="verification failed"):
+        api.export_model(model, str(tmp_path / "out"), formats=("saved_model",), verbose=False)

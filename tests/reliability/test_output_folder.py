@@ -3,6 +3,7 @@ cleans what a killed run left, refuses a second writer. Fast cases, no model nee
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -360,7 +361,79 @@ def test_an_error_our_signal_caused_in_a_c_callback_prints_no_traceback(hook, mo
 
     with _output_folder.signal_guards():
         assert report(_signal_chained_error()) == 1  # no signal yet: a real error
+        assert report(ValueError("unrelated")) == 1
         _output_folder._signals_received.append(15)
         assert report(_signal_chained_error()) == 0
-        assert report(ValueError("unrelated")) == 1
+        # a finalizer's error after a signal is the interruption's debris; an uncaught one must be chained to it
+        assert report(ValueError("unrelated")) == (0 if hook == "unraisablehook" else 1)
     assert not _output_folder._signals_received
+    assert report(ValueError("after the guards")) == 1
+
+
+def _library_swallowing_the_signal(signum):
+    """What TensorFlow's tf.function call does when the signal lands while it binds arguments: it catches the
+    exception and raises its own TypeError, without the chain."""
+    try:
+        os.kill(os.getpid(), signum)
+    except BaseException:
+        raise TypeError("Binding inputs to tf.function failed due to `missing a required argument`") from None
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_library_error_raised_after_a_signal_ends_the_block_as_the_interruption(signum):
+    """CI caught `mtmm export` printing "error: in user code: TypeError: Binding inputs to tf.function failed"
+    for a Ctrl-C, instead of "interrupted; nothing was written". Once a signal has arrived, whatever ends the
+    guarded block is the interruption; before one, errors pass through unchanged."""
+    with pytest.raises(TypeError, match="a real error"):
+        with _output_folder.signal_guards():
+            raise TypeError("a real error")
+    expected = KeyboardInterrupt if signum == signal.SIGINT else SystemExit
+    with pytest.raises(expected) as stopped:
+        with _output_folder.signal_guards():
+            _library_swallowing_the_signal(signum)
+    if signum == signal.SIGTERM:
+        assert stopped.value.code == 128 + signal.SIGTERM
+    assert signal.getsignal(signum) is not None and not _output_folder._signals_received
+
+
+def test_the_cli_reports_a_ctrl_c_a_library_turned_into_an_error_as_an_interruption(monkeypatch, capsys):
+    from mtmm_keras import cli
+
+    monkeypatch.setattr(cli, "_cmd_export", lambda args: _library_swallowing_the_signal(signal.SIGINT))
+    assert cli.main(["export", "m.keras", "--out", "out"]) == 130
+    err = capsys.readouterr().err
+    assert "mtmm export: interrupted; nothing was written (partial output removed)." in err and "TypeError" not in err
+
+
+class _HalfBuilt:
+    """An object whose __init__ the signal cut short, and whose __del__ then fails (TensorFlow's ApiDefMap)."""
+
+    finalized: list[bool] = []
+
+    def __init__(self, signum):
+        os.kill(os.getpid(), signum)
+        self.handle = 1
+
+    def __del__(self):
+        _HalfBuilt.finalized.append(True)
+        self.handle  # noqa: B018 - AttributeError: __init__ never got this far
+
+
+def test_what_the_interrupted_work_left_half_built_is_finalized_quietly_inside_the_guards(monkeypatch):
+    """CI printed "Exception ignored in: ApiDefMap.__del__ ... AttributeError" after "interrupted; nothing was
+    written": the half-built object lived on in the traceback's frames until interpreter exit, after the guards
+    had put the unraisable hook back. The guards free those frames before they end."""
+    reached = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda info: reached.append(info))
+    monkeypatch.setattr(_HalfBuilt, "finalized", [])
+
+    def library_call():
+        try:
+            _HalfBuilt(signal.SIGINT)
+        except BaseException:
+            raise TypeError("Binding inputs to tf.function failed") from None
+
+    with pytest.raises(KeyboardInterrupt):
+        with _output_folder.signal_guards():
+            library_call()
+    assert _HalfBuilt.finalized == [True] and reached == []
