@@ -9,7 +9,11 @@ interval. A variant is a `+`-joined list of `path=JSON` overrides of the recipe,
 `builder_kwargs.num_experts=8+encoders.tabular.num_bins=64` or `tasks.5.weight=2.0`; `base` is the recipe as it is.
 
     python -m benchmarks.zoo_holdout movies_mmoe --variant base --variant builder_kwargs.num_experts=8 \\
-        [--fraction 0.2] [--seed 123] [--out benchmarks/results/zoo_holdout_movies_mmoe.json]
+        [--ensemble 5] [--fraction 0.2] [--seed 123] [--out benchmarks/results/zoo_holdout_movies_mmoe.json]
+
+`--ensemble K` also fits each variant with `fit.seed` + 1, …, + K − 1 and scores the mean of the K models' outputs
+(a seed ensemble: logits of binary heads, probabilities of softmax heads, values of regression heads), in a row
+`<variant> ×K` beside the single model's.
 
 Only task entries (not the joint-embedding retrieval entries) are supported.
 """
@@ -77,8 +81,23 @@ def holdout_rows(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.nda
     return np.sort(order[:cut]), np.sort(order[cut:])
 
 
-def run(name: str, variants: list[str], fraction: float, seed: int) -> dict[str, Any]:
-    """Each variant's headline table (the card's `compare`) on the holdout rows of `name`'s train split."""
+class SeedEnsemble:
+    """The mean of several fitted models' outputs, with the one method (and input structure) the card's scoring
+    reads: `predict`."""
+
+    def __init__(self, models: list[Any]):
+        self.models = models
+        self.input, self.inputs = models[0].input, models[0].inputs
+
+    def predict(self, x: Any, **kwargs: Any) -> dict[str, np.ndarray]:
+        """Each output averaged over the members."""
+        outputs = [model.predict(x, **kwargs) for model in self.models]
+        return {name: np.mean([np.asarray(out[name]) for out in outputs], axis=0) for name in outputs[0]}
+
+
+def run(name: str, variants: list[str], fraction: float, seed: int, ensemble: int = 1) -> dict[str, Any]:
+    """Each variant's headline table (the card's `compare`) on the holdout rows of `name`'s train split; with
+    `ensemble` > 1 also the table of `ensemble` seeds' averaged outputs (`<variant> ×K`)."""
     import keras
 
     from mtmm_keras.zoo import baselines, evaluation, headline, recipes, registry, training
@@ -98,20 +117,33 @@ def run(name: str, variants: list[str], fraction: float, seed: int) -> dict[str,
     simple = baselines.task_baselines(base, x_fit, y_fit, x_held)
     print(f"baselines fitted on {len(fit_rows)} rows ({time.perf_counter() - start:.0f} s); holdout {len(held)} rows",
           flush=True)
-    result: dict[str, Any] = {"entry": name, "fraction": fraction, "seed": seed, "fit_rows": int(len(fit_rows)),
-                              "holdout_rows": int(len(held)), "variants": {}}
-    for variant, recipe in chosen.items():
-        start = time.perf_counter()
-        keras.utils.set_random_seed(recipes.seed_of(recipe))
-        model, history = training.build_and_fit(recipe, x_fit, y_fit, recipe["fit"]["epochs"])
+    result: dict[str, Any] = {"entry": name, "fraction": fraction, "seed": seed, "ensemble": ensemble,
+                              "fit_rows": int(len(fit_rows)), "holdout_rows": int(len(held)), "variants": {}}
+
+    def score(label: str, model: Any, recipe: dict[str, Any], epochs_run: list[int], start: float) -> None:
         table = headline.compare(rows, headline.model_outputs(model, recipe, x_held), simple, y_held, recipe)
         below = [row["key"] for row in table if row["margin"] < 0]
-        result["variants"][variant] = {"epochs_run": len(history.get("loss", [])), "below": below,
-                                       "seconds": time.perf_counter() - start,
-                                       "table": [{k: row[k] for k in ("key", "entry", "best_baseline", "baseline",
-                                                                       "margin", "ci95")} for row in table]}
-        print(f"{variant}: {len(below)} headline metric(s) below the best baseline {below} "
-              f"({result['variants'][variant]['epochs_run']} epochs, {time.perf_counter() - start:.0f} s)", flush=True)
+        result["variants"][label] = {"epochs_run": epochs_run[0] if len(epochs_run) == 1 else epochs_run,
+                                     "below": below, "seconds": time.perf_counter() - start,
+                                     "table": [{k: row[k] for k in ("key", "entry", "best_baseline", "baseline",
+                                                                     "margin", "ci95")} for row in table]}
+        print(f"{label}: {len(below)} headline metric(s) below the best baseline {below} "
+              f"({epochs_run} epochs, {time.perf_counter() - start:.0f} s)", flush=True)
+
+    for variant, recipe in chosen.items():
+        start = time.perf_counter()
+        members, epochs_run = [], []
+        for offset in range(ensemble):
+            member = copy.deepcopy(recipe)
+            member["fit"]["seed"] = recipes.seed_of(recipe) + offset
+            keras.utils.set_random_seed(recipes.seed_of(member))
+            model, history = training.build_and_fit(member, x_fit, y_fit, member["fit"]["epochs"])
+            members.append(model)
+            epochs_run.append(len(history.get("loss", [])))
+            if offset == 0:
+                score(variant, model, recipe, epochs_run, start)
+        if ensemble > 1:
+            score(f"{variant} ×{ensemble}", SeedEnsemble(members), recipe, epochs_run, start)
     return result
 
 
@@ -132,14 +164,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("name", help="a zoo entry with tasks (e.g. movies_mmoe, penguins_hard)")
     parser.add_argument("--variant", action="append", default=None,
                         help="path=JSON overrides joined by '+', or 'base' (repeat the flag; default: base)")
+    parser.add_argument("--ensemble", type=int, default=1,
+                        help="also score the mean output of this many seeds per variant (default 1: the single model)")
     parser.add_argument("--fraction", type=float, default=0.2, help="share of the train split held out (default 0.2)")
     parser.add_argument("--seed", type=int, default=123, help="seed of the holdout draw (default 123)")
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/zoo_holdout_<name>.json)")
     args = parser.parse_args(argv)
     if not 0.0 < args.fraction < 1.0:
         parser.error(f"--fraction must be between 0 and 1 (exclusive), got {args.fraction}")
+    if args.ensemble < 1:
+        parser.error(f"--ensemble must be a positive number of seeds, got {args.ensemble}")
     try:
-        result = run(args.name, args.variant or [BASE], args.fraction, args.seed)
+        result = run(args.name, args.variant or [BASE], args.fraction, args.seed, args.ensemble)
     except ValueError as error:
         parser.error(str(error))
     print("\nmargin over the best simple baseline on the holdout (positive: the variant is better):\n")

@@ -279,13 +279,35 @@ def test_zoo_holdout_overrides_are_checked_and_the_holdout_is_inside_the_train_s
     fit, held = zoo_holdout.holdout_rows(266, 0.2, 123)
     assert len(held) == 53 and not set(fit) & set(held) and sorted({*fit, *held}) == list(range(266))
     out = tmp_path / "holdout.json"
-    assert zoo_holdout.main(["penguins_hard", "--variant", "fit.epochs=2", "--out", str(out)]) == 0
+    assert zoo_holdout.main(["penguins_hard", "--variant", "fit.epochs=2", "--ensemble", "2", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     table = result["variants"]["fit.epochs=2"]["table"]
     assert [row["key"] for row in table] == ["species_accuracy", "sex_accuracy", "body_mass_rmse"]
     assert result["variants"]["fit.epochs=2"]["epochs_run"] == 2 and result["holdout_rows"] == 53
+    pair = result["variants"]["fit.epochs=2 ×2"]  # the seed ensemble: two fits (seeds 0 and 1), outputs averaged
+    assert pair["epochs_run"] == [2, 2] and [row["key"] for row in pair["table"]] == [row["key"] for row in table]
+    assert pair["table"][2]["entry"] != table[2]["entry"]
     with pytest.raises(SystemExit):
         zoo_holdout.main(["penguins_hard", "--fraction", "1.5"])
+    with pytest.raises(SystemExit):
+        zoo_holdout.main(["penguins_hard", "--ensemble", "0"])
+
+
+def test_zoo_holdout_seed_ensemble_averages_its_members_outputs():
+    from benchmarks import zoo_holdout
+
+    class Member:
+        input = inputs = ["x"]
+
+        def __init__(self, logit):
+            self.logit = logit
+
+        def predict(self, x, **kwargs):
+            return {"a": np.full((len(x), 1), self.logit), "k": np.tile([[0.2, 0.8]], (len(x), 1)) * self.logit}
+
+    got = zoo_holdout.SeedEnsemble([Member(1.0), Member(2.0), Member(6.0)]).predict(np.zeros((4, 3)), verbose=0)
+    np.testing.assert_allclose(got["a"], np.full((4, 1), 3.0))
+    np.testing.assert_allclose(got["k"], np.tile([[0.6, 2.4]], (4, 1)))
 
 
 def test_penguins_cv_train_only_never_reads_the_test_rows_and_checks_variants_before_fitting():
