@@ -79,9 +79,16 @@ def signal_guards() -> Iterator[None]:
         _signals_received.clear()
 
 
+class SignalExit(SystemExit):
+    """SIGTERM inside `signal_guards()`: unwinds like Ctrl-C and exits with 128 + signum (the shell's code); the
+    CLI reports it as it reports a Ctrl-C."""
+
+
 def _interruption(signum: int) -> BaseException:
-    """What a signal raises: KeyboardInterrupt for Ctrl-C, SystemExit(128 + signum) for SIGTERM (the shell's code)."""
-    return KeyboardInterrupt() if signum == signal.SIGINT else SystemExit(128 + signum)
+    """What a signal raises: KeyboardInterrupt for Ctrl-C, SignalExit(128 + signum) for SIGTERM."""
+    if signum == signal.SIGINT:
+        return KeyboardInterrupt(f"stopped by signal {signum}; nothing was written.")
+    return SignalExit(128 + signum)
 
 
 def _release_interrupted_work(error: BaseException) -> None:
@@ -109,9 +116,9 @@ def _raised_by_a_signal(error: BaseException | None) -> bool:
 
 
 def raise_if_interrupted() -> None:
-    """Raise KeyboardInterrupt if SIGINT/SIGTERM arrived inside `signal_guards()`."""
+    """Raise KeyboardInterrupt (Ctrl-C) or SignalExit (SIGTERM) if either arrived inside `signal_guards()`."""
     if _signals_received:
-        raise KeyboardInterrupt(f"stopped by signal {_signals_received[0]}; nothing was written.")
+        raise _interruption(_signals_received[0])
 
 
 class OutputFolderError(ValueError):

@@ -173,13 +173,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mtmm {args.command}: error: {err.strerror or err}{where}; no output was written "
               "(any partial output was removed).", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _output_folder.SignalExit) as stop:
+        how = "interrupted by SIGTERM" if isinstance(stop, _output_folder.SignalExit) else "interrupted"
         done = _output_folder.committed[written_before:]
         if done:
-            print(f"mtmm {args.command}: interrupted after {', '.join(done)} was written completely.", file=sys.stderr)
+            print(f"mtmm {args.command}: {how} after {', '.join(done)} was written completely.", file=sys.stderr)
         else:
-            print(f"mtmm {args.command}: interrupted; nothing was written (partial output removed).", file=sys.stderr)
-        return 130
+            print(f"mtmm {args.command}: {how}; nothing was written (partial output removed).", file=sys.stderr)
+        return stop.code if isinstance(stop, _output_folder.SignalExit) else 130
 
 
 if __name__ == "__main__":

@@ -387,7 +387,7 @@ def test_a_library_error_raised_after_a_signal_ends_the_block_as_the_interruptio
     with pytest.raises(TypeError, match="a real error"):
         with _output_folder.signal_guards():
             raise TypeError("a real error")
-    expected = KeyboardInterrupt if signum == signal.SIGINT else SystemExit
+    expected = KeyboardInterrupt if signum == signal.SIGINT else _output_folder.SignalExit
     with pytest.raises(expected) as stopped:
         with _output_folder.signal_guards():
             _library_swallowing_the_signal(signum)
@@ -396,13 +396,17 @@ def test_a_library_error_raised_after_a_signal_ends_the_block_as_the_interruptio
     assert signal.getsignal(signum) is not None and not _output_folder._signals_received
 
 
-def test_the_cli_reports_a_ctrl_c_a_library_turned_into_an_error_as_an_interruption(monkeypatch, capsys):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_the_cli_reports_a_signal_a_library_turned_into_an_error_as_an_interruption(monkeypatch, capsys, signum):
+    """Both signals end with one line saying what was (not) written, and the shell's code: 130 for Ctrl-C,
+    143 for SIGTERM (which used to exit silently)."""
     from mtmm_keras import cli
 
-    monkeypatch.setattr(cli, "_cmd_export", lambda args: _library_swallowing_the_signal(signal.SIGINT))
-    assert cli.main(["export", "m.keras", "--out", "out"]) == 130
+    monkeypatch.setattr(cli, "_cmd_export", lambda args: _library_swallowing_the_signal(signum))
+    assert cli.main(["export", "m.keras", "--out", "out"]) == 128 + signum
     err = capsys.readouterr().err
-    assert "mtmm export: interrupted; nothing was written (partial output removed)." in err and "TypeError" not in err
+    how = "interrupted by SIGTERM" if signum == signal.SIGTERM else "interrupted"
+    assert f"mtmm export: {how}; nothing was written (partial output removed)." in err and "TypeError" not in err
 
 
 class _HalfBuilt:
