@@ -387,8 +387,14 @@ class KerasWorker:
     def prepare(self, cmd: dict) -> dict:
         case = cmd["case"]
         self.keras.utils.set_random_seed(0)
-        x, y = make_data(case, cmd["num_samples"])
-        model = self.build(case, cmd.get("compile_kwargs") or {})
+        if case in CASES:
+            x, y = make_data(case, cmd["num_samples"])
+            model = self.build(case, cmd.get("compile_kwargs") or {})
+        else:  # the builders only benchmarks.backend_speed times (no PyTorch reference)
+            from benchmarks import backend_speed
+
+            x, y = backend_speed.make_data(case, cmd["num_samples"])
+            model = backend_speed.build(case, self.mk, cmd.get("compile_kwargs") or {})
         self.cases[case] = (model, x, y, cmd)
         start = time.perf_counter()
         history = model.fit(x, y, batch_size=cmd["batch_size"], epochs=cmd["epochs"], verbose=0)

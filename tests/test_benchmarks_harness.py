@@ -342,3 +342,49 @@ def test_fits_per_run_times_consecutive_fits_and_reports_the_time_per_fit():
     assert entry["mtmm"]["jax"]["ratio_over_torch"] == pytest.approx(4.0)
     with pytest.raises(SystemExit):
         train_speed.main(["--quick", "--fits-per-run", "0"])
+
+
+@pytest.mark.parametrize("other_cores, allow_busy", [(0.0, False), (1.5, False)])
+def test_backend_speed_interleaves_both_backends_and_reports_jax_over_tensorflow(other_cores, allow_busy):
+    from benchmarks import backend_speed
+
+    workers = {"tensorflow": _StubWorker(3.0, 1.0), "jax": _StubWorker(2.0, 0.4)}
+    spec = {"num_samples": 1000, "batch_size": 100, "epochs": 2}
+    entry = backend_speed.measure(workers, "cgc", spec, 3, 0.0, allow_busy, foreign=_stub_load(other_cores))
+    assert workers["tensorflow"].calls == workers["jax"].calls == ["prepare", "time", "time", "time"]
+    assert entry["backends"]["jax"]["samples_per_s"]["median"] == 2000 / 0.4
+    assert entry["backends"]["tensorflow"]["setup_and_steady"]["setup_s"] == 2.0
+    table = backend_speed.markdown({"cases": {"cgc": entry}})
+    if other_cores > train_speed.BUSY_CORES:
+        assert "jax_over_tensorflow" not in entry and "--allow-busy" in entry["refused"]
+        assert "| `cgc` | 2,000 | 5,000 | refused (busy) | — |" in table
+    else:
+        assert entry["jax_over_tensorflow"] == pytest.approx(2.5)
+        assert "| `cgc` | 2,000 | 5,000 | 2.50 | JAX |" in table
+
+
+@pytest.mark.parametrize("case", ["cross_stitch", "cgc", "ple", "concat_fusion", "attention_fusion", "gated_fusion",
+                                  "transformer_fusion"])
+def test_backend_speed_cases_build_and_train_on_their_data(case):
+    from benchmarks import backend_speed
+
+    x, y = backend_speed.make_data(case, 64)
+    model = backend_speed.build(case, mk)
+    assert set(model.output_names if hasattr(model, "output_names") else model.outputs) == set(y)
+    if case.endswith("_fusion"):
+        assert {k: v.shape for k, v in x.items()} == {"left": (64, 60), "right": (64, 40)}
+    history = model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][-1])
+
+
+def test_backend_speed_checks_its_flags_before_starting_workers(capsys):
+    from benchmarks import backend_speed
+
+    with pytest.raises(SystemExit):
+        backend_speed.main(["--cases", "cgc,mmoe"])
+    assert "--cases: unknown case(s) ['mmoe']; choose from cross_stitch, cgc, ple" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        backend_speed.main(["--repeats", "0"])
+    assert "--repeats must be a positive number of fits, got 0" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="unknown case 'mmoe'; choose from cross_stitch"):
+        backend_speed.make_data("mmoe", 8)

@@ -89,6 +89,12 @@ class GatedFusion(keras.layers.Layer):
         a = ops.matmul(ops.concatenate(xs, axis=-1), self.gate_kernel)
         if self.use_bias:
             a = a + self.gate_bias
+        if self.num_modalities == 2 and mask is None:
+            # softmax over (a, 0) is (σ(a), 1 − σ(a)): one sigmoid, no stack and no softmax over the modality axis,
+            # which TensorFlow's oneDNN kernel runs between two transposes (2.5× slower training on CPU)
+            z = ops.sigmoid(a)
+            fused = views[1] + z * (views[0] - views[1])
+            return (fused, ops.stack([z, 1.0 - z], axis=1)) if return_gates else fused
         if self.num_modalities == 2:
             logits = ops.stack([a, ops.zeros_like(a)], axis=1)  # softmax → (σ(a), 1 − σ(a))
         else:
