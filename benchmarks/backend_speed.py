@@ -113,8 +113,8 @@ def markdown(report: dict[str, Any]) -> str:
 def run(cases: Sequence[str], quick: bool, repeats: int | None, settle: float, allow_busy: bool) -> dict[str, Any]:
     """Start a worker per backend, measure every case, return the report."""
     spec = dict(QUICK if quick else FULL)
-    repeats = repeats or spec.pop("repeats")
-    spec.pop("repeats", None)
+    default_repeats = spec.pop("repeats")
+    repeats = repeats or default_repeats
     report: dict[str, Any] = {"machine": train_speed._machine(), "quick": quick, "setup": {**spec, "repeats": repeats},
                               "command": " ".join(["python -m benchmarks.backend_speed", *sys.argv[1:]]), "cases": {}}
     log_dir = tempfile.mkdtemp(prefix="mtmm-backend-speed-")

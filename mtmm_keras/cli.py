@@ -174,13 +174,14 @@ def main(argv: Sequence[str] | None = None) -> int:
               "(any partial output was removed).", file=sys.stderr)
         return 1
     except (KeyboardInterrupt, _output_folder.SignalExit) as stop:
-        how = "interrupted by SIGTERM" if isinstance(stop, _output_folder.SignalExit) else "interrupted"
+        sigterm = isinstance(stop, _output_folder.SignalExit)
+        how = "interrupted by SIGTERM" if sigterm else "interrupted"
         done = _output_folder.committed[written_before:]
         if done:
             print(f"mtmm {args.command}: {how} after {', '.join(done)} was written completely.", file=sys.stderr)
         else:
             print(f"mtmm {args.command}: {how}; nothing was written (partial output removed).", file=sys.stderr)
-        return stop.code if isinstance(stop, _output_folder.SignalExit) else 130
+        return stop.code if sigterm else 130
 
 
 if __name__ == "__main__":
