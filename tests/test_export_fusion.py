@@ -103,6 +103,21 @@ def test_gated_fusion_with_mask_exports_every_format_and_flavour(tmp_path):
                                                name="gated_mask_export", learning_rate=0.01), tmp_path)
 
 
+def test_gated_fusion_without_a_mask_exports_every_format_and_flavour(tmp_path):
+    """The unmasked two-modality gate is one sigmoid (not the masked path's softmax): proven in every runtime too."""
+    model = mk.builders.gated_fusion(_encoders(), TASKS, fusion_dim=8, name="gated_export", learning_rate=0.01)
+    x, y = _data()
+    x = {k: v for k, v in x.items() if k != "modality_mask"}
+    model.fit(x, y, epochs=20, batch_size=32, verbose=0)
+    report = mk.export.export_model(model, str(tmp_path / "out"), quantize=ALL_FLAVOURS, representative_data=x,
+                                    verbose=False)
+    assert report.passed, report.table()
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    kinds = [(a["format"], a["quantization"]) for a in manifest["artifacts"]]
+    assert kinds == [("saved_model", "float32")] + [("tflite", q) for q in ALL_FLAVOURS] + [("onnx", "float32")]
+    assert all(a["passed"] and a["verified"] for a in manifest["artifacts"])
+
+
 def test_transformer_fusion_with_mask_exports_every_format_and_flavour(tmp_path):
     _export_and_check(mk.builders.transformer_fusion(_encoders(), TASKS, fusion_dim=8, modality_dropout=0.2,
                                                      name="transformer_mask_export", learning_rate=0.01), tmp_path)

@@ -50,14 +50,16 @@ def test_a_graph_that_falls_off_the_gpu_fails_the_target_naming_the_op(tmp_path)
     assert not (tmp_path / "out").exists()
 
 
-def test_fusion_mask_logic_runs_fully_on_the_gpu_accelerator(tmp_path):
+@pytest.mark.parametrize("modality_mask", [True, False])
+def test_fusion_mask_logic_runs_fully_on_the_gpu_accelerator(tmp_path, modality_mask):
     """The masks of the fusion layers use no select with branches of different shapes and no shrink-axis slice
-    (SELECT_V2 and STRIDED_SLICE fell off the GPU before), so a gated fusion with a modality mask runs entirely there."""
+    (SELECT_V2 and STRIDED_SLICE fell off the GPU before), so a gated fusion with a modality mask runs entirely there;
+    so does the unmasked two-modality gate (one sigmoid: LOGISTIC)."""
     seq_in = keras.Input((4, 3), name="seq")
     seq = keras.Model(seq_in, keras.layers.Dense(6, activation="tanh")(seq_in), name="seq_encoder")
     model = mk.builders.gated_fusion({"tab": mk.encoders.tabular(6, (8,)), "seq": seq},
                                      [mk.Task("c", 3, loss="sparse_categorical_crossentropy")], fusion_dim=8,
-                                     modality_mask=True, name="gated_gpu")
+                                     modality_mask=modality_mask, name="gated_gpu")
     report = mk.export.export_model(model, tmp_path / "out", target="android-gpu", quantize=["float32"], verbose=False)
     assert report.passed, report.table()
     gpu = report.artifacts[0].deployment["gpu_delegate"]
