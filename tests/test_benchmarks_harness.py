@@ -74,6 +74,9 @@ def test_builder_compile_defaults_are_fast_and_overridable():
     assert model.steps_per_execution == 32
     soft = mk.builders.soft_sharing((4,), [mk.Task("a", 1), mk.Task("b", 1)], tower_units=(4,))
     assert soft.steps_per_execution == 32 and soft.jit_compile is True
+    two = [mk.Task("a", 1), mk.Task("b", 1)]
+    for expert_builder in (mk.builders.mmoe, mk.builders.cgc, mk.builders.ple):  # expert banks: XLA too
+        assert expert_builder((4,), two, expert_units=(4,)).jit_compile is True, expert_builder.__name__
     model = mk.builders.soft_sharing((4,), [mk.Task("a", 1), mk.Task("b", 1)], tower_units=(4,), steps_per_execution=1,
                                      jit_compile=False)
     assert model.steps_per_execution == 1 and model.jit_compile is False

@@ -151,9 +151,11 @@ def _describe_rate(own: Any) -> str:
 #   bit-identical; callbacks' batch hooks and the progress bar update every 32 steps instead.
 # - jit_compile stays Keras's "auto" (XLA on JAX, and on TensorFlow only with a GPU): on TF CPU,
 #   XLA measured no faster for the hard-sharing MLP and ~2x slower for Conv2D/LSTM encoders.
-#   The exception is a model with stacked towers (`StackedDense`, i.e. soft sharing) on the
-#   TensorFlow backend: XLA fuses the towers' transposes and the ParameterDistance penalty's
-#   element-wise ops, ~1.35x samples/s on CPU, so it is on by default there.
+#   The exception is a model with stacked towers (`StackedDense`, i.e. soft sharing) or an expert bank
+#   (`Experts`: MMoE, CGC, PLE) on the TensorFlow backend: XLA fuses the transposes around their batched
+#   matmuls (oneDNN runs each as its own kernel) and the ParameterDistance penalty's element-wise ops:
+#   ~1.35x samples/s for soft sharing on CPU, and 1.38x CGC, 1.80x PLE, 1.47x the train_speed MMoE
+#   (`python -m benchmarks.backend_speed` models, side by side in one process), so it is on by default there.
 COMPILE_DEFAULTS: dict[str, Any] = {"steps_per_execution": 32}
 
 
@@ -164,17 +166,19 @@ def compile_kwargs_with_defaults(compile_kwargs: dict[str, Any], model: keras.Mo
     from mtmm_keras.distribute import compile_defaults as strategy_defaults
 
     defaults = dict(COMPILE_DEFAULTS)
-    if model is not None and keras.backend.backend() == "tensorflow" and _has_stacked_towers(model):
+    if model is not None and keras.backend.backend() == "tensorflow" and _has_batched_matmul_layers(model):
         defaults["jit_compile"] = True
     defaults.update(strategy_defaults(model))
     return {**defaults, **compile_kwargs}
 
 
-def _has_stacked_towers(model: keras.Model) -> bool:
-    from mtmm_keras.layers import StackedDense
+def _has_batched_matmul_layers(model: keras.Model) -> bool:
+    """Whether `model` (or a model inside it) has stacked towers or an expert bank, which XLA trains faster on TF."""
+    from mtmm_keras.layers import Experts, StackedDense
 
     return any(
-        isinstance(layer, StackedDense) or (isinstance(layer, keras.Model) and _has_stacked_towers(layer))
+        isinstance(layer, (StackedDense, Experts))
+        or (isinstance(layer, keras.Model) and _has_batched_matmul_layers(layer))
         for layer in model.layers
     )
 
