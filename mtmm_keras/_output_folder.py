@@ -94,25 +94,25 @@ def _interruption(signum: int) -> BaseException:
 def _release_interrupted_work(error: BaseException) -> None:
     """Free what the unwound frames of `error` (and the errors chained to it) still hold, while the guards' hooks
     are on: half-built objects are finalized here, quietly, instead of at interpreter exit after the message."""
+    for each in _chain(error):
+        traceback.clear_frames(each.__traceback__)
+    gc.collect()
+
+
+def _chain(error: BaseException | None) -> Iterator[BaseException]:
+    """`error`, then the error it was raised from or during, and so on (each once)."""
     seen = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
-        traceback.clear_frames(error.__traceback__)
+        yield error
         error = error.__cause__ or error.__context__
-    gc.collect()
 
 
 def _raised_by_a_signal(error: BaseException | None) -> bool:
     """Whether `error` is the handler's KeyboardInterrupt/SystemExit or was caused by it: raised inside a C call
     back into Python (TensorFlow's nest flattening importing a module), it comes out as a SystemError ("returned a
     result with an exception set") chained to ours."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, (KeyboardInterrupt, SystemExit)):
-            return True
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
-    return False
+    return any(isinstance(each, (KeyboardInterrupt, SystemExit)) for each in _chain(error))
 
 
 def raise_if_interrupted() -> None:
