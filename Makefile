@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DOCS_STAMP := $(VENV)/.docs-stamp
-JAX_TESTS := tests/test_builders.py tests/test_layers.py tests/test_losses.py tests/test_regularizers.py tests/test_encoders.py tests/test_expert_builders.py tests/test_weighting_aggregators.py tests/test_weighting_fit.py tests/test_missing_labels.py tests/test_losses_contrastive.py tests/test_joint_embedding_clip.py tests/test_fusion_builders.py tests/test_modality_mask.py tests/test_encoders_transformer.py tests/test_encoders_raw.py tests/test_retrieval_metrics.py tests/test_transformer_fusion_fallback.py tests/test_builder_api.py tests/test_weighting_arguments.py tests/test_weighting_gradnorm_paper.py tests/test_l2_normalization.py
+JAX_TESTS := tests/test_builders.py tests/test_layers.py tests/test_losses.py tests/test_regularizers.py tests/test_encoders.py tests/test_expert_builders.py tests/test_weighting_aggregators.py tests/test_weighting_fit.py tests/test_missing_labels.py tests/test_losses_contrastive.py tests/test_joint_embedding_clip.py tests/test_fusion_builders.py tests/test_modality_mask.py tests/test_encoders_transformer.py tests/test_encoders_raw.py tests/test_retrieval_metrics.py tests/test_transformer_fusion_fallback.py tests/test_builder_api.py tests/test_weighting_arguments.py tests/test_weighting_gradnorm_paper.py tests/test_l2_normalization.py tests/test_wide_and_ensemble.py
 
 # The backend-agnostic reliability checks (bad inputs, saving, reload in a new process) and the keras-hub encoders,
 # on JAX and PyTorch as well (the TensorFlow run has every file)

@@ -13,6 +13,7 @@ building or loading an entry never resets a user's seeds; `mtmm zoo train` fits 
 from __future__ import annotations
 
 import contextlib
+import copy
 import random
 import warnings
 from typing import Any, Iterator, Sequence
@@ -136,8 +137,12 @@ def build(recipe: dict[str, Any], modalities: Sequence[str] | None = None, compi
     """The compiled model of `recipe`; `modalities` (a subset) builds the single-modality baseline.
 
     `compile=False` gives the bare architecture (used to save weights without optimizer state).
+    A recipe with `ensemble` K > 1 gives K members built from consecutive seeds, averaged (`ensemble_of`).
     The initial weights come from the recipe's seed; the caller's global random state is left as it
     was (training runs its `fit` under `seeded(seed_of(recipe))` too)."""
+    if modalities is None and ensemble_size(recipe) > 1:
+        members = [build(member_recipe(recipe, k), compile=False) for k in range(ensemble_size(recipe))]
+        return ensemble_of(recipe, members, compile)
     with seeded(seed_of(recipe)):
         return _build(recipe, modalities, compile)
 
@@ -145,6 +150,37 @@ def build(recipe: dict[str, Any], modalities: Sequence[str] | None = None, compi
 def seed_of(recipe: dict[str, Any]) -> int:
     """The recipe's training seed (0 when unset)."""
     return int(recipe.get("fit", {}).get("seed", 0))
+
+
+def ensemble_size(recipe: dict[str, Any]) -> int:
+    """How many seeds the entry's model averages (the recipe's `ensemble`, 1 when unset): K > 1 trains the recipe
+    from fit.seed, fit.seed + 1, … fit.seed + K − 1 and ships the mean of their outputs (`mk.models.average_ensemble`)."""
+    size = recipe.get("ensemble", 1)
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"recipe `ensemble` must be a positive integer (how many seeds are averaged), got {size!r}.")
+    if size > 1 and recipe.get("builder") == "joint_embedding":
+        raise ValueError("recipe `ensemble`: a joint-embedding (retrieval) entry cannot average seeds (each seed's "
+                         "embedding space is its own); leave `ensemble` out.")
+    return size
+
+
+def member_recipe(recipe: dict[str, Any], index: int) -> dict[str, Any]:
+    """Member `index` of an ensemble recipe: the same recipe without `ensemble`, its fit.seed raised by `index`."""
+    member = copy.deepcopy(recipe)
+    member.pop("ensemble", None)
+    member.setdefault("fit", {})["seed"] = seed_of(recipe) + index
+    return member
+
+
+def ensemble_of(recipe: dict[str, Any], members: Sequence[keras.Model], compile: bool = True) -> keras.Model:
+    """The entry's model from its trained (or freshly built) members: their outputs averaged, compiled as a member."""
+    from mtmm_keras.builders import _common
+
+    model = mk.models.average_ensemble(members, name=f"{recipe['builder']}_ensemble")
+    if compile:
+        optimizer = keras.optimizers.Adam(recipe.get("fit", {}).get("learning_rate", 1e-3))
+        _common.compile_for_tasks(model, tasks(recipe), optimizer, None)
+    return model
 
 
 def _build(recipe: dict[str, Any], modalities: Sequence[str] | None, compile: bool) -> keras.Model:

@@ -187,9 +187,8 @@ def init_head_biases(model: keras.Model, recipe: dict, y: dict) -> None:
             bias = float(truth.mean())
         else:
             continue
-        head = model.get_layer(task["name"])
-        kernel, old = head.get_weights()
-        head.set_weights([kernel, np.full_like(old, bias)])
+        head = model.get_layer(task["name"])  # a Dense or a WideDeepHead: both name their bias `bias`
+        head.bias.assign(np.full(tuple(head.bias.shape), bias, dtype=head.bias.dtype))
 
 
 def build_and_fit(recipe: dict, x: dict, y: dict, epochs: int, *, modalities: Any = None, verbose: int = 0,
@@ -198,11 +197,31 @@ def build_and_fit(recipe: dict, x: dict, y: dict, epochs: int, *, modalities: An
     trains it: built, its normalisers adapted to `x`, its heads started at the task priors (fit.head_bias), then
     fitted with the recipe's settings. Returns (model, history dict). Call it inside a distribution scope to
     train data-parallel (`row_multiple`: see `_fit`)."""
+    model, histories = build_and_fit_members(recipe, x, y, epochs, modalities=modalities, verbose=verbose,
+                                             row_multiple=row_multiple)
+    return model, histories[0]
+
+
+def build_and_fit_members(recipe: dict, x: dict, y: dict, epochs: int, *, modalities: Any = None, verbose: int = 0,
+                          row_multiple: int = 1) -> tuple[keras.Model, list[dict]]:
+    """`build_and_fit`, with every member's history: a recipe with `ensemble` K > 1 (and no `modalities`) fits K
+    members one after another, each as a single-seed recipe (`recipes.member_recipe`), and returns their average."""
+    size = recipes.ensemble_size(recipe)
+    if modalities is None and size > 1:
+        members, histories = [], []
+        for k in range(size):
+            if verbose:
+                print(f"ensemble member {k + 1}/{size} (seed {recipes.seed_of(recipe) + k})")
+            member, history = build_and_fit(recipes.member_recipe(recipe, k), x, y, epochs, verbose=verbose,
+                                            row_multiple=row_multiple)
+            members.append(member)
+            histories.append(history)
+        return recipes.ensemble_of(recipe, members), histories
     model = recipes.build(recipe, modalities=modalities)
     adapt_normalizers(model, x)
     init_head_biases(model, recipe, y)
     inputs = x if modalities is None else {m: x[m] for m in modalities}
-    return model, _fit(model, recipe, inputs, y, epochs, verbose, row_multiple=row_multiple)
+    return model, [_fit(model, recipe, inputs, y, epochs, verbose, row_multiple=row_multiple)]
 
 
 def _fit(model: keras.Model, recipe: dict, x: dict, y: dict, epochs: int, verbose: int, row_multiple: int = 1) -> dict:
@@ -274,6 +293,7 @@ def train(name: str, epochs: int | None = None, out_dir: str | None = None, verb
     recipe = registry.recipe(name)
     augment_of(recipe)  # a bad `augment` field fails before any data is loaded
     fit_options(recipe)  # so does a bad early_stopping / head_bias / reduce_lr
+    recipes.ensemble_size(recipe)  # and a bad ensemble size
     fit = recipe["fit"]
     epochs = fit["epochs"] if epochs is None else epochs
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
@@ -294,8 +314,9 @@ def train(name: str, epochs: int | None = None, out_dir: str | None = None, verb
         if strategy is not None:
             print(f"data-parallel training: {engine} ({getattr(strategy, 'num_replicas_in_sync', None) or _row_multiple(strategy)} replicas/devices)")
         start = time.perf_counter()
-        model, history = build_and_fit(recipe, x_train, y_train, epochs, verbose=verbose,
-                                       row_multiple=_row_multiple(strategy))
+        model, histories = build_and_fit_members(recipe, x_train, y_train, epochs, verbose=verbose,
+                                                 row_multiple=_row_multiple(strategy))
+        history = histories[0]
         seconds = time.perf_counter() - start
     model = _process_local_copy(model, recipe)
     presets.check_finite_weights(model, f"zoo entry {name!r}")
@@ -325,6 +346,7 @@ def train(name: str, epochs: int | None = None, out_dir: str | None = None, verb
             "final_train_loss": float(history["loss"][-1]),
             **({"epochs_run": len(history["loss"]), "best_epoch": int(np.argmin(history["val_loss"])) + 1}
                if fit_options(recipe)["patience"] else {}),
+            **(_ensemble_summary(recipe, histories) if len(histories) > 1 else {}),
         },
     }
     presets.check_finite_metrics(meta, f"zoo entry {name!r}")
@@ -345,6 +367,17 @@ def train(name: str, epochs: int | None = None, out_dir: str | None = None, verb
         target.commit(staging)
     print(f"wrote {target.path}/{{{', '.join(sorted(written['sha256']))}, {registry.METADATA_FILE}}}")
     return {"out_dir": str(target.path), **written}
+
+
+def _ensemble_summary(recipe: dict, histories: list[dict]) -> dict[str, Any]:
+    """What the card says of a seed ensemble's members (the first member's numbers are the training section's)."""
+    summary: dict[str, Any] = {"members": len(histories), "member_seeds": [recipes.seed_of(recipe) + k
+                                                                         for k in range(len(histories))],
+                               "member_final_train_loss": [float(h["loss"][-1]) for h in histories]}
+    if fit_options(recipe)["patience"]:
+        summary["member_epochs_run"] = [len(h["loss"]) for h in histories]
+        summary["member_best_epoch"] = [int(np.argmin(h["val_loss"])) + 1 for h in histories]
+    return {"ensemble": summary}
 
 
 def _row_multiple(strategy: Any) -> int:

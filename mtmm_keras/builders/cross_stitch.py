@@ -3,13 +3,14 @@ one tower per task, and after every tower level a learnable linear mix of all to
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import keras
 
 from mtmm_keras import _checks
 from mtmm_keras.builders import _common
 from mtmm_keras.builders._keywords import checked_keywords
+from mtmm_keras.builders.wide import resolve_wide, task_head
 from mtmm_keras.layers import CrossStitch, SplitTowers, StackedDense
 from mtmm_keras.models import MultiTaskModel
 from mtmm_keras.tasks import Task, validate_tasks
@@ -24,6 +25,8 @@ def cross_stitch(
     self_weight: float = 0.9,
     activation: str = "relu",
     dropout: float = 0.0,
+    wide: Mapping[str, int | None] | None = None,
+    wide_l2: float = 0.0,
     optimizer: Any = "adam",
     learning_rate: float | None = None,
     compile: bool = True,
@@ -38,6 +41,9 @@ def cross_stitch(
     on the diagonal and (1 − self_weight)/(T − 1) off it (0.1 for two tasks), so the towers start nearly
     independent and learn how much to share. `mk.builders.stitch_weights(model)` returns every α^l
     (layers "stitch1", "stitch2", ...). `dropout` follows every tower level.
+    `wide` ({model input name: vocabulary size of its token ids, or None for float features}) adds a linear path
+    from each named input straight to every task's head (Wide & Deep; `wide_l2` penalises it); see
+    `mk.layers.WideDeepHead`.
     """
     tasks = validate_tasks(tasks)
     tower_units = _checks.units_tuple(tower_units, "tower_units", allow_empty=False)
@@ -45,6 +51,7 @@ def cross_stitch(
     dropout = _checks.dropout_rate(dropout, "dropout")
     _checks.activation(activation, "activation")
     model_inputs, features = _common.resolve_inputs(inputs)
+    wide_paths = resolve_wide(model_inputs, wide, wide_l2)
     x = features
     for level, units in enumerate(tower_units, start=1):
         # 1. level l of every task's tower (one batched matmul; tower t reads slice t after level 1)
@@ -57,7 +64,7 @@ def cross_stitch(
     if not isinstance(tower_outputs, (list, tuple)):
         tower_outputs = [tower_outputs]
     # 3. each task's head on its own tower
-    outputs = {task.name: task.build_head(tower) for task, tower in zip(tasks, tower_outputs)}
+    outputs = {task.name: task_head(task, tower, wide_paths) for task, tower in zip(tasks, tower_outputs)}
     model = MultiTaskModel(model_inputs, outputs, name=name)
     model.set_tasks(tasks)
     # 4. Σ_t λ_t L_t, optimised jointly (the stitches learn from every task's loss)

@@ -3,13 +3,14 @@ with Multi-gate Mixture-of-Experts", KDD 2018): shared experts, one softmax gate
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import keras
 
 from mtmm_keras import _checks
 from mtmm_keras.builders import _common
 from mtmm_keras.builders._keywords import checked_keywords
+from mtmm_keras.builders.wide import resolve_wide, task_head
 from mtmm_keras.builders.gates import GATE_PREFIX, check_gate, make_gate
 from mtmm_keras.layers import Experts, MixExperts
 from mtmm_keras.models import MultiTaskModel
@@ -29,6 +30,8 @@ def mmoe(
     gate_k: int = 2,
     activation: str = "relu",
     dropout: float = 0.0,
+    wide: Mapping[str, int | None] | None = None,
+    wide_l2: float = 0.0,
     optimizer: Any = "adam",
     learning_rate: float | None = None,
     compile: bool = True,
@@ -44,6 +47,9 @@ def mmoe(
     most `gate_k` experts (Hazimeh et al., NeurIPS 2021). `mk.builders.gate_model(model)` reads the gates:
     `{task: [batch, num_experts]}`. `inputs` is a shape tuple, a `keras.Input` or an encoder model;
     `dropout` follows the experts and each tower layer; extra keyword arguments go to `model.compile`.
+    `wide` ({model input name: vocabulary size of its token ids, or None for float features}) adds a linear path
+    from each named input straight to every task's head (Wide & Deep; `wide_l2` penalises it); see
+    `mk.layers.WideDeepHead`.
     """
     tasks = validate_tasks(tasks)
     num_experts = _checks.positive_int(num_experts, "num_experts")
@@ -55,6 +61,7 @@ def mmoe(
     _checks.activation(activation, "activation")
     _common.check_reserved_names(tasks, {"experts", "experts_dropout"}, "the MMoE layer names")
     model_inputs, features = _common.resolve_inputs(inputs)
+    wide_paths = resolve_wide(model_inputs, wide, wide_l2)
     # 1. shared experts: E MLPs on the same features, stacked on an experts axis [batch, E, d]
     experts = Experts(num_experts, expert_units, activation=activation, name="experts")(features)
     if dropout:
@@ -67,7 +74,7 @@ def mmoe(
         mixed = MixExperts(name=f"mix_{task.name}")([experts, weights])
         # 4. the task's tower and head
         tower = _common.dense_stack(mixed, tower_units, activation, dropout, prefix=f"{task.name}_tower")
-        outputs[task.name] = task.build_head(tower)
+        outputs[task.name] = task_head(task, tower, wide_paths)
     model = MultiTaskModel(model_inputs, outputs, name=name)
     model.set_tasks(tasks)
     # 5. Σ_t λ_t L_t, optimised jointly

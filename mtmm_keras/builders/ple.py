@@ -9,13 +9,14 @@ whose mixture is what the next level's shared experts read. CGC is PLE with one 
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import keras
 
 from mtmm_keras import _checks
 from mtmm_keras.builders import _common
 from mtmm_keras.builders._keywords import checked_keywords
+from mtmm_keras.builders.wide import resolve_wide, task_head
 from mtmm_keras.builders.gates import GATE_PREFIX, check_gate, make_gate
 from mtmm_keras.layers import Experts, MixExperts
 from mtmm_keras.models import MultiTaskModel
@@ -39,6 +40,8 @@ def ple(
     gate_k: int = 2,
     activation: str = "relu",
     dropout: float = 0.0,
+    wide: Mapping[str, int | None] | None = None,
+    wide_l2: float = 0.0,
     optimizer: Any = "adam",
     learning_rate: float | None = None,
     compile: bool = True,
@@ -55,6 +58,9 @@ def ple(
     experts ([task 1's, ..., task T's, shared]). `gate="dselect_k"` uses DSelect-k gates (≤ `gate_k`
     experts each). `dropout` follows every expert bank and tower layer; extra keyword arguments go to
     `model.compile`.
+    `wide` ({model input name: vocabulary size of its token ids, or None for float features}) adds a linear path
+    from each named input straight to every task's head (Wide & Deep; `wide_l2` penalises it); see
+    `mk.layers.WideDeepHead`.
     """
     tasks = validate_tasks(tasks)
     num_levels = _checks.positive_int(num_levels, "num_levels")
@@ -68,6 +74,7 @@ def ple(
     _checks.activation(activation, "activation")
     _common.check_reserved_names(tasks, {SHARED}, "PLE's shared experts and gates (named 'shared')")
     model_inputs, features = _common.resolve_inputs(inputs)
+    wide_paths = resolve_wide(model_inputs, wide, wide_l2)
 
     def expert_bank(count: int, x: Any, prefix: str) -> Any:
         bank = Experts(count, expert_units, activation=activation, name=f"{prefix}_experts")(x)
@@ -99,7 +106,7 @@ def ple(
     outputs = {}
     for t in tasks:
         tower = _common.dense_stack(task_inputs[t.name], tower_units, activation, dropout, prefix=f"{t.name}_tower")
-        outputs[t.name] = t.build_head(tower)
+        outputs[t.name] = task_head(t, tower, wide_paths)
     model = MultiTaskModel(model_inputs, outputs, name=name)
     model.set_tasks(tasks)
     # 5. Σ_t λ_t L_t, optimised jointly

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import keras
 
 from mtmm_keras import _checks
 from mtmm_keras.builders import _common
 from mtmm_keras.builders._keywords import checked_keywords
+from mtmm_keras.builders.wide import resolve_wide, task_head
 from mtmm_keras.layers import SplitTowers, StackedDense
 from mtmm_keras.models import MultiTaskModel
 from mtmm_keras.regularizers import ParameterDistance
@@ -24,6 +25,8 @@ def soft_sharing(
     alpha: float = 1e-3,
     activation: str = "relu",
     dropout: float = 0.0,
+    wide: Mapping[str, int | None] | None = None,
+    wide_l2: float = 0.0,
     optimizer: Any = "adam",
     learning_rate: float | None = None,
     weighting: Any = "static",
@@ -38,6 +41,9 @@ def soft_sharing(
     loss is Σ_t λ_t·L_t + α·Σ_t Σ_k ‖θ_t − θ_k‖² (ordered pairs, no normalisation).
     `weighting` (keyword): how the task losses combine, a name from `mk.weighting.names()` or an
     `mk.weighting.Weighting` (default "static": λ_t); see `MultiTaskModel`.
+    `wide` ({model input name: vocabulary size of its token ids, or None for float features}) adds a linear path
+    from each named input straight to every task's head (Wide & Deep; `wide_l2` penalises it); see
+    `mk.layers.WideDeepHead`.
     """
     tasks = validate_tasks(tasks)
     tower_units = _checks.units_tuple(tower_units, "tower_units", allow_empty=False)
@@ -45,6 +51,7 @@ def soft_sharing(
     dropout = _checks.dropout_rate(dropout, "dropout")
     _checks.activation(activation, "activation")
     model_inputs, features = _common.resolve_inputs(inputs)
+    wide_paths = resolve_wide(model_inputs, wide, wide_l2)
     # 1. one tower per task (stacked on a tower axis) ...
     # 2. ... whose matching weights are tied by Ω
     x = features
@@ -63,7 +70,7 @@ def soft_sharing(
     if len(tasks) == 1:
         tower_outputs = [tower_outputs[0]] if isinstance(tower_outputs, list) else [tower_outputs]
     # 3. each task's head on its own tower
-    outputs = {task.name: task.build_head(tower) for task, tower in zip(tasks, tower_outputs)}
+    outputs = {task.name: task_head(task, tower, wide_paths) for task, tower in zip(tasks, tower_outputs)}
     model = MultiTaskModel(model_inputs, outputs, name=name)
     model.set_tasks(tasks)
     # 4. Σ λ_t L_t from compile; α·Ω arrives through the layers' regularization losses

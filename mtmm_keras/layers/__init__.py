@@ -23,11 +23,12 @@ from mtmm_keras.layers.transformer_text import (
     SequencePooling,
     TransformerEncoderBlock,
 )
+from mtmm_keras.layers.wide_deep_head import WideDeepHead
 
 __all__ = [
     "AttentionFusion", "ClassToken", "ConcatFusion", "CrossStitch", "DSelectKGate", "Experts", "GatedFusion",
     "L2Normalization", "LearnedTemperature", "LogMelSpectrogram", "MixExperts", "ModalityDropout", "PaddingMask", "PiecewiseLinearEncoding",
     "PositionEmbedding",
     "SequencePooling", "SoftmaxGate", "SplitTowers", "StackedDense", "Standardization", "TokenIdsTo",
-    "TransformerEncoderBlock", "TransformerFusion",
+    "TransformerEncoderBlock", "TransformerFusion", "WideDeepHead",
 ]
