@@ -157,8 +157,24 @@ def render(name: str, recipe: dict[str, Any], meta: dict[str, Any]) -> str:
         "",
         f"- {training['epochs']} epochs, batch {training['batch_size']}, Adam lr {training['learning_rate']}, seed {training['seed']}",
         f"- {training['seconds']:.0f} s on {training['hardware']} (Keras {training['keras']}, backend {training['backend']} {training['backend_version']})",
-        f"- Reproduce: `mtmm zoo train {name}` (then `mtmm zoo evaluate {name}`); per-task curves in `curves.png`.",
+        *_ensemble_lines(training.get("ensemble")),
+        f"- Reproduce: `mtmm zoo train {name}` (then `mtmm zoo evaluate {name}`); per-task curves in `curves.png`"
+        + (" (the first member's)." if training.get("ensemble") else "."),
         f"- Export: `mtmm export zoo:{name} --out exports/{name} --quantize float32,float16,dynamic,int8`",
         "",
     ]
     return "\n".join(lines)
+
+
+def _ensemble_lines(ensemble: dict | None) -> list[str]:
+    """The training section's lines on a seed ensemble's members (none for a single model)."""
+    if not ensemble:
+        return []
+    seeds = ", ".join(str(seed) for seed in ensemble["member_seeds"])
+    line = (f"- A seed ensemble of {ensemble['members']} models (seeds {seeds}), each trained as above; the entry's "
+            "outputs are their means (`mk.models.average_ensemble`)")
+    if "member_epochs_run" in ensemble:
+        line += (f"; epochs run per member {ensemble['member_epochs_run']}, best epoch "
+                 f"{ensemble['member_best_epoch']} (early stopping)")
+    return [line + "."]
+

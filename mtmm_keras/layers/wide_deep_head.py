@@ -53,6 +53,9 @@ class WideDeepHead(keras.layers.Layer):
         regularizer = keras.regularizers.L2(self.wide_l2) if self.wide_l2 else None
         self.wide_weights = []
         for i, (size, shape) in enumerate(zip(self.wide_vocab_sizes, wide_shapes)):
+            if size is not None and (len(shape) not in (1, 2) or (len(shape) == 2 and shape[-1] is None)):
+                raise ValueError(f"WideDeepHead {self.name!r}: the token-id wide input {i} must be [batch] or "
+                                 f"[batch, length] with a known length, got {tuple(shape)}.")
             if size is None and (len(shape) != 2 or shape[-1] is None):
                 raise ValueError(f"WideDeepHead {self.name!r}: the float wide input {i} must be [batch, features] "
                                  f"with known features, got {tuple(shape)}.")
@@ -69,10 +72,11 @@ class WideDeepHead(keras.layers.Layer):
                 logits = logits + ops.matmul(ops.cast(x, logits.dtype), table)
                 continue
             ids = ops.cast(x, "int32")
-            if len(ids.shape) == 1:
-                ids = ops.expand_dims(ids, -1)
-            present = ops.expand_dims(ops.cast(ops.not_equal(ids, 0), logits.dtype), -1)  # [batch, length, 1]
-            logits = logits + ops.sum(ops.take(table, ids, axis=0) * present, axis=1)
+            length = 1 if len(ids.shape) == 1 else int(ids.shape[-1])
+            # a gather over 1-D indices (LiteRT's GPU accelerator refuses 2-D ones), back to [batch, length, units]
+            rows = ops.reshape(ops.take(table, ops.reshape(ids, (-1,)), axis=0), (-1, length, self.units))
+            present = ops.reshape(ops.cast(ops.not_equal(ids, 0), logits.dtype), (-1, length, 1))
+            logits = logits + ops.sum(rows * present, axis=1)
         return self.activation(logits)
 
     def compute_output_shape(self, input_shape: Any) -> tuple:
