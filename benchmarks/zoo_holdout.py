@@ -11,9 +11,9 @@ interval. A variant is a `+`-joined list of `path=JSON` overrides of the recipe,
     python -m benchmarks.zoo_holdout movies_mmoe --variant base --variant builder_kwargs.num_experts=8 \\
         [--ensemble 5] [--fraction 0.2] [--seed 123] [--out benchmarks/results/zoo_holdout_movies_mmoe.json]
 
-`--ensemble K` also fits each variant with `fit.seed` + 1, …, + K − 1 and scores the mean of the K models' outputs
-(a seed ensemble: logits of binary heads, probabilities of softmax heads, values of regression heads), in a row
-`<variant> ×K` beside the single model's.
+`--ensemble K` also fits each variant with `fit.seed` + 1, …, + K − 1 (each fit one seed: a recipe's own `ensemble`
+is left out) and scores the mean of the K models' outputs (`mk.models.average_ensemble`: logits of binary heads,
+probabilities of softmax heads, values of regression heads), in a row `<variant> ×K` beside the single model's.
 
 Only task entries (not the joint-embedding retrieval entries) are supported.
 """
@@ -81,20 +81,6 @@ def holdout_rows(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.nda
     return np.sort(order[:cut]), np.sort(order[cut:])
 
 
-class SeedEnsemble:
-    """The mean of several fitted models' outputs, with the one method (and input structure) the card's scoring
-    reads: `predict`."""
-
-    def __init__(self, models: list[Any]):
-        self.models = models
-        self.input, self.inputs = models[0].input, models[0].inputs
-
-    def predict(self, x: Any, **kwargs: Any) -> dict[str, np.ndarray]:
-        """Each output averaged over the members."""
-        outputs = [model.predict(x, **kwargs) for model in self.models]
-        return {name: np.mean([np.asarray(out[name]) for out in outputs], axis=0) for name in outputs[0]}
-
-
 def run(name: str, variants: list[str], fraction: float, seed: int, ensemble: int = 1) -> dict[str, Any]:
     """Each variant's headline table (the card's `compare`) on the holdout rows of `name`'s train split; with
     `ensemble` > 1 also the table of `ensemble` seeds' averaged outputs (`<variant> ×K`)."""
@@ -134,8 +120,7 @@ def run(name: str, variants: list[str], fraction: float, seed: int, ensemble: in
         start = time.perf_counter()
         members, epochs_run = [], []
         for offset in range(ensemble):
-            member = copy.deepcopy(recipe)
-            member["fit"]["seed"] = recipes.seed_of(recipe) + offset
+            member = recipes.member_recipe(recipe, offset)  # one seed: the recipe's own `ensemble` left out
             keras.utils.set_random_seed(recipes.seed_of(member))
             model, history = training.build_and_fit(member, x_fit, y_fit, member["fit"]["epochs"])
             members.append(model)
@@ -143,7 +128,8 @@ def run(name: str, variants: list[str], fraction: float, seed: int, ensemble: in
             if offset == 0:
                 score(variant, model, recipe, epochs_run, start)
         if ensemble > 1:
-            score(f"{variant} ×{ensemble}", SeedEnsemble(members), recipe, epochs_run, start)
+            score(f"{variant} ×{ensemble}", recipes.ensemble_of(recipe, members, compile=False), recipe, epochs_run,
+                  start)
     return result
 
 

@@ -296,23 +296,6 @@ def test_zoo_holdout_overrides_are_checked_and_the_holdout_is_inside_the_train_s
         zoo_holdout.main(["penguins_hard", "--ensemble", "0"])
 
 
-def test_zoo_holdout_seed_ensemble_averages_its_members_outputs():
-    from benchmarks import zoo_holdout
-
-    class Member:
-        input = inputs = ["x"]
-
-        def __init__(self, logit):
-            self.logit = logit
-
-        def predict(self, x, **kwargs):
-            return {"a": np.full((len(x), 1), self.logit), "k": np.tile([[0.2, 0.8]], (len(x), 1)) * self.logit}
-
-    got = zoo_holdout.SeedEnsemble([Member(1.0), Member(2.0), Member(6.0)]).predict(np.zeros((4, 3)), verbose=0)
-    np.testing.assert_allclose(got["a"], np.full((4, 1), 3.0))
-    np.testing.assert_allclose(got["k"], np.tile([[0.6, 2.4]], (4, 1)))
-
-
 def test_penguins_cv_train_only_never_reads_the_test_rows_and_checks_variants_before_fitting():
     from benchmarks import penguins_cv
 
