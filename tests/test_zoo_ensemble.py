@@ -83,3 +83,20 @@ def test_a_joint_embedding_recipe_cannot_be_an_ensemble():
     recipe["ensemble"] = 3
     with pytest.raises(ValueError, match=r"^recipe `ensemble`: a joint-embedding \(retrieval\) entry cannot average"):
         recipes.ensemble_size(recipe)
+
+
+def test_the_gates_of_an_ensemble_entry_are_its_first_members():
+    """`gates.png` of a seed ensemble plots its first member's gates (each member's experts are its own)."""
+    from mtmm_keras.builders import readouts
+    from mtmm_keras.zoo import training
+
+    tasks = [mk.Task("a", 1, loss="mse"), mk.Task("b", 1, loss="mse")]
+    members = [mk.builders.mmoe((4,), tasks, num_experts=3, compile=False) for _ in range(2)]
+    x = {"features": np.random.default_rng(0).normal(size=(16, 4)).astype("float32")}
+    first = readouts.mean_gate_weights(members[0], x["features"])
+    gates = training.gate_means(mk.models.average_ensemble(members), x)
+    assert sorted(gates) == ["a", "b"]
+    for key, weights in first.items():
+        np.testing.assert_allclose(gates[key], weights, atol=1e-6)
+    assert training.gate_means(mk.models.average_ensemble(
+        [mk.builders.hard_sharing((4,), tasks, compile=False) for _ in range(2)]), x) == {}

@@ -22,9 +22,13 @@ GATES_FILE = "gates.png"  # written only for models with expert gates (mmoe, cgc
 
 
 def gate_means(model: keras.Model, x: dict) -> dict:
-    """Each expert gate's weights averaged over the examples `x` (`{}` for a model without gates)."""
+    """Each expert gate's weights averaged over the examples `x` (`{}` for a model without gates). For a seed
+    ensemble, its first member's gates: each member's experts are its own, so their gates cannot be averaged."""
     if not _readouts.has_gates(model):
-        return {}
+        members = [layer for layer in model.layers if isinstance(layer, keras.Model) and _readouts.has_gates(layer)]
+        if not members:
+            return {}
+        model = members[0]
     return _readouts.mean_gate_weights(model, evaluation._model_inputs(model, x))
 
 
@@ -362,7 +366,9 @@ def train(name: str, epochs: int | None = None, out_dir: str | None = None, verb
             registry.CURVES_FILE: lambda path: plotting.plot_history(history, str(path), f"{name}: per-task training curves"),
         }
         if gates:
-            extra[GATES_FILE] = lambda path: plotting.plot_gates(gates, str(path), f"{name}: mean gate weights (test set)")
+            which = " of its first member" if len(histories) > 1 else ""
+            extra[GATES_FILE] = lambda path: plotting.plot_gates(gates, str(path),
+                                                                 f"{name}: mean gate weights{which} (test set)")
         written = presets.write_preset(staging, model, meta, lambda m: card.render(name, recipe, m), extra)
         target.commit(staging)
     print(f"wrote {target.path}/{{{', '.join(sorted(written['sha256']))}, {registry.METADATA_FILE}}}")
