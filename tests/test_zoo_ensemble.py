@@ -100,3 +100,15 @@ def test_the_gates_of_an_ensemble_entry_are_its_first_members():
         np.testing.assert_allclose(gates[key], weights, atol=1e-6)
     assert training.gate_means(mk.models.average_ensemble(
         [mk.builders.hard_sharing((4,), tasks, compile=False) for _ in range(2)]), x) == {}
+
+
+def test_a_one_modality_ablation_keeps_only_its_own_wide_paths():
+    """The card's ablation (the recipe on the tabular input alone) of an entry with a wide title path builds."""
+    recipe = registry.recipe("movies_mmoe")
+    assert recipe["builder_kwargs"]["wide"] == {"title": 8192}
+    tabular_only = recipes.build(recipe, modalities=["tabular"])
+    assert [t.name.split(":")[0] for t in tabular_only.inputs] == ["tabular"]
+    assert type(tabular_only.get_layer("action")).__name__ == "Dense"
+    recipe["builder_kwargs"]["wide"] = {"title": 8192, "tabular": None}
+    kept = recipes.build(recipe, modalities=["tabular"]).get_layer("action")
+    assert isinstance(kept, mk.layers.WideDeepHead) and kept.wide_vocab_sizes == [None]

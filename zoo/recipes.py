@@ -188,6 +188,11 @@ def _build(recipe: dict[str, Any], modalities: Sequence[str] | None, compile: bo
     chosen = list(modalities or specs)
     encoders = {m: encoder(m, specs[m]) for m in chosen}
     kwargs = dict(recipe.get("builder_kwargs", {}))
+    if modalities is not None and kwargs.get("wide"):  # an ablation keeps the wide paths of its own inputs only
+        kwargs["wide"] = {name: size for name, size in kwargs["wide"].items() if name in chosen}
+        if not kwargs["wide"]:
+            kwargs.pop("wide")
+            kwargs.pop("wide_l2", None)
     fit = recipe.get("fit", {})
     optimizer = keras.optimizers.Adam(fit.get("learning_rate", 1e-3))
     builder = recipe["builder"]
