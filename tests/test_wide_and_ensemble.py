@@ -134,7 +134,9 @@ def test_average_ensemble_outputs_are_the_mean_of_its_members():
     assert sorted(out) == sorted(t.name for t in TASKS)
     for task in out:
         np.testing.assert_allclose(out[task], np.mean([e[task] for e in each], axis=0), rtol=1e-5, atol=1e-6)
-    assert [m.name for m in members] == ["trio_member_0", "trio_member_1", "trio_member_2"]
+    nested = [layer for layer in ensemble.layers if isinstance(layer, keras.Model)]
+    assert [m.name for m in nested] == ["trio_member_0", "trio_member_1", "trio_member_2"]
+    assert all(m.name.startswith("mmoe") for m in members)  # the caller's models are left as they were
     assert [c["name"] for c in ensemble.task_configs] == [t.name for t in TASKS]
     assert ensemble.count_params() == sum(m.count_params() for m in members)
 
@@ -151,6 +153,24 @@ def test_average_ensemble_refuses_members_that_do_not_match():
         mk.models.average_ensemble([one, other_outputs])
     with pytest.raises(TypeError, match=r"^`members\[1\]` must be a built functional keras.Model, got str\.$"):
         mk.models.average_ensemble([one, "model"])
+
+
+def test_an_ensemble_of_trained_members_saves_their_weights_and_no_optimizer_state(tmp_path):
+    members = _members(2)
+    for member in members:
+        member.compile(optimizer="adam", loss={"label": "binary_crossentropy",
+                                              "kind": "sparse_categorical_crossentropy", "score": "mse"})
+        member.fit(_inputs(), {"label": np.ones((5, 1)), "kind": np.zeros(5), "score": np.zeros((5, 1))}, verbose=0)
+    ensemble = mk.models.average_ensemble(members)
+    ensemble.save_weights(tmp_path / "ensemble.weights.h5")
+    import h5py
+
+    with h5py.File(tmp_path / "ensemble.weights.h5") as f:
+        names = []
+        f.visit(names.append)
+    assert names and not [n for n in names if "optimizer" in n], [n for n in names if "optimizer" in n][:5]
+    stored = sum(int(np.prod(w.shape)) for w in ensemble.weights)
+    assert stored == sum(m.count_params() for m in members)
 
 
 def test_an_ensemble_of_wide_models_reloads_in_a_new_process_with_only_mtmm_keras_imported(tmp_path):

@@ -176,7 +176,8 @@ def ensemble_of(recipe: dict[str, Any], members: Sequence[keras.Model], compile:
     """The entry's model from its trained (or freshly built) members: their outputs averaged, compiled as a member."""
     from mtmm_keras.builders import _common
 
-    model = mk.models.average_ensemble(members, name=f"{recipe['builder']}_ensemble")
+    with seeded(seed_of(recipe)):  # the members' copies draw initial weights: the caller's random state is kept
+        model = mk.models.average_ensemble(members, name=f"{recipe['builder']}_ensemble")
     if compile:
         optimizer = keras.optimizers.Adam(recipe.get("fit", {}).get("learning_rate", 1e-3))
         _common.compile_for_tasks(model, tasks(recipe), optimizer, None)

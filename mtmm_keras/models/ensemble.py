@@ -21,9 +21,10 @@ def _signature(model: keras.Model) -> list[tuple[str, tuple, str]]:
 def average_ensemble(members: Sequence[keras.Model], *, name: str = "ensemble") -> MultiTaskModel:
     """One (uncompiled) `MultiTaskModel` with the members' inputs whose output `task` is the mean of the members'
     `task` outputs: logits for logit heads (a mean of logits), probabilities for softmax heads, values for
-    regression heads. The members must take the same inputs (names, shapes, dtypes) and give the same outputs;
-    they keep their weights (shared, not copied) and are renamed `{name}_member_{i}` so the names are unique.
-    Its tasks are the first member's (`MultiTaskModel.task_configs`); compile it to fit or evaluate it."""
+    regression heads. The members must take the same inputs (names, shapes, dtypes) and give the same outputs.
+    The ensemble holds uncompiled copies of them named `{name}_member_{i}` (the members themselves are left as they
+    are): a saved ensemble carries no member's optimizer state, only weights. Its tasks are the first member's
+    (`MultiTaskModel.task_configs`); compile it to fit or evaluate it."""
     members = list(members)
     if len(members) < 2:
         raise ValueError(f"`members` needs at least 2 models to average, got {len(members)}.")
@@ -41,8 +42,8 @@ def average_ensemble(members: Sequence[keras.Model], *, name: str = "ensemble") 
     inputs = [keras.Input(shape=shape, dtype=dtype, name=input_name) for input_name, shape, dtype in first_inputs]
     called = []
     for i, member in enumerate(members):
-        member.name = f"{name}_member_{i}"
-        out = member(inputs[0] if len(inputs) == 1 else inputs)
+        copy = _uncompiled_copy(member, f"{name}_member_{i}")
+        out = copy(inputs[0] if len(inputs) == 1 else inputs)
         called.append(out if isinstance(out, dict) else dict(zip(first_outputs, out if isinstance(out, (list, tuple)) else [out])))
     outputs = {task: keras.layers.Average(name=task)([out[task] for out in called]) for task in first_outputs}
     model = MultiTaskModel(inputs[0] if len(inputs) == 1 else inputs, outputs, name=name)
@@ -50,3 +51,13 @@ def average_ensemble(members: Sequence[keras.Model], *, name: str = "ensemble") 
     if configs:
         model.set_tasks([Task.from_config(config) for config in configs])
     return model
+
+
+def _uncompiled_copy(member: keras.Model, name: str) -> keras.Model:
+    """`member` rebuilt from its config (no compile state, so no optimizer) with its weights, named `name`."""
+    config = member.get_config()
+    config["name"] = name
+    copy = type(member).from_config(config)
+    copy.set_weights(member.get_weights())
+    return copy
+
