@@ -54,7 +54,7 @@ TOLERANCE = {"float32": 1e-4, "float16": 1e-2}  # absolute, plus the same relati
 BATCHES = (1, 256)
 REFERENCE = "reference.npz"
 DEFAULT_ENTRIES = ("penguins_hard", "multi_fashion_hard", "multi_fashion_soft", "mfeat_fusion", "mfeat_gated_fusion",
-                   "movies_mmoe", "movies_ple", "av_digits_fusion", "av_digits_clip", "av_digits_retrieval")
+                   "movies_mmoe", "av_digits_fusion", "av_digits_clip", "av_digits_retrieval")
 
 
 # --- step 1: the bundle (here, with TensorFlow) -------------------------------------------------------------------

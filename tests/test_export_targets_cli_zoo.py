@@ -53,7 +53,6 @@ ZOO_VERDICTS = {
     "mfeat_fusion": ("YES", "YES", "YES"),
     "mfeat_gated_fusion": ("NO", "NO", "YES"),
     "movies_mmoe": ("MAYBE", "NO", "YES"),
-    "movies_ple": ("MAYBE", "NO", "YES"),
     "av_digits_fusion": ("NO", "NO", "MAYBE"),
     "av_digits_clip": ("YES", "NO", "MAYBE"),
     "av_digits_retrieval": ("YES", "NO", "MAYBE"),
@@ -61,7 +60,6 @@ ZOO_VERDICTS = {
 ZOO_BLOCKERS = {  # the ops docs/export.md names, per EP (NNAPI, CoreML NeuralNetwork, CoreML MLProgram)
     "mfeat_gated_fusion": ({"Where", "ReduceMax"}, {"Where", "ReduceMax", "Exp"}, set()),
     "movies_mmoe": ({"GatherND"}, {"GatherND", "Max"}, set()),
-    "movies_ple": ({"GatherND"}, {"GatherND", "Max"}, set()),
     "av_digits_fusion": ({"Where", "ReduceMax"}, {"Where", "ReduceMax", "Exp", "Log", "ReduceMean"}, {"Log"}),
     "av_digits_clip": (set(), {"Log", "ReduceMean", "Max"}, {"Log"}),
     "av_digits_retrieval": (set(), {"Log", "ReduceMean", "Max"}, {"Log"}),

@@ -14,10 +14,9 @@ pytest.importorskip("sklearn")
 
 # Headline metrics on which a shipped entry is NOT better than its best simple baseline (its card says
 # "**not better**" on each row). The test pins the exact set: a new shortfall, or a listed one that
-# recovers (remove it here), fails. Both margins' 95 % intervals span 0: movies_ple's documentary AUC is 0.00001
-# behind ([−0.007, +0.007]), penguins' sex head 3 of 67 test rows ([−0.150, +0.060]). Issue 22 stays open on these.
+# recovers (remove it here), fails. Penguins' sex head is 3 of 67 test rows behind (95 % interval [−0.150, +0.060]);
+# issue 22 stays open on it.
 KNOWN_BELOW_FLOOR = {
-    "movies_ple": {"documentary_auc"},
     "penguins_hard": {"sex_accuracy"},
 }
 

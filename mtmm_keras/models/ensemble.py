@@ -11,7 +11,6 @@ from typing import Sequence
 import keras
 
 from mtmm_keras.models.multi_task_model import MultiTaskModel
-from mtmm_keras.tasks import Task
 
 
 def _signature(model: keras.Model) -> list[tuple[str, tuple, str]]:
@@ -49,6 +48,10 @@ def average_ensemble(members: Sequence[keras.Model], *, name: str = "ensemble") 
     model = MultiTaskModel(inputs[0] if len(inputs) == 1 else inputs, outputs, name=name)
     configs = getattr(members[0], "task_configs", ())
     if configs:
+        # imported here, not at the top: mtmm_keras.tasks imports keras, whose import hook registers this package's
+        # classes (this module among them) while mtmm_keras.tasks is still half-initialised
+        from mtmm_keras.tasks import Task
+
         model.set_tasks([Task.from_config(config) for config in configs])
     return model
 

@@ -109,6 +109,14 @@ for loss in ("clip", "siglip"):  # learned temperature: LearnedTemperature's wei
 piecewise = mk.encoders.tabular(6, hidden_units=(4,), normalize=False, numeric_encoding="piecewise_linear", num_bins=4)
 piecewise.get_layer("numeric_encoding").adapt(tab6)
 models["piecewise_tabular"] = (mk.builders.hard_sharing(piecewise, tasks(), trunk_units=(4,)), tab6, y_tasks)
+# Wide & Deep heads (a bag of words over token ids and a linear path from floats) inside a seed ensemble of two
+wide_members = [mk.builders.mmoe({"tok": mk.encoders.text(16, 5, embedding_dim=4, kind="sum", input_name="tok", name="tok_enc"),
+                                  "tab": mk.encoders.tabular(6, hidden_units=(4,), input_name="tab", name="tab_enc")},
+                                 tasks(), num_experts=2, expert_units=(4,), tower_units=(4,), wide={"tok": 16, "tab": None},
+                                 compile=False) for _ in range(2)]
+wide_ensemble = mk.models.average_ensemble(wide_members)
+wide_ensemble.compile(optimizer="adam", loss={"a": "mse", "c": "sparse_categorical_crossentropy"})
+models["wide_ensemble"] = (wide_ensemble, {"tok": tokens, "tab": tab6}, y_tasks)
 inputs = keras.Input((6,), name="features")
 plain = keras.Model(inputs, keras.layers.Dense(4, name="scores")(inputs), name="recall_metric")
 plain.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=[mk.metrics.RecallAtK(k=2)])
