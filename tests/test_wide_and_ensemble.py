@@ -196,3 +196,17 @@ def test_an_ensemble_of_wide_models_reloads_in_a_new_process_with_only_mtmm_kera
     assert result["class"] == "MultiTaskModel"
     for task, values in expected.items():
         np.testing.assert_allclose(np.asarray(result["out"][task]), values, rtol=1e-5, atol=1e-6)
+
+
+def test_average_ensemble_of_plain_functional_models_with_list_outputs():
+    def plain(seed):
+        keras.utils.set_random_seed(seed)
+        x = keras.Input((3,), name="x")
+        return keras.Model(x, [keras.layers.Dense(1, name="y")(x), keras.layers.Dense(2, name="z")(x)])
+
+    members = [plain(0), plain(1)]
+    x = np.random.default_rng(0).normal(size=(4, 3)).astype("float32")
+    each = [m.predict(x, verbose=0) for m in members]
+    out = mk.models.average_ensemble(members).predict(x, verbose=0)
+    np.testing.assert_allclose(out["y"], (each[0][0] + each[1][0]) / 2, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out["z"], (each[0][1] + each[1][1]) / 2, rtol=1e-5, atol=1e-6)

@@ -43,7 +43,9 @@ def average_ensemble(members: Sequence[keras.Model], *, name: str = "ensemble") 
     for i, member in enumerate(members):
         copy = _uncompiled_copy(member, f"{name}_member_{i}")
         out = copy(inputs[0] if len(inputs) == 1 else inputs)
-        called.append(out if isinstance(out, dict) else dict(zip(first_outputs, out if isinstance(out, (list, tuple)) else [out])))
+        if not isinstance(out, dict):  # a functional model with list (or single) outputs, in output_names order
+            out = dict(zip(first_outputs, out if isinstance(out, (list, tuple)) else [out]))
+        called.append(out)
     outputs = {task: keras.layers.Average(name=task)([out[task] for out in called]) for task in first_outputs}
     model = MultiTaskModel(inputs[0] if len(inputs) == 1 else inputs, outputs, name=name)
     configs = getattr(members[0], "task_configs", ())
