@@ -141,9 +141,11 @@ def test_the_smoke_suite_passes_from_outside_the_tree(venv, tmp_path):
     run_dir.mkdir()
     shutil.copy(SMOKE, run_dir / "check_installed.py")
     (run_dir / "pytest.ini").write_text("[pytest]\n")  # keeps pytest from finding this repo's configuration
+    entries = sorted(p.name for p in (ROOT / "zoo" / "entries").iterdir() if (p / "recipe.json").is_file())
     result = subprocess.run(
         [str(venv / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", "check_installed.py"],
-        cwd=run_dir, env=_clean_env(venv), capture_output=True, text=True, timeout=1200,
+        cwd=run_dir, env={**_clean_env(venv), "MTMM_EXPECTED_ZOO_ENTRIES": ",".join(entries)}, capture_output=True,
+        text=True, timeout=1200,
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
     summary = result.stdout.strip().splitlines()[-1]
