@@ -1,13 +1,9 @@
 """Wide & Deep heads (`wide=` on the multi-task builders, `mk.layers.WideDeepHead`) and seed ensembles
-(`mk.models.average_ensemble`, a zoo recipe's `ensemble`): NumPy oracles, every builder, errors that name the
-argument, saving, and reloading in a new process. Runs on every backend."""
+(`mk.models.average_ensemble`): NumPy oracles, every builder, errors that name the argument, saving. Runs on every
+backend; a wide ensemble's reload in a new process is in tests/reliability/test_reload_new_process.py."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -15,8 +11,8 @@ import pytest
 
 import mtmm_keras as mk
 
-TASKS = [mk.Task("label", units=1, loss="binary_crossentropy"), mk.Task("kind", units=3, loss="sparse_categorical_crossentropy"),
-         mk.Task("score", units=1, loss="mse")]
+TASKS = [mk.Task("label", units=1, loss="binary_crossentropy"),
+         mk.Task("kind", units=3, loss="sparse_categorical_crossentropy"), mk.Task("score", units=1, loss="mse")]
 VOCAB = 50
 
 
@@ -83,7 +79,8 @@ def test_every_multi_task_builder_takes_wide_and_its_heads_add_the_word_counts(k
     np.testing.assert_allclose(after["label"] - before["label"], 0.5 * (x["title"] == 7).sum(1, keepdims=True),
                                rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(after["score"], before["score"], atol=1e-6)  # another task's head is untouched
-    model.fit(x, {"label": np.ones((5, 1)), "kind": np.zeros(5), "score": np.zeros((5, 1))}, epochs=1, verbose=0)
+    if kind == "mmoe":  # one builder trains (the zoo test trains hard sharing): the heads' gradients flow
+        model.fit(x, {"label": np.ones((5, 1)), "kind": np.zeros(5), "score": np.zeros((5, 1))}, epochs=1, verbose=0)
 
 
 def test_without_wide_the_heads_stay_dense():
@@ -171,31 +168,6 @@ def test_an_ensemble_of_trained_members_saves_their_weights_and_no_optimizer_sta
     assert names and not [n for n in names if "optimizer" in n], [n for n in names if "optimizer" in n][:5]
     stored = sum(int(np.prod(w.shape)) for w in ensemble.weights)
     assert stored == sum(m.count_params() for m in members)
-
-
-def test_an_ensemble_of_wide_models_reloads_in_a_new_process_with_only_mtmm_keras_imported(tmp_path):
-    ensemble = mk.models.average_ensemble(_members(2))
-    ensemble.compile(optimizer="adam", loss={"label": "binary_crossentropy", "kind": "sparse_categorical_crossentropy",
-                                             "score": "mse"})
-    path = tmp_path / "ensemble.keras"
-    ensemble.save(path)
-    x = _inputs()
-    np.savez(tmp_path / "x.npz", **x)
-    expected = ensemble.predict(x, verbose=0)
-    script = (
-        "import json, sys, numpy as np, keras, mtmm_keras\n"
-        "m = keras.saving.load_model(sys.argv[1], safe_mode=True)\n"
-        "x = dict(np.load(sys.argv[2]))\n"
-        "out = m.predict(x, verbose=0)\n"
-        "print(json.dumps({'class': type(m).__name__, 'out': {k: np.asarray(v).tolist() for k, v in out.items()}}))\n"
-    )
-    done = subprocess.run([sys.executable, "-c", script, str(path), str(tmp_path / "x.npz")], capture_output=True,
-                          text=True, timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["class"] == "MultiTaskModel"
-    for task, values in expected.items():
-        np.testing.assert_allclose(np.asarray(result["out"][task]), values, rtol=1e-5, atol=1e-6)
 
 
 def test_average_ensemble_of_plain_functional_models_with_list_outputs():
