@@ -83,8 +83,14 @@ class Task:
         Under a mixed-precision policy (`keras.config.set_dtype_policy("mixed_float16")` or "mixed_bfloat16") the
         head computes in float32, as Keras's mixed-precision guide advises: outputs, losses and exported artifacts
         stay float32 while the layers below run in half precision."""
-        dtype = "float32" if keras.config.dtype_policy().name.startswith("mixed_") else None
-        return keras.layers.Dense(self.units, activation=self.activation, name=self.name, dtype=dtype)(features)
+        return keras.layers.Dense(self.units, activation=self.activation, name=self.name,
+                                  dtype=self.head_dtype())(features)
+
+    @staticmethod
+    def head_dtype() -> str | None:
+        """The dtype of a task head under the current policy: "float32" under a mixed-precision policy (outputs,
+        losses and exports stay float32), else None (the policy's own)."""
+        return "float32" if keras.config.dtype_policy().name.startswith("mixed_") else None
 
     def keras_loss(self) -> keras.losses.Loss | Any:
         """The Keras loss object for this task (strings resolved, logits handled)."""

@@ -7,7 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-import keras
 
 from mtmm_keras import _checks
 from mtmm_keras.layers.wide_deep_head import WideDeepHead
@@ -69,7 +68,6 @@ def task_head(task: Task, features: Any, wide: WidePaths | None) -> Any:
     under a mixed-precision policy, as `Task.build_head`)."""
     if wide is None:
         return task.build_head(features)
-    dtype = "float32" if keras.config.dtype_policy().name.startswith("mixed_") else None
     head = WideDeepHead(task.units, activation=task.activation, wide_vocab_sizes=wide.vocab_sizes,
-                        wide_l2=wide.l2, name=task.name, dtype=dtype)
+                        wide_l2=wide.l2, name=task.name, dtype=task.head_dtype())
     return head([features, *wide.tensors])
