@@ -15,6 +15,9 @@ alone and `--variant` (repeatable) adds recipe variants, written as for `benchma
 recipe as shipped, e.g. `encoders.features.normalize=true` or `tasks.1.weight=2.0`):
 
     python -m benchmarks.penguins_cv --train-only --variant base --variant encoders.features.normalize=true
+
+`--ensemble K` also scores each variant as a K-seed ensemble (its first member is the single model, so the pair is
+compared on the same fits).
 """
 
 from __future__ import annotations
@@ -43,23 +46,28 @@ def _rows(train_only: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     return features, labels
 
 
-def _entry_sex_accuracy(features, labels, train, test, recipe) -> float:
-    """Fit `recipe` on the `train` rows (as `mtmm zoo train` does) and score its sex head on `test`."""
+def _entry_sex_accuracies(features, labels, train, test, recipe, ensemble: int = 1) -> list[float]:
+    """Fit `recipe` on the `train` rows (as `mtmm zoo train` does) and score its sex head on `test`; with `ensemble`
+    K > 1, also fit the seeds after it and score the K models' averaged outputs (`mtmm zoo train` of the recipe with
+    `"ensemble": K`). Returns [single model] or [single model, ensemble]."""
     import keras
 
     from mtmm_keras.zoo import evaluation, recipes, training
 
-    keras.utils.set_random_seed(recipes.seed_of(recipe))
     x_train, y_train = {"features": features[train]}, {task: y[train] for task, y in labels.items()}
-    model, _ = training.build_and_fit(recipe, x_train, y_train, recipe["fit"]["epochs"])
-    metrics = evaluation.evaluate_model(model, recipe, {"features": features[test]},
-                                        {task: y[test] for task, y in labels.items()})
-    return float(metrics["sex_accuracy"])
+    x_test, y_test = {"features": features[test]}, {task: y[test] for task, y in labels.items()}
+    members = []
+    for k in range(ensemble):
+        member = recipes.member_recipe(recipe, k)
+        keras.utils.set_random_seed(recipes.seed_of(member))
+        members.append(training.build_and_fit(member, x_train, y_train, member["fit"]["epochs"])[0])
+    models = [members[0]] + ([recipes.ensemble_of(recipe, members)] if ensemble > 1 else [])
+    return [float(evaluation.evaluate_model(model, recipe, x_test, y_test)["sex_accuracy"]) for model in models]
 
 
-def run(repeats: int, variants: tuple[str, ...] = (), train_only: bool = False) -> dict:
-    """Per-fold sex accuracy of the entry (and of each recipe variant) and both baselines, and the paired
-    differences' summary."""
+def run(repeats: int, variants: tuple[str, ...] = (), train_only: bool = False, ensemble: int = 1) -> dict:
+    """Per-fold sex accuracy of the entry (and of each recipe variant; with `ensemble` K > 1 also of each as a K-seed
+    ensemble, `<name> ×K`) and both baselines, and the paired differences' summary."""
     from mtmm_keras.zoo import registry
 
     from benchmarks.zoo_holdout import BASE, apply_overrides
@@ -74,7 +82,8 @@ def run(repeats: int, variants: tuple[str, ...] = (), train_only: bool = False) 
     features, labels = _rows(train_only)
     sex = labels["sex"]
     folds = RepeatedStratifiedKFold(n_splits=5, n_repeats=repeats, random_state=0).split(features, sex)
-    scores: dict[str, list[float]] = {**{name: [] for name in entries}, "linear": [], "hgb": []}
+    names = [n for name in entries for n in ([name] + ([f"{name} ×{ensemble}"] if ensemble > 1 else []))]
+    scores: dict[str, list[float]] = {**{name: [] for name in names}, "linear": [], "hgb": []}
     start = time.perf_counter()
     for k, (train, test) in enumerate(folds):
         linear = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=500)).fit(features[train], sex[train])
@@ -82,20 +91,22 @@ def run(repeats: int, variants: tuple[str, ...] = (), train_only: bool = False) 
         scores["linear"].append(float(linear.score(features[test], sex[test])))
         scores["hgb"].append(float(hgb.score(features[test], sex[test])))
         for name, chosen in entries.items():
-            scores[name].append(_entry_sex_accuracy(features, labels, train, test, chosen))
+            accuracies = _entry_sex_accuracies(features, labels, train, test, chosen, ensemble)
+            for key, accuracy in zip([name, f"{name} ×{ensemble}"], accuracies):
+                scores[key].append(accuracy)
         print(f"fold {k + 1:2d}/{5 * repeats}: " + ", ".join(f"{n} {v[-1]:.3f}" for n, v in scores.items())
               + f"  ({time.perf_counter() - start:.0f} s)", flush=True)
     summary = {}
     for name, values in scores.items():
         values = np.asarray(values)
         summary[name] = {"mean": float(values.mean()), "standard_error": float(values.std(ddof=1) / np.sqrt(len(values)))}
-    for name in entries:
+    for name in names:
         for baseline in ("linear", "hgb"):
             diff = np.asarray(scores[name]) - np.asarray(scores[baseline])
             half = float(stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff)))
             summary[f"{name} - {baseline}"] = {"mean": float(diff.mean()),
                                                "interval_95": [float(diff.mean() - half), float(diff.mean() + half)]}
-    return {"rows": int(len(sex)), "train_only": train_only, "folds": 5 * repeats, "scores": scores,
+    return {"rows": int(len(sex)), "train_only": train_only, "folds": 5 * repeats, "ensemble": ensemble, "scores": scores,
             "summary": summary, "seconds": time.perf_counter() - start}
 
 
@@ -109,11 +120,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="cross-validate over the train split's rows only (never the card's test rows)")
     parser.add_argument("--variant", action="append", default=[],
                         help="a recipe variant: path=JSON overrides joined by '+' (repeatable; 'base': as shipped)")
+    parser.add_argument("--ensemble", type=int, default=1, metavar="K",
+                        help="also score each variant as a K-seed ensemble (seeds fit.seed, ..., + K - 1; default 1)")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error(f"--repeats must be a positive integer, got {args.repeats}")
+    if args.ensemble < 1:
+        parser.error(f"--ensemble must be a positive number of seeds, got {args.ensemble}")
     try:
-        result = run(args.repeats, tuple(args.variant), args.train_only)
+        result = run(args.repeats, tuple(args.variant), args.train_only, args.ensemble)
     except ValueError as error:
         parser.error(str(error))
     where = "train rows" if args.train_only else "rows"

@@ -306,6 +306,23 @@ def test_penguins_cv_train_only_never_reads_the_test_rows_and_checks_variants_be
         penguins_cv.main(["--train-only", "--variant", "fit.epoch=3"])
 
 
+def test_penguins_cv_ensemble_scores_the_single_model_and_the_seed_ensemble_from_the_same_fits(capsys):
+    from benchmarks import penguins_cv
+    from benchmarks.zoo_holdout import apply_overrides
+    from mtmm_keras.zoo import registry
+
+    features, labels = penguins_cv._rows(train_only=True)
+    recipe = apply_overrides(registry.recipe("penguins_hard"), "fit.epochs=2")
+    train, test = np.arange(0, 200), np.arange(200, 266)
+    single, pair = penguins_cv._entry_sex_accuracies(features, labels, train, test, recipe, ensemble=2)
+    (alone,) = penguins_cv._entry_sex_accuracies(features, labels, train, test, recipe)
+    assert single == alone  # the ensemble's first member is the single model: same seed, same fit
+    assert 0.0 <= pair <= 1.0 and pair * 66 == pytest.approx(round(pair * 66))  # a count of the 66 rows
+    with pytest.raises(SystemExit):
+        penguins_cv.main(["--train-only", "--ensemble", "0"])
+    assert "--ensemble must be a positive number of seeds, got 0" in capsys.readouterr().err
+
+
 def test_fits_per_run_times_consecutive_fits_and_reports_the_time_per_fit():
     """--fits-per-run N: each timed run asks the worker for N fits in a row and divides its seconds by N."""
     workers = {"torch": _StubWorker(5.0, 2.0), "jax": _StubWorker(4.0, 0.5)}
