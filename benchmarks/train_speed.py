@@ -111,6 +111,27 @@ def make_data(case: str, num_samples: int, seed: int = 0) -> tuple[Any, Any]:
     raise ValueError(f"unknown case {case!r}; choose from {CASES}")
 
 
+def build_mtmm(mk: Any, case: str, compile_kwargs: dict) -> Any:
+    """The mtmm side of `case` (`mk`: the imported `mtmm_keras`), from the builder with `compile_kwargs`."""
+    tasks = [mk.Task(name, units) for name, units in TASK_UNITS.items()]
+    if case == "hard_sharing":
+        return mk.builders.hard_sharing((INPUT_DIM,), tasks, **compile_kwargs)
+    if case == "soft_sharing":
+        return mk.builders.soft_sharing((INPUT_DIM,), tasks, alpha=SOFT_ALPHA, **compile_kwargs)
+    if case == "mmoe":
+        binary = [mk.Task(name, 1, loss="binary_crossentropy") for name in MMOE["tasks"]]  # logits + BCE
+        return mk.builders.mmoe((INPUT_DIM,), binary, num_experts=MMOE["num_experts"],
+                                expert_units=MMOE["expert_units"], gate_units=MMOE["gate_units"],
+                                tower_units=MMOE["tower_units"], **compile_kwargs)
+    encoders = {
+        "text": mk.encoders.text(JOINT["vocab_size"], JOINT["sequence_length"], embedding_dim=JOINT["embedding_dim"],
+                                 hidden_dim=JOINT["hidden_dim"]),
+        "image": mk.encoders.image(JOINT["image_shape"], filters=JOINT["filters"], output_dim=JOINT["embed_dim"]),
+    }
+    return mk.builders.joint_embedding(encoders, embedding_dim=JOINT["embed_dim"], loss=mk.losses.CosineEmbeddingLoss(),
+                                       **compile_kwargs)
+
+
 def summarize(values: Sequence[float]) -> dict[str, float]:
     """Median, min, max (and count) of a list of measurements."""
     vals = [float(v) for v in values]
@@ -365,24 +386,7 @@ class KerasWorker:
         return {"flops_per_s": None}
 
     def build(self, case: str, compile_kwargs: dict) -> Any:
-        mk = self.mk
-        tasks = [mk.Task(name, units) for name, units in TASK_UNITS.items()]
-        if case == "hard_sharing":
-            return mk.builders.hard_sharing((INPUT_DIM,), tasks, **compile_kwargs)
-        if case == "soft_sharing":
-            return mk.builders.soft_sharing((INPUT_DIM,), tasks, alpha=SOFT_ALPHA, **compile_kwargs)
-        if case == "mmoe":
-            binary = [mk.Task(name, 1, loss="binary_crossentropy") for name in MMOE["tasks"]]  # logits + BCE
-            return mk.builders.mmoe((INPUT_DIM,), binary, num_experts=MMOE["num_experts"],
-                                    expert_units=MMOE["expert_units"], gate_units=MMOE["gate_units"],
-                                    tower_units=MMOE["tower_units"], **compile_kwargs)
-        encoders = {
-            "text": mk.encoders.text(JOINT["vocab_size"], JOINT["sequence_length"], embedding_dim=JOINT["embedding_dim"],
-                                     hidden_dim=JOINT["hidden_dim"]),
-            "image": mk.encoders.image(JOINT["image_shape"], filters=JOINT["filters"], output_dim=JOINT["embed_dim"]),
-        }
-        return mk.builders.joint_embedding(encoders, embedding_dim=JOINT["embed_dim"], loss=mk.losses.CosineEmbeddingLoss(),
-                                           **compile_kwargs)
+        return build_mtmm(self.mk, case, compile_kwargs)
 
     def prepare(self, cmd: dict) -> dict:
         case = cmd["case"]

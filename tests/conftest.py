@@ -23,36 +23,6 @@ def rng():
     return np.random.default_rng(0)
 
 
-# The longest files first, longest to shortest (each file's seconds summed over its tests in `make test` of 2026-12-07:
-# the TensorFlow pass, or the JAX pass where that was longer), so the last minutes of a pytest-xdist run are not one
-# worker alone on a long file while the others idle. The Makefile passes --no-loadscope-reorder: xdist's default
-# reorders files by their number of tests, which put the few-test slow files (the installed wheel, the zoo exports)
-# last. In a schedule replayed from those durations this order ends the TensorFlow pass at 923 s instead of 985 s and
-# the JAX pass at 202 s instead of 228 s.
-SLOW_FILES_FIRST = (
-    "tests/test_docs.py", "tests/test_zoo_export.py", "tests/test_distribute.py", "tests/test_installed_wheel.py",
-    "tests/reliability/test_distribute_cli.py", "tests/reliability/test_export_outside.py", "tests/test_export.py",
-    "tests/reliability/test_zoo_outside.py", "tests/reliability/test_reload_new_process.py",
-    "tests/test_builder_api.py", "tests/test_export_experts.py", "tests/test_in_memory_fit.py",
-    "tests/test_export_fusion.py", "tests/test_distribute_jax_multiprocess.py",
-    "tests/test_distribute_multiworker.py", "tests/test_fusion_builders.py", "tests/test_joint_embedding_clip.py",
-    "tests/test_export_targets_masking.py", "tests/test_weighting_fit.py", "tests/test_benchmarks_harness.py",
-    "tests/test_export_targets_cli_zoo.py", "tests/test_export_any_model.py", "tests/test_expert_builders.py",
-    "tests/reliability/test_raw_inputs.py", "tests/test_distributed_benchmark.py",
-    "tests/test_weighting_aggregators.py", "tests/test_builders.py", "tests/test_retrieval_metrics.py",
-    "tests/reliability/test_bad_inputs.py", "tests/test_encoders_backbone.py", "tests/test_wide_and_ensemble.py",
-    "tests/test_mm_methods_harness.py", "tests/reliability/test_internal_fallbacks.py", "tests/test_modality_mask.py",
-    "tests/test_distribute_fault_tolerance.py", "tests/reliability/test_weighting_reload.py",
-    "tests/test_export_wide_and_ensemble.py", "tests/test_encoders_transformer.py",
-)
-
-
-def pytest_collection_modifyitems(config, items):
-    """Slow files first (stable: everything else keeps its order); every worker sorts alike."""
-    rank = {path: i for i, path in enumerate(SLOW_FILES_FIRST)}
-    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
-
-
 def _freeze_survivors() -> None:
     """Collect the garbage once, then freeze what is left alive out of the cyclic garbage collector's reach, so
     later full collections (the TFLite converter forces two per flavour) skip it. Without this, a worker's full

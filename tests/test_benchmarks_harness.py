@@ -241,6 +241,11 @@ def test_tf_step_floor_names_the_depth_that_loses_the_target():
     ratios = {"raw TensorFlow": 3.1, "Keras train_step": 1.9, "mtmm train_step": 1.7, "mtmm fit": 1.6}
     assert tf_step_floor.verdict(ratios) == "2.0× is lost at 'Keras train_step' (1.90×); every depth before it reaches it"
     assert tf_step_floor.verdict(dict.fromkeys(ratios, 2.5)) == "every depth reaches 2.0×"
+    # MMoE: the raw depth counts at its best of graph and XLA
+    mmoe = {"raw TensorFlow": 2.4, "raw TensorFlow, XLA": 3.2, "Keras train_step": 2.9, "mtmm train_step": 2.5,
+            "mtmm fit": 2.4}
+    assert tf_step_floor.verdict(mmoe, 3.0) == "3.0× is lost at 'Keras train_step' (2.90×); every depth before it reaches it"
+    assert tf_step_floor.verdict({**mmoe, "raw TensorFlow, XLA": 2.6}, 3.0).startswith("3.0× is lost at 'raw TensorFlow' (2.60×)")
 
 
 def test_tf_step_floor_runs_every_depth_and_writes_its_report(tmp_path, capsys):
@@ -258,6 +263,33 @@ def test_tf_step_floor_runs_every_depth_and_writes_its_report(tmp_path, capsys):
     with pytest.raises(SystemExit):
         tf_step_floor.main(["--num-samples", "100"])
     assert "--num-samples must hold at least 32 batches of --batch-size (8192), got 100" in capsys.readouterr().err
+
+
+def test_tf_step_floor_mmoe_case_runs_every_depth_against_deepctr(tmp_path, capsys):
+    """`--case mmoe`: the hand-written MMoE (graph and XLA), Keras's and mtmm's steps and fits all train, against
+    DeepCTR-Torch's MMOE (a test extra: under CI=true a missing one fails, tests/ci_skips.py)."""
+    import json
+
+    pytest.importorskip("deepctr_torch")
+    from benchmarks import tf_step_floor
+
+    out = tmp_path / "floor_mmoe.json"
+    assert tf_step_floor.main(["--case", "mmoe", "--num-samples", "2048", "--batch-size", "64", "--epochs", "1",
+                               "--repeats", "1", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["reference"] == "DeepCTR-Torch MMOE" and report["target"] == 3.0
+    assert set(report["ratio_over_torch"]) == {*tf_step_floor.CASE_DEPTHS["mmoe"], tf_step_floor.REFERENCE}
+    assert all(rate > 0 for rate in report["samples_per_s"].values())
+    assert "| raw TensorFlow, XLA |" in capsys.readouterr().out
+
+
+def test_tf_step_floor_mmoe_case_says_what_to_install_without_deepctr(monkeypatch, capsys):
+    from benchmarks import tf_step_floor, train_speed
+
+    monkeypatch.setattr(train_speed, "_deepctr_available", lambda: False)
+    with pytest.raises(SystemExit):
+        tf_step_floor.main(["--case", "mmoe"])
+    assert "--case mmoe needs DeepCTR-Torch (pip install deepctr-torch==0.3.0" in capsys.readouterr().err
 
 
 def test_zoo_holdout_overrides_are_checked_and_the_holdout_is_inside_the_train_split(tmp_path):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import mtmm_keras as mk
-from mtmm_keras.models.in_memory_fit import _CACHE_ATTRIBUTE
+from mtmm_keras.models.in_memory_fit import _CACHE_ATTRIBUTE, _PIPELINE_ATTRIBUTE
 
 pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the fast path is TensorFlow-only")
 
@@ -113,6 +113,32 @@ def test_uneven_epochs_run_fewer_steps_per_execution_with_the_same_result(batch_
     assert new_cache is not cache and new_cache[plan[3]][0] is not train_function
     assert new_cache["owner"]() is fast.train_function
     assert np.isfinite(history.history["loss"]).all()
+
+
+@pytest.mark.parametrize("rows", [256, 250])  # whole batches; a partial last batch (15 of 16 rows, then 10)
+def test_an_xla_model_runs_each_execution_as_one_computation_with_keras_results(rows):
+    """A model compiled with XLA (the expert builders' default on TensorFlow) trains each execution's batches in one
+    XLA computation (`_chunk_train_function`) instead of one launch per batch: the same weights and logs as Keras's
+    own loop, callbacks at Keras's batch numbers, every step counted."""
+    x, y = _data(rows)
+    fast, stock = [], []
+    for models in (fast, stock):
+        keras.utils.set_random_seed(0)
+        models.append(mk.builders.mmoe((10,), TASKS, num_experts=3, expert_units=(8,), tower_units=(4,),
+                                       steps_per_execution=4))
+    (fast,), (stock,) = fast, stock
+    assert fast.jit_compile is True
+    batches = []
+    seen = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: batches.append(batch))
+    kwargs = dict(batch_size=16, epochs=3, shuffle=False, verbose=0)
+    fast_history = fast.fit(x, y, callbacks=[seen], **kwargs)
+    _assert_same_training(fast, stock, fast_history, keras.Model.fit(stock, x, y, **kwargs))
+    assert fast.__dict__[_PIPELINE_ATTRIBUTE].chunk == 4 and int(fast.optimizer.iterations) == 3 * 16
+    assert batches == [3, 7, 11, 15] * 3
+    cache = fast.__dict__[_CACHE_ATTRIBUTE]
+    chunked = cache[(4, "chunks")][0]
+    fast.fit(x, y, **kwargs)  # the next fit reuses the chunked function, and Keras's own is back after each fit
+    assert cache[(4, "chunks")][0] is chunked and fast.train_function is not chunked
 
 
 def _tracing_counts(*functions):
