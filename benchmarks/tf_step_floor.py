@@ -209,7 +209,9 @@ def measure(num_samples: int, batch_size: int, epochs: int, repeats: int, case: 
     import tensorflow as tf
 
     import mtmm_keras as mk
-    from benchmarks.train_speed import INPUT_DIM, MMOE, TASK_UNITS, Worker, build_mtmm, make_data
+    from benchmarks.train_speed import INPUT_DIM, MMOE, TASK_UNITS, Worker, build_mtmm, make_data, steady_state_fits
+
+    steady_state_fits()  # the "mtmm fit" depth is a long training's fit
 
     if keras.backend.backend() != "tensorflow":
         raise RuntimeError("benchmarks.tf_step_floor measures the TensorFlow backend; Keras was already started on "

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import mtmm_keras as mk
+from mtmm_keras.models import in_memory_fit
 from mtmm_keras.models.in_memory_fit import _CACHE_ATTRIBUTE, _PIPELINE_ATTRIBUTE
 
 pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the fast path is TensorFlow-only")
@@ -116,10 +117,11 @@ def test_uneven_epochs_run_fewer_steps_per_execution_with_the_same_result(batch_
 
 
 @pytest.mark.parametrize("rows", [256, 250])  # whole batches; a partial last batch (15 of 16 rows, then 10)
-def test_an_xla_model_runs_each_execution_as_one_computation_with_keras_results(rows):
+def test_an_xla_model_runs_each_execution_as_one_computation_with_keras_results(rows, monkeypatch):
     """A model compiled with XLA (the expert builders' default on TensorFlow) trains each execution's batches in one
     XLA computation (`_chunk_train_function`) instead of one launch per batch: the same weights and logs as Keras's
     own loop, callbacks at Keras's batch numbers, every step counted."""
+    monkeypatch.setattr(in_memory_fit, "XLA_CHUNK_MIN_STEPS", 0)
     x, y = _data(rows)
     fast, stock = [], []
     for models in (fast, stock):
@@ -139,6 +141,22 @@ def test_an_xla_model_runs_each_execution_as_one_computation_with_keras_results(
     chunked = cache[(4, "chunks")][0]
     fast.fit(x, y, **kwargs)  # the next fit reuses the chunked function, and Keras's own is back after each fit
     assert cache[(4, "chunks")][0] is chunked and fast.train_function is not chunked
+
+
+def test_only_long_fits_pay_for_the_one_computation_function_and_later_fits_reuse_it(monkeypatch):
+    """Its compile costs more than Keras's one-step function, so a fit of fewer than `XLA_CHUNK_MIN_STEPS` steps
+    keeps Keras's loop, a longer one makes it, and every later fit of that model reuses it."""
+    monkeypatch.setattr(in_memory_fit, "XLA_CHUNK_MIN_STEPS", 40)
+    x, y = _data()  # 16 batches of 16 per epoch, 4 per execution
+    keras.utils.set_random_seed(0)
+    model = mk.builders.mmoe((10,), TASKS, num_experts=2, expert_units=(4,), tower_units=(4,), steps_per_execution=4)
+    kwargs = dict(batch_size=16, shuffle=False, verbose=0)
+    model.fit(x, y, epochs=2, **kwargs)  # 32 steps
+    assert model.__dict__[_PIPELINE_ATTRIBUTE].chunk == 1
+    model.fit(x, y, epochs=3, **kwargs)  # 48 steps
+    assert model.__dict__[_PIPELINE_ATTRIBUTE].chunk == 4
+    model.fit(x, y, epochs=1, **kwargs)  # short, but the function is there
+    assert model.__dict__[_PIPELINE_ATTRIBUTE].chunk == 4 and int(model.optimizer.iterations) == 6 * 16
 
 
 def _tracing_counts(*functions):
