@@ -272,7 +272,7 @@ def _steps_per_execution(model: Any, steps: int, chunks: int = 1) -> Iterator[No
 
 def _chunk_train_function(model: Any, steps: int) -> Any:
     """A train function that runs `steps` training steps as ONE XLA computation per call (TensorFlow, a model
-    compiled with `jit_compile=True`), for the chunked pipeline of `_epoch_chunks`.
+    compiled with `jit_compile=True`), for the chunked pipeline of `_epoch_batches(..., chunk=steps)`.
 
     Keras's own loop calls its XLA-compiled step once per batch inside a plain `tf.function`: each call launches an
     XLA computation, whose per-launch cost (handing it every weight and optimizer slot) was a quarter of an MMoE
@@ -383,8 +383,8 @@ def _pipeline_key(arrays: Any, args: dict) -> tuple | None:
 def _pipeline_dataset(model: Any, adapter: Any, arrays: Any, args: dict, chunk: int = 1) -> Any:
     """The repeated, autotuning-free pipeline of `adapter`'s batches: the model's kept one when it was
     built from the same arrays and arguments (`_Pipeline`), else a new one (kept when it may be). With
-    `chunk` > 1 (an XLA-compiled model) a kept pipeline yields `chunk` batches per element (`_epoch_chunks`), for
-    `_chunk_train_function`; a pipeline that cannot be kept, or chunked, is Keras's batches (chunk 1)."""
+    `chunk` > 1 (an XLA-compiled model) a kept pipeline yields `chunk` batches per element (`_epoch_batches`), for
+    `_chunk_train_function`; Keras's own repeated pipeline is never chunked (chunk 1)."""
     key = _pipeline_key(arrays, args) if _adapter_classes() is not None else None
     if key is not None:
         key = (*key, chunk)
@@ -393,9 +393,8 @@ def _pipeline_dataset(model: Any, adapter: Any, arrays: Any, args: dict, chunk: 
         return kept.dataset
     keras_dataset = adapter.get_tf_dataset()
     epochs = _epoch_batches(adapter, keras_dataset, chunk) if key is not None else None
-    if epochs is None and chunk > 1 and key is not None:
+    if epochs is None and key is not None:
         key, chunk = (*key[:-1], 1), 1
-        epochs = _epoch_batches(adapter, keras_dataset)
     dataset = _without_autotune(epochs if epochs is not None else keras_dataset.repeat())
     model.__dict__[_PIPELINE_ATTRIBUTE] = None if key is None else _Pipeline(key, dataset, chunk)
     return dataset
