@@ -64,13 +64,26 @@ def verdict(ratios: dict[str, float], target: float = TARGET) -> str:
     return f"every depth reaches {target}×"
 
 
+def _fused_adam(grads: Any, params: list, slots: list, iterations: Any) -> None:
+    """One fused `ResourceApplyAdam` per weight (lr 1e-3, Keras's Adam defaults), as a hand-written step does it."""
+    import tensorflow as tf
+
+    iterations.assign_add(1.0)
+    b1, b2 = tf.constant(0.9), tf.constant(0.999)
+    b1_power, b2_power = tf.pow(b1, iterations), tf.pow(b2, iterations)
+    for p, g, (m, v) in zip(params, grads, slots):
+        tf.raw_ops.ResourceApplyAdam(var=p.handle, m=m.handle, v=v.handle, beta1_power=b1_power,
+                                     beta2_power=b2_power, lr=tf.constant(1e-3), beta1=b1, beta2=b2,
+                                     epsilon=tf.constant(1e-7), grad=g)
+
+
 def _build_raw(x: np.ndarray, targets: np.ndarray, batch_size: int) -> Callable[[], None]:
     """Hand-written TF: 100 → 128 → 64 → 4 (the three heads side by side), Σ_t MSE_t, fused Adam per weight."""
     import tensorflow as tf
 
     rng = np.random.default_rng(0)
     widths = [(x.shape[1], 128), (128, 64), (64, targets.shape[1])]
-    kernels = [tf.Variable((rng.uniform(-1, 1, size) * np.sqrt(6 / sum(size))).astype(np.float32)) for size in widths]
+    kernels = [tf.Variable(_glorot(rng, size)) for size in widths]
     biases = [tf.Variable(np.zeros(size[1], np.float32)) for size in widths]
     params = kernels + biases
     slots = [(tf.Variable(tf.zeros_like(p)), tf.Variable(tf.zeros_like(p))) for p in params]
@@ -85,14 +98,7 @@ def _build_raw(x: np.ndarray, targets: np.ndarray, batch_size: int) -> Callable[
                 h = tf.nn.relu(h) if i < len(kernels) - 1 else h
             errors = tf.square(h - yb)
             loss = tf.add_n([tf.reduce_mean(errors[:, a:b]) for a, b in head_slices])
-        grads = tape.gradient(loss, params)
-        iterations.assign_add(1.0)
-        b1, b2 = tf.constant(0.9), tf.constant(0.999)
-        b1_power, b2_power = tf.pow(b1, iterations), tf.pow(b2, iterations)
-        for p, g, (m, v) in zip(params, grads, slots):
-            tf.raw_ops.ResourceApplyAdam(var=p.handle, m=m.handle, v=v.handle, beta1_power=b1_power,
-                                         beta2_power=b2_power, lr=tf.constant(1e-3), beta1=b1, beta2=b2,
-                                         epsilon=tf.constant(1e-7), grad=g)
+        _fused_adam(tape.gradient(loss, params), params, slots, iterations)
 
     return _in_graph_epoch(step, x, targets, batch_size)
 
@@ -135,14 +141,7 @@ def _build_raw_mmoe(x: np.ndarray, labels: np.ndarray, batch_size: int, jit_comp
                 g = tf.nn.softmax(dense(dense(xb, f"gate_{t}_1"), f"gate_{t}_2", relu=False))  # [batch, E]
                 logits = dense(dense(tf.einsum("be,beu->bu", g, stacked), f"tower_{t}_1"), f"tower_{t}_2", relu=False)
                 loss += tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=yb[:, t:t + 1], logits=logits))
-        grads = tape.gradient(loss, params)
-        iterations.assign_add(1.0)
-        b1, b2 = tf.constant(0.9), tf.constant(0.999)
-        b1_power, b2_power = tf.pow(b1, iterations), tf.pow(b2, iterations)
-        for p, g, (m, v) in zip(params, grads, slots):
-            tf.raw_ops.ResourceApplyAdam(var=p.handle, m=m.handle, v=v.handle, beta1_power=b1_power,
-                                         beta2_power=b2_power, lr=tf.constant(1e-3), beta1=b1, beta2=b2,
-                                         epsilon=tf.constant(1e-7), grad=g)
+        _fused_adam(tape.gradient(loss, params), params, slots, iterations)
 
     return _in_graph_epoch(step, x, labels, batch_size, jit_compile=jit_compile)
 
