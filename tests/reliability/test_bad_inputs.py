@@ -701,7 +701,9 @@ def test_datasets_are_not_checked(rng):
     model.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(8), epochs=1, verbose=0)  # no error
     kernel = model.get_layer("trunk_dense1").kernel.numpy()  # [6 features, 4 units]
     assert np.isnan(kernel[2]).all()  # the row of feature 2, whose NaN the dataset carried into the gradient
-    assert np.isfinite(np.delete(kernel, 2, axis=0)).all()
+    # Whether it also spreads to the other rows depends on the CPU's kernels, so that is not asserted: on an
+    # AVX2-only AMD EPYC, TF's ReluGrad of a NaN gradient at a negative input is NaN (mask times gradient), and the
+    # second batch's NaN head spreads to every row; on the AVX-512 Xeons where this test first ran, it stayed finite.
 
 
 def test_messages_name_values_as_plain_numbers(models, rng):
