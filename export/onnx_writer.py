@@ -30,7 +30,7 @@ def write_onnx(model: keras.Model, path: str, inputs: Sequence[TensorInfo], opse
     specs = tensor_specs(inputs)
     input_names = [info.name for info in inputs]
 
-    @tf.function(input_signature=[specs])
+    @tf.function(input_signature=[specs], autograph=False)  # as the SavedModel writer's (saved_model_writer.py)
     def serve(named_inputs):
         outputs = call_with_named_inputs(model, named_inputs)
         return {onnx_output_name(name, input_names): value for name, value in outputs.items()}

@@ -78,12 +78,14 @@ def export_into(model, staging, final_dir, plan: Plan, verify, allow_flex, opset
                 f"ops in float32 (the {tflite_writer.FLOAT_SCOPE!r} name scope, e.g. the LogMelSpectrogram audio front "
                 "end, whose power spectrum int8 cannot represent): an NPU would run them on the CPU. Export it for "
                 "'android-gpu' (float16), or for 'server' with quantize=['int8'] (float inputs and outputs).")
+        converter = tflite_writer.saved_model_converter(saved_model_dir)  # one SavedModel load for every flavour
         for flavour in quantize:
             step(f"converting TFLite {flavour}")
             calibration = None
             if plan.calibration is not None:
                 calibration = lambda: _rows(plan.calibration, batch_size or 1)  # noqa: E731
-            flatbuffer = tflite_writer.convert(saved_model_dir, flavour, calibration, allow_flex, int8_io=target.int8_io)
+            flatbuffer = tflite_writer.convert(saved_model_dir, flavour, calibration, allow_flex, int8_io=target.int8_io,
+                                               converter=converter)
             if target.gpu_delegate and flavour == "float16":  # the GPU accelerator takes no float16 GATHER table
                 flatbuffer = tflite_writer.float32_gather_tables(flatbuffer)
             path = os.path.join(staging, f"{stem}.{flavour}.tflite")

@@ -25,19 +25,45 @@ class FlexOpsError(ValueError):
     """The model needs TensorFlow (Flex / SELECT_TF_OPS) ops that standard LiteRT runtimes cannot run."""
 
 
+def saved_model_converter(saved_model_dir: str) -> Any:
+    """A TFLite converter for the SavedModel's `serving_default`, for `convert(..., converter=)` to reuse across
+    flavours: creating one loads the whole SavedModel in Python (movies_mmoe: about 4 s each time)."""
+    import tensorflow as tf
+
+    return tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=["serving_default"])
+
+
 def convert(
     saved_model_dir: str,
     quantization: str,
     representative_data: Callable[[], Iterable[dict[str, Any]]] | None = None,
     allow_flex: bool = False,
     int8_io: bool = False,
+    converter: Any = None,
 ) -> bytes:
-    """Convert the SavedModel's `serving_default` signature to a .tflite flatbuffer and check its ops."""
+    """Convert the SavedModel's `serving_default` signature to a .tflite flatbuffer and check its ops.
+
+    `converter`: one from `saved_model_converter(saved_model_dir)`, reused across calls (each call sets every
+    option it uses); a new one is made when it is None, and for int8 with float scopes, whose quantization
+    debugger changes the converter it is given.
+    """
     import tensorflow as tf
 
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"`quantize` must be among {QUANTIZATIONS}, got {quantization!r}.")
-    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=["serving_default"])
+    if quantization == "int8" and representative_data is None:
+        raise ValueError("int8 quantization needs `representative_data` (a few hundred typical input rows) to calibrate.")
+    keep_float = quantization == "int8" and _has_float_scope(saved_model_dir)
+    if keep_float and int8_io:
+        raise ValueError(f"int8 input/output is not available for a model with ops kept in float (name scope "
+                         f"{FLOAT_SCOPE!r}, e.g. a LogMelSpectrogram front end); export with float input/output.")
+    if converter is None or keep_float:
+        converter = saved_model_converter(saved_model_dir)
+    # every option set, to the converter's defaults where this flavour does not use it
+    converter.optimizations = []
+    converter.target_spec = tf.lite.TargetSpec()
+    converter.representative_dataset = None
+    converter.inference_input_type = converter.inference_output_type = tf.float32
     ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if quantization == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -45,8 +71,6 @@ def convert(
     elif quantization == "dynamic":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     elif quantization == "int8":
-        if representative_data is None:
-            raise ValueError("int8 quantization needs `representative_data` (a few hundred typical input rows) to calibrate.")
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = lambda: ({k: v for k, v in row.items()} for row in representative_data())
         ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
@@ -56,10 +80,6 @@ def convert(
     if allow_flex:
         ops.append(tf.lite.OpsSet.SELECT_TF_OPS)
     converter.target_spec.supported_ops = ops
-    keep_float = quantization == "int8" and _has_float_scope(saved_model_dir)
-    if keep_float and int8_io:
-        raise ValueError(f"int8 input/output is not available for a model with ops kept in float (name scope "
-                         f"{FLOAT_SCOPE!r}, e.g. a LogMelSpectrogram front end); export with float input/output.")
     try:
         with warnings.catch_warnings():  # the int8 calibrator uses tf.lite.Interpreter, which warns about itself
             warnings.simplefilter("ignore", UserWarning)
