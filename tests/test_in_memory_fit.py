@@ -370,3 +370,59 @@ def test_epoch_batches_are_keras_batches_with_one_gather_per_epoch(shuffle):
         order = [int(np.flatnonzero(x[:, 0] == value)[0]) for value in batch[0][:, 0]]
         np.testing.assert_array_equal(batch[1]["a"], y["a"][order])
         np.testing.assert_allclose(batch[2]["a"], weights[order].astype("float32"))
+
+
+def _count_train_step_traces(model):
+    """The Python calls of `model.train_step` (one per trace in graph mode), counted from now on."""
+    calls, step = [], model.train_step
+
+    def counted(*args):
+        calls.append(1)
+        return step(*args)
+
+    model.train_step = counted
+    return calls
+
+
+@pytest.mark.parametrize("case", ["arrays_with_metrics", "dataset", "gradient_level_weighting"])
+def test_a_first_fit_traces_the_training_step_once_and_trains_like_stock_fit(case):
+    """Optimizer and metric variables are made before the first trace (`_build_before_tracing`): TensorFlow
+    traces a step that creates variables twice; stock Keras (two traces) gives the same weights and logs."""
+    import tensorflow as tf
+
+    tasks = [mk.Task("a", 1, metrics=["mae"]), mk.Task("c", 2, loss="sparse_categorical_crossentropy",
+                                                       metrics=["accuracy"])]
+    extra = {"weighting": "pcgrad"} if case == "gradient_level_weighting" else {}
+    models = []
+    for _ in range(2):
+        keras.utils.set_random_seed(0)
+        models.append(mk.builders.hard_sharing((10,), tasks, trunk_units=(16,), steps_per_execution=4, **extra))
+    fast, stock = models
+    x, y = _data()
+    y = {"a": y["a"], "c": y["c"]}
+    data = dict(x=x, y=y, batch_size=16)
+    if case == "dataset":
+        data = dict(x=tf.data.Dataset.from_tensor_slices((x, y)).batch(16))
+    traces, stock_traces = _count_train_step_traces(fast), _count_train_step_traces(stock)
+    fast_history = fast.fit(**data, epochs=2, shuffle=False, verbose=0)
+    stock_history = keras.Model.fit(stock, **data, epochs=2, shuffle=False, verbose=0)
+    assert (len(traces), len(stock_traces)) == (1, 2)
+    _assert_same_training(fast, stock, fast_history, stock_history)
+    assert set(fast_history.history) >= {"a_mae", "c_accuracy"}
+    fast.fit(**data, epochs=1, shuffle=False, verbose=0)
+    assert len(traces) == 1  # a later fit reuses the step
+
+
+def test_a_model_in_a_strategy_scope_is_left_to_keras_own_build():
+    """Keras builds a strategy's model itself, inside the scope; building it outside would make plain variables."""
+    import tensorflow as tf
+
+    from mtmm_keras.models._build_before_tracing import build_before_tracing
+
+    with tf.distribute.OneDeviceStrategy("/cpu:0").scope():
+        model = mk.builders.hard_sharing((10,), TASKS, trunk_units=(16,))
+    x, y = _data()
+    assert build_before_tracing(model, (x, y)) is False and not model.optimizer.built
+    plain = mk.builders.hard_sharing((10,), TASKS, trunk_units=(16,))
+    assert build_before_tracing(plain, (x, y)) is True and plain.optimizer.built
+    assert build_before_tracing(plain, (x, y)) is False  # built already

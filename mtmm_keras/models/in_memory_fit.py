@@ -24,6 +24,7 @@ import keras
 import numpy as np
 
 from mtmm_keras.models import _data_checks, _data_prep
+from mtmm_keras.models._build_before_tracing import build_before_tracing
 
 # Model attributes `_steps_per_execution` reads and swaps.
 _STEP_FUNCTION_ATTRIBUTES = ("steps_per_execution", "make_train_function", "train_function", "test_function",
@@ -141,12 +142,17 @@ class InMemoryFitMixin:
             stock["validation_data"] = validation_data = (val_x, *validation_data[1:])
         plan = self._in_memory_plan(stock)
         if plan is None:
+            if _is_tf_dataset(x):
+                build_before_tracing(self, x.element_spec)
             return super().fit(**stock)
         dataset, steps, validation_data, steps_per_execution = plan
         pipeline = self.__dict__.get(_PIPELINE_ATTRIBUTE)
         if isinstance(pipeline, _Pipeline) and pipeline.dataset is dataset:
+            # a chunked pipeline's elements are (the first batches stacked, the last batch)
+            build_before_tracing(self, dataset.element_spec[1] if pipeline.chunk > 1 else dataset.element_spec)
             dataset = pipeline.adapter()  # Keras iterates the kept iterator: no new pipeline, no new iterator
         else:
+            build_before_tracing(self, dataset.element_spec)
             pipeline = None
         stock.update(x=dataset, y=None, sample_weight=None, class_weight=None, batch_size=None, shuffle=False,
                      validation_split=0.0, validation_data=validation_data, steps_per_epoch=steps,
@@ -215,6 +221,15 @@ class InMemoryFitMixin:
         if chunk > 1 and planned < XLA_CHUNK_MIN_STEPS and not _has_chunk_function(self, usable):
             chunk = 1
         return _pipeline_dataset(self, adapter, arrays, args, chunk), steps, validation_data, usable
+
+
+def _is_tf_dataset(x: Any) -> bool:
+    """Whether `x` is a `tf.data.Dataset` (without importing TensorFlow on another backend)."""
+    if keras.backend.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    return isinstance(x, tf.data.Dataset)
 
 
 def _has_chunk_function(model: Any, steps: int) -> bool:

@@ -219,3 +219,15 @@ def test_masked_metrics_refuse_rather_than_count_missing_rows(monkeypatch):
     y_missing["a"][::4] = np.nan
     with pytest.raises(RuntimeError, match="missing-label rows"):
         model.fit(x, y_missing, epochs=1, batch_size=16, verbose=0)
+
+
+@tf_only
+def test_fit_trains_when_keras_has_no_symbolic_build(monkeypatch):
+    """Without `Trainer._symbolic_build` the optimizer and metrics are built in the first trace, as Keras does."""
+    from keras.src.trainers import trainer
+
+    monkeypatch.delattr(trainer.Trainer, "_symbolic_build")
+    model = _model()
+    history = _fit(model)
+    assert model.optimizer.built
+    _assert_trains_like_stock(model, history)
