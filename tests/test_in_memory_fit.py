@@ -384,7 +384,7 @@ def _count_train_step_traces(model):
     return calls
 
 
-@pytest.mark.parametrize("case", ["arrays_with_metrics", "dataset", "gradient_level_weighting"])
+@pytest.mark.parametrize("case", ["arrays_with_metrics", "dataset", "gradient_level_weighting", "few_batches"])
 def test_a_first_fit_traces_the_training_step_once_and_trains_like_stock_fit(case):
     """Optimizer and metric variables are made before the first trace (`_build_before_tracing`): TensorFlow
     traces a step that creates variables twice; stock Keras (two traces) gives the same weights and logs."""
@@ -396,13 +396,17 @@ def test_a_first_fit_traces_the_training_step_once_and_trains_like_stock_fit(cas
     models = []
     for _ in range(2):
         keras.utils.set_random_seed(0)
-        models.append(mk.builders.hard_sharing((10,), tasks, trunk_units=(16,), steps_per_execution=4, **extra))
+        models.append(mk.builders.hard_sharing((10,), tasks, trunk_units=(16,),
+                                               steps_per_execution=16 if case == "few_batches" else 4, **extra))
     fast, stock = models
     x, y = _data()
     y = {"a": y["a"], "c": y["c"]}
     data = dict(x=x, y=y, batch_size=16)
     if case == "dataset":
         data = dict(x=tf.data.Dataset.from_tensor_slices((x, y)).batch(16))
+    if case == "few_batches":  # 2 batches per epoch, 16 steps per execution: Keras's own fit on the arrays
+        data = dict(x=x, y=y, batch_size=128)
+        assert fast._in_memory_plan({**_fit_args(), **data, "epochs": 2}) is None
     traces, stock_traces = _count_train_step_traces(fast), _count_train_step_traces(stock)
     fast_history = fast.fit(**data, epochs=2, shuffle=False, verbose=0)
     stock_history = keras.Model.fit(stock, **data, epochs=2, shuffle=False, verbose=0)

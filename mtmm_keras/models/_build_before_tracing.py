@@ -20,8 +20,8 @@ import keras
 def build_before_tracing(model: keras.Model, batch_spec: Any) -> bool:
     """Build `model`'s unbuilt optimizer and metrics for batches like `batch_spec`; True when it did.
 
-    `batch_spec` is one training batch `(x, y[, sample_weight])` as `tf.TensorSpec`s (a tf.data element spec) or
-    arrays. Only on TensorFlow, in graph mode, with no distribution strategy (Keras builds those models itself,
+    `batch_spec` is one training batch `(x[, y[, sample_weight]])` as `tf.TensorSpec`s (a tf.data element spec) or
+    the training arrays (only shapes and dtypes are read; the batch dimension may differ). Only on TensorFlow, in graph mode, with no distribution strategy (Keras builds those models itself,
     inside the strategy's scope) and an optimizer not built yet. Anything else, a Keras without
     `_symbolic_build` (an internal), or a batch it cannot build from leaves the model as it was: Keras then
     builds in the first trace, as it always did, and reports any error in the data itself.
@@ -36,7 +36,9 @@ def build_before_tracing(model: keras.Model, batch_spec: Any) -> bool:
     if model_strategy(model) is not None:
         return False
     symbolic_build = getattr(model, "_symbolic_build", None)  # Keras internal; without it: two traces, as before
-    if symbolic_build is None or not isinstance(batch_spec, tuple) or len(batch_spec) not in (2, 3):
+    if not isinstance(batch_spec, tuple):
+        batch_spec = (batch_spec,)  # inputs only (a label-free joint embedding)
+    if symbolic_build is None or len(batch_spec) not in (1, 2, 3):
         return False
     import numpy as np
     import tensorflow as tf

@@ -142,8 +142,7 @@ class InMemoryFitMixin:
             stock["validation_data"] = validation_data = (val_x, *validation_data[1:])
         plan = self._in_memory_plan(stock)
         if plan is None:
-            if _is_tf_dataset(x):
-                build_before_tracing(self, x.element_spec)
+            build_before_tracing(self, x.element_spec if _is_tf_dataset(x) else (x, y, sample_weight))
             return super().fit(**stock)
         dataset, steps, validation_data, steps_per_execution = plan
         pipeline = self.__dict__.get(_PIPELINE_ATTRIBUTE)
