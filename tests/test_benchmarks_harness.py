@@ -423,3 +423,17 @@ def test_backend_speed_checks_its_flags_before_starting_workers(capsys):
     assert "--repeats must be a positive number of fits, got 0" in capsys.readouterr().err
     with pytest.raises(ValueError, match="unknown case 'mmoe'; choose from cross_stitch"):
         backend_speed.make_data("mmoe", 8)
+
+
+@pytest.mark.skipif(__import__("keras").backend.backend() != "tensorflow", reason="TensorFlow's tracing")
+def test_first_fit_measures_both_ways_and_leaves_the_library_as_it_was(capsys):
+    from benchmarks import first_fit
+    from mtmm_keras.models import in_memory_fit
+
+    real = in_memory_fit.build_before_tracing
+    inside, before = first_fit.one("hard_sharing", "built_in_the_trace"), first_fit.one("hard_sharing", "built_before")
+    assert (inside["traces"], before["traces"]) == (2, 1) and inside["seconds"] > 0 and before["seconds"] > 0
+    assert in_memory_fit.build_before_tracing is real
+    with pytest.raises(SystemExit):
+        first_fit.main(["--builders", "hard_sharing,lstm"])
+    assert "--builders: unknown ['lstm']; choose from hard_sharing" in capsys.readouterr().err

@@ -97,6 +97,8 @@ class InMemoryFitMixin:
     then fire every `d` steps. Batches, their order when `shuffle=False`, weighting and validation
     are exactly those of the stock `fit`. With `shuffle=True` each epoch draws a new
     order; Keras's per-epoch iterators replay one order every epoch once a global seed is set.
+    On TensorFlow every `fit` (this path or Keras's own) first builds an unbuilt optimizer and the compiled metrics
+    (`_build_before_tracing`), so that the first `fit` traces the training step once instead of twice.
     `predict` runs one step per execution on TensorFlow and JAX (`_one_step_predict`): the training
     setting would unroll that many steps into its graph.
 
