@@ -5,9 +5,8 @@ variables to the first trace of `train_step` (`TensorFlowTrainer._maybe_symbolic
 `tf.function` whose first trace creates variables is traced a second time once they exist (TensorFlow lifts their
 initialisers out, then retraces without them), so every model's first `fit` traced its whole training step twice.
 Building them first, with the symbolic build Keras itself runs under a strategy (`Trainer._symbolic_build`, on the
-shapes and dtypes of one batch: nothing is computed), leaves one trace. First `fit` of the builders' models on
-2 cores (2 epochs of 256 rows): hard sharing 2.1 → 1.5 s, MMoE 3.2 → 2.0 s, PLE 5.8 → 3.5 s; with XLA (the
-experts' default) MMoE 4.5 → 3.5 s, PLE 8.4 → 6.0 s. Later fits, weights and logs are unchanged.
+shapes and dtypes of one batch: nothing is computed), leaves one trace: a new model's first `fit` 1.26–1.46× faster
+on 2 cores (`python -m benchmarks.first_fit`, benchmarks/README.md "First fit"). Weights and logs are unchanged.
 """
 
 from __future__ import annotations
@@ -21,8 +20,9 @@ def build_before_tracing(model: keras.Model, batch_spec: Any) -> bool:
     """Build `model`'s unbuilt optimizer and metrics for batches like `batch_spec`; True when it did.
 
     `batch_spec` is one training batch `(x[, y[, sample_weight]])` as `tf.TensorSpec`s (a tf.data element spec) or
-    the training arrays (only shapes and dtypes are read; the batch dimension may differ). Only on TensorFlow, in graph mode, with no distribution strategy (Keras builds those models itself,
-    inside the strategy's scope) and an optimizer not built yet. Anything else, a Keras without
+    the training arrays (only shapes and dtypes are read; the batch dimension may differ). Only on TensorFlow, in
+    graph mode, with no distribution strategy (Keras builds those models itself, inside the strategy's scope) and
+    an optimizer not built yet. Anything else, a Keras without
     `_symbolic_build` (an internal), or a batch it cannot build from leaves the model as it was: Keras then
     builds in the first trace, as it always did, and reports any error in the data itself.
     """
