@@ -22,9 +22,9 @@ def build_before_tracing(model: keras.Model, batch_spec: Any) -> bool:
     `batch_spec` is one training batch `(x[, y[, sample_weight]])` as `tf.TensorSpec`s (a tf.data element spec) or
     the training arrays (only shapes and dtypes are read; the batch dimension may differ). Only on TensorFlow, in
     graph mode, with no distribution strategy (Keras builds those models itself, inside the strategy's scope) and
-    an optimizer not built yet. Anything else, a Keras without
-    `_symbolic_build` (an internal), or a batch it cannot build from leaves the model as it was: Keras then
-    builds in the first trace, as it always did, and reports any error in the data itself.
+    an optimizer not built yet. Anything else, a Keras without `_symbolic_build` (an internal), or a batch it cannot
+    build from leaves the model as it was: Keras then builds in the first trace, as it always did, and reports any
+    error in the data itself.
     """
     if keras.backend.backend() != "tensorflow" or getattr(model, "run_eagerly", False):
         return False

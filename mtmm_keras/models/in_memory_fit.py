@@ -148,13 +148,12 @@ class InMemoryFitMixin:
             return super().fit(**stock)
         dataset, steps, validation_data, steps_per_execution = plan
         pipeline = self.__dict__.get(_PIPELINE_ATTRIBUTE)
-        if isinstance(pipeline, _Pipeline) and pipeline.dataset is dataset:
-            # a chunked pipeline's elements are (the first batches stacked, the last batch)
-            build_before_tracing(self, dataset.element_spec[1] if pipeline.chunk > 1 else dataset.element_spec)
-            dataset = pipeline.adapter()  # Keras iterates the kept iterator: no new pipeline, no new iterator
-        else:
-            build_before_tracing(self, dataset.element_spec)
+        if not (isinstance(pipeline, _Pipeline) and pipeline.dataset is dataset):
             pipeline = None
+        # a chunked pipeline's elements are (the first batches stacked, the last batch)
+        build_before_tracing(self, dataset.element_spec[1] if pipeline and pipeline.chunk > 1 else dataset.element_spec)
+        if pipeline is not None:
+            dataset = pipeline.adapter()  # Keras iterates the kept iterator: no new pipeline, no new iterator
         stock.update(x=dataset, y=None, sample_weight=None, class_weight=None, batch_size=None, shuffle=False,
                      validation_split=0.0, validation_data=validation_data, steps_per_epoch=steps,
                      # Keras validates in batches of `validation_batch_size or batch_size`: keep that
