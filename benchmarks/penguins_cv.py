@@ -18,6 +18,13 @@ recipe as shipped, e.g. `encoders.features.normalize=true` or `tasks.1.weight=2.
 
 `--ensemble K` also scores each variant as a K-seed ensemble (its first member is the single model, so the pair is
 compared on the same fits).
+
+`--family` asks whether the card's test split can rank recipes at all: a family of scikit-learn sex classifiers
+(the card's logistic regression, the same without the `year` column, with pairwise products, an RBF SVM, gradient
+boosting, one logistic regression per predicted species), each cross-validated over the train rows only and scored
+on the card's 67 test rows, with the Spearman rank correlation between the two orders (seconds, no Keras fits):
+
+    python -m benchmarks.penguins_cv --family
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -110,6 +118,80 @@ def run(repeats: int, variants: tuple[str, ...] = (), train_only: bool = False, 
             "summary": summary, "seconds": time.perf_counter() - start}
 
 
+def _per_species_logistic() -> Any:
+    """Sex from one logistic regression per species, the species predicted by a logistic regression first (sexual
+    size dimorphism differs between species): a scikit-learn estimator."""
+    from sklearn.base import BaseEstimator, ClassifierMixin
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    class PerSpeciesLogistic(ClassifierMixin, BaseEstimator):
+        def fit(self, features, sex, species):
+            self.species_ = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(features, species)
+            self.sex_ = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(
+                self._crossed(features, species), sex)
+            return self
+
+        def predict(self, features):
+            return self.sex_.predict(self._crossed(features, self.species_.predict(features)))
+
+        @staticmethod
+        def _crossed(features, species):
+            one_hot = np.eye(3)[species]
+            return np.concatenate([features, (one_hot[:, :, None] * features[:, None, :]).reshape(len(features), -1)], 1)
+
+    return PerSpeciesLogistic()
+
+
+FAMILY = ("logistic regression (the card's)", "logistic regression without year", "logistic regression, pairwise products",
+          "RBF SVM", "gradient boosting", "logistic regression per predicted species")
+
+
+def family(repeats: int = 3) -> dict:
+    """Each `FAMILY` sex classifier's mean accuracy over repeated 5-fold cross-validation of the train rows and its
+    accuracy on the card's test rows (fitted on all train rows), and the Spearman rank correlation of the two."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import RepeatedStratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import PolynomialFeatures, StandardScaler
+    from sklearn.svm import SVC
+
+    from mtmm_keras.data.penguins import FEATURE_NAMES
+
+    every, labels = _rows()
+    train_rows = len(_rows(train_only=True)[0])  # _rows() lists the train split's rows first, then the test split's
+    without_year = [i for i, name in enumerate(FEATURE_NAMES) if name != "year"]
+    makers = {
+        FAMILY[0]: lambda: make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=500)),
+        FAMILY[1]: lambda: make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=500)),
+        FAMILY[2]: lambda: make_pipeline(PolynomialFeatures(2), StandardScaler(), LogisticRegression(max_iter=5000)),
+        FAMILY[3]: lambda: make_pipeline(StandardScaler(), SVC(C=3.0)),
+        FAMILY[4]: lambda: HistGradientBoostingClassifier(random_state=0),
+        FAMILY[5]: _per_species_logistic,
+    }
+
+    def accuracy(name, fit_rows, score_rows):
+        columns = without_year if name == FAMILY[1] else slice(None)
+        model, features = makers[name](), every[:, columns]
+        extra = (labels["species"][fit_rows],) if name == FAMILY[5] else ()
+        model.fit(features[fit_rows], labels["sex"][fit_rows], *extra)
+        return float(np.mean(model.predict(features[score_rows]) == labels["sex"][score_rows]))
+
+    train, test = np.arange(train_rows), np.arange(train_rows, len(every))
+    folds = list(RepeatedStratifiedKFold(n_splits=5, n_repeats=repeats, random_state=0).split(train, labels["sex"][train]))
+    table = {}
+    for name in FAMILY:
+        cv = [accuracy(name, train[a], train[b]) for a, b in folds]
+        table[name] = {"train_cv_mean": float(np.mean(cv)), "train_cv_standard_error": float(np.std(cv, ddof=1) / np.sqrt(len(cv))),
+                       "test_accuracy": accuracy(name, train, test), "test_correct": None}
+        table[name]["test_correct"] = int(round(table[name]["test_accuracy"] * len(test)))
+    rho = stats.spearmanr([table[n]["train_cv_mean"] for n in FAMILY], [table[n]["test_accuracy"] for n in FAMILY])
+    return {"folds": len(folds), "train_rows": int(train_rows), "test_rows": int(len(test)), "family": table,
+            "spearman_train_cv_vs_test": float(rho.statistic)}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the cross-validation, print the summary table and write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -122,9 +204,27 @@ def main(argv: list[str] | None = None) -> int:
                         help="a recipe variant: path=JSON overrides joined by '+' (repeatable; 'base': as shipped)")
     parser.add_argument("--ensemble", type=int, default=1, metavar="K",
                         help="also score each variant as a K-seed ensemble (seeds fit.seed, ..., + K - 1; default 1)")
+    parser.add_argument("--family", action="store_true",
+                        help="rank a family of scikit-learn sex classifiers by train-row cross-validation and by the "
+                        "card's test rows (no Keras fits; writes benchmarks/results/penguins_cv_family.json)")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error(f"--repeats must be a positive integer, got {args.repeats}")
+    if args.family:
+        if args.variant or args.ensemble != 1 or args.train_only:
+            parser.error("--family fits only scikit-learn models: drop --variant, --ensemble and --train-only")
+        result = family(args.repeats)
+        print(f"sex accuracy: {result['folds']} folds of the {result['train_rows']} train rows | the card's "
+              f"{result['test_rows']} test rows")
+        print("| classifier | train-row CV, mean ± s.e. | test split |\n|---|---|---|")
+        for name, row in result["family"].items():
+            print(f"| {name} | {row['train_cv_mean']:.4f} ± {row['train_cv_standard_error']:.4f} | "
+                  f"{row['test_accuracy']:.4f} ({row['test_correct']}/{result['test_rows']}) |")
+        print(f"Spearman rank correlation, train-row CV vs test split: {result['spearman_train_cv_vs_test']:+.2f}")
+        out = Path(args.out or "benchmarks/results/penguins_cv_family.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1))
+        return 0
     if args.ensemble < 1:
         parser.error(f"--ensemble must be a positive number of seeds, got {args.ensemble}")
     try:

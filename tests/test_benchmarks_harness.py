@@ -355,6 +355,36 @@ def test_penguins_cv_ensemble_scores_the_single_model_and_the_seed_ensemble_from
     assert "--ensemble must be a positive number of seeds, got 0" in capsys.readouterr().err
 
 
+def test_penguins_cv_family_ranks_on_train_rows_only_and_scores_the_cards_test_rows(monkeypatch, capsys, tmp_path):
+    """--family: cross-validation reads only the train rows (flipping every test row's sex leaves it unchanged and
+    turns each test accuracy a into 1 - a), and the card's logistic regression scores what the card says."""
+    import json
+
+    from benchmarks import penguins_cv
+
+    result = penguins_cv.family(repeats=1)
+    card = json.loads((Path(__file__).resolve().parent.parent / "zoo" / "entries" / "penguins_hard" / "metadata.json").read_text())
+    linear = card["simple_baselines"]["metrics"]["linear"]["sex_accuracy"]
+    assert result["family"][penguins_cv.FAMILY[0]]["test_accuracy"] == pytest.approx(linear)
+    assert list(result["family"]) == list(penguins_cv.FAMILY) and result["test_rows"] == 67
+    real = penguins_cv._rows
+
+    def flipped(train_only=False):
+        features, labels = real(train_only)
+        if not train_only:
+            labels = {**labels, "sex": np.concatenate([labels["sex"][:266], 1 - labels["sex"][266:]])}
+        return features, labels
+
+    monkeypatch.setattr(penguins_cv, "_rows", flipped)
+    other = penguins_cv.family(repeats=1)
+    for name, row in result["family"].items():
+        assert other["family"][name]["train_cv_mean"] == row["train_cv_mean"], name
+        assert other["family"][name]["test_accuracy"] == pytest.approx(1.0 - row["test_accuracy"]), name
+    with pytest.raises(SystemExit):
+        penguins_cv.main(["--family", "--train-only"])
+    assert "--family fits only scikit-learn models" in capsys.readouterr().err
+
+
 def test_fits_per_run_times_consecutive_fits_and_reports_the_time_per_fit():
     """--fits-per-run N: each timed run asks the worker for N fits in a row and divides its seconds by N."""
     workers = {"torch": _StubWorker(5.0, 2.0), "jax": _StubWorker(4.0, 0.5)}
