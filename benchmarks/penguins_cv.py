@@ -184,11 +184,11 @@ def family(repeats: int = 3) -> dict:
     table = {}
     for name in FAMILY:
         cv = [accuracy(name, train[a], train[b]) for a, b in folds]
+        on_test = accuracy(name, train, test)
         table[name] = {"train_cv_mean": float(np.mean(cv)), "train_cv_standard_error": float(np.std(cv, ddof=1) / np.sqrt(len(cv))),
-                       "test_accuracy": accuracy(name, train, test), "test_correct": None}
-        table[name]["test_correct"] = int(round(table[name]["test_accuracy"] * len(test)))
+                       "test_accuracy": on_test, "test_correct": round(on_test * len(test))}
     rho = stats.spearmanr([table[n]["train_cv_mean"] for n in FAMILY], [table[n]["test_accuracy"] for n in FAMILY])
-    return {"folds": len(folds), "train_rows": int(train_rows), "test_rows": int(len(test)), "family": table,
+    return {"folds": len(folds), "train_rows": train_rows, "test_rows": len(test), "family": table,
             "spearman_train_cv_vs_test": float(rho.statistic)}
 
 
