@@ -417,6 +417,37 @@ def test_a_first_fit_traces_the_training_step_once_and_trains_like_stock_fit(cas
     assert len(traces) == 1  # a later fit reuses the step
 
 
+def test_a_loaded_models_first_evaluate_traces_the_test_step_once_with_keras_results(tmp_path, monkeypatch):
+    """A loaded model (its optimizer built by `compile_from_config`, its metrics not) gets its metrics built before
+    `evaluate` traces `test_step`: one trace, not Keras's two, and the same metrics. A new model's evaluate before
+    any fit keeps Keras's two traces and leaves the optimizer unbuilt (no Adam slots for an evaluation)."""
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the double trace is TensorFlow's (tf.function's variable lifting)")
+    tasks = [mk.Task("a", 1, metrics=["mae"]), mk.Task("c", 2, loss="sparse_categorical_crossentropy",
+                                                       metrics=["accuracy"])]
+    keras.utils.set_random_seed(0)
+    model = mk.builders.hard_sharing((10,), tasks, trunk_units=(16,))
+    x, y = _data()
+    y = {"a": y["a"], "c": y["c"]}
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    model.save(tmp_path / "m.keras")
+
+    def traced_evaluate(loaded):
+        calls, step = [], loaded.test_step
+        loaded.test_step = lambda *args: calls.append(1) or step(*args)
+        return loaded.evaluate(x, y, batch_size=32, verbose=0, return_dict=True), len(calls)
+
+    ours, traces = traced_evaluate(keras.saving.load_model(tmp_path / "m.keras"))
+    monkeypatch.setattr(in_memory_fit, "build_metrics_before_tracing", lambda model, batch: False)
+    stock, stock_traces = traced_evaluate(keras.saving.load_model(tmp_path / "m.keras"))
+    assert (traces, stock_traces) == (1, 2)
+    assert set(ours) >= {"a_mae", "c_accuracy", "loss"} and ours == pytest.approx(stock, rel=1e-6)
+    monkeypatch.undo()
+    keras.utils.set_random_seed(0)
+    new = mk.builders.hard_sharing((10,), tasks, trunk_units=(16,))
+    assert traced_evaluate(new)[1] == 2 and not new.optimizer.built
+
+
 def test_a_model_in_a_strategy_scope_is_left_to_keras_own_build():
     """Keras builds a strategy's model itself, inside the scope; building it outside would make plain variables."""
     import tensorflow as tf

@@ -26,10 +26,34 @@ def build_before_tracing(model: keras.Model, batch_spec: Any) -> bool:
     build from leaves the model as it was: Keras then builds in the first trace, as it always did, and reports any
     error in the data itself.
     """
-    if keras.backend.backend() != "tensorflow" or getattr(model, "run_eagerly", False):
-        return False
     optimizer = getattr(model, "optimizer", None)
     if optimizer is None or getattr(optimizer, "built", True):
+        return False
+    return _symbolic_build(model, batch_spec) and bool(optimizer.built)
+
+
+def build_metrics_before_tracing(model: keras.Model, batch_spec: Any) -> bool:
+    """Before `evaluate`: build `model`'s unbuilt compiled metrics and loss for batches like `batch_spec`, so its
+    first `evaluate` traces `test_step` once instead of twice; True when it did.
+
+    Only for a model whose optimizer is built or absent, which is what a loaded model has (`compile_from_config`
+    builds the optimizer, not the metrics): Keras's build would also create an unbuilt optimizer's slots (twice the
+    parameters) for an evaluation that never uses them, so a new model's evaluate before any `fit` keeps Keras's two
+    traces. The same conditions as `build_before_tracing` otherwise.
+    """
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None and not getattr(optimizer, "built", False):
+        return False
+    metrics, loss = getattr(model, "_compile_metrics", None), getattr(model, "_compile_loss", None)  # Keras internals
+    if not any(part is not None and getattr(part, "built", True) is False for part in (metrics, loss)):
+        return False  # nothing to build (or a Keras without them: two traces, as before)
+    return _symbolic_build(model, batch_spec) and (metrics is None or bool(metrics.built))
+
+
+def _symbolic_build(model: keras.Model, batch_spec: Any) -> bool:
+    """Keras's `Trainer._symbolic_build(data_batch=batch_spec)` where it applies; False where it was not run or
+    failed (Keras's first trace then builds and raises its own error)."""
+    if keras.backend.backend() != "tensorflow" or getattr(model, "run_eagerly", False):
         return False
     from mtmm_keras.distribute import model_strategy
 
@@ -50,4 +74,4 @@ def build_before_tracing(model: keras.Model, batch_spec: Any) -> bool:
         symbolic_build(data_batch=batch_spec)
     except Exception:  # noqa: BLE001 - Keras's own first trace builds and raises its own error
         return False
-    return bool(optimizer.built)
+    return True

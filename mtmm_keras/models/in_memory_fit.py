@@ -24,7 +24,7 @@ import keras
 import numpy as np
 
 from mtmm_keras.models import _data_checks, _data_prep
-from mtmm_keras.models._build_before_tracing import build_before_tracing
+from mtmm_keras.models._build_before_tracing import build_before_tracing, build_metrics_before_tracing
 
 # Model attributes `_steps_per_execution` reads and swaps.
 _STEP_FUNCTION_ATTRIBUTES = ("steps_per_execution", "make_train_function", "train_function", "test_function",
@@ -172,9 +172,13 @@ class InMemoryFitMixin:
             return history
 
     def evaluate(self, x: Any = None, y: Any = None, *args: Any, **kwargs: Any) -> Any:
-        """Keras's `evaluate` after the same data checks as `fit` (label keys and widths, NaN, row counts)."""
+        """Keras's `evaluate` after the same data checks as `fit` (label keys and widths, NaN, row counts); a loaded
+        model's compiled metrics are built first, so its first `evaluate` traces `test_step` once
+        (`_build_before_tracing.build_metrics_before_tracing`)."""
         x = _data_prep.unwrap_single_input(self, x)
         _data_checks.check(self, x, y, kwargs.get("sample_weight"), call="evaluate", labelled=True)
+        if not args:  # x, y and sample_weight as keywords (Keras's own order takes batch_size next)
+            build_metrics_before_tracing(self, x.element_spec if _is_tf_dataset(x) else (x, y, kwargs.get("sample_weight")))
         return super().evaluate(x, y, *args, **kwargs)
 
     def predict(self, x: Any, *args: Any, **kwargs: Any) -> Any:

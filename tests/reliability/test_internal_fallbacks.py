@@ -231,3 +231,26 @@ def test_fit_trains_when_keras_has_no_symbolic_build(monkeypatch):
     history = _fit(model)
     assert model.optimizer.built
     _assert_trains_like_stock(model, history)
+
+
+def test_evaluate_works_when_keras_has_no_compiled_metrics_internals(tmp_path, monkeypatch):
+    """A loaded model's metrics are built before `evaluate` through `_symbolic_build`, `_compile_metrics` and
+    `_compile_loss`; without them Keras builds them in the first trace and reports the same numbers."""
+    from keras.src.trainers import trainer
+
+    model = _model()
+    _fit(model)
+    model.save(tmp_path / "m.keras")
+    x, y = _data()
+    want = keras.saving.load_model(tmp_path / "m.keras").evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
+    monkeypatch.delattr(trainer.Trainer, "_symbolic_build")
+    got = keras.saving.load_model(tmp_path / "m.keras").evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
+    assert got == pytest.approx(want, rel=1e-6)
+    monkeypatch.undo()
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    for name in ("_compile_metrics", "_compile_loss"):  # as if Keras had renamed them
+        loaded.__dict__.pop(name, None)
+        object.__setattr__(loaded, name, None)
+    from mtmm_keras.models._build_before_tracing import build_metrics_before_tracing
+
+    assert build_metrics_before_tracing(loaded, (x, y)) is False
