@@ -9,7 +9,7 @@ JAX_TESTS := tests/test_builders.py tests/test_layers.py tests/test_losses.py te
 
 # The backend-agnostic reliability checks (bad inputs, saving, reload in a new process) and the keras-hub encoders,
 # on JAX and PyTorch as well (the TensorFlow run has every file)
-RELIABILITY_TESTS := tests/reliability/test_bad_inputs.py tests/reliability/test_inputs_data.py tests/reliability/test_inputs_saving.py tests/reliability/test_output_folder.py tests/reliability/test_weighting_reload.py tests/reliability/test_reload_new_process.py tests/test_encoders_backbone.py
+RELIABILITY_TESTS := tests/reliability/test_bad_inputs.py tests/reliability/test_inputs_data.py tests/reliability/test_inputs_saving.py tests/reliability/test_output_folder.py tests/reliability/test_weighting_reload.py tests/reliability/test_reload_new_process.py tests/reliability/test_cross_backend_load.py tests/test_encoders_backbone.py
 
 # The same files on PyTorch, plus its own (one thread per worker: torch's default threads crowd two cores, 2 min vs 44 s)
 TORCH_TESTS := $(JAX_TESTS) $(RELIABILITY_TESTS) tests/test_torch_backend.py

@@ -448,6 +448,33 @@ def test_a_loaded_models_first_evaluate_traces_the_test_step_once_with_keras_res
     assert traced_evaluate(new)[1] == 2 and not new.optimizer.built
 
 
+def test_an_xla_models_predict_runs_whole_batches_only_with_keras_outputs():
+    """70 rows in batches of 32 (`_whole_batches`): an XLA model's predict step sees one batch shape (one trace and
+    one compile, not two), and every row's outputs are Keras's; without XLA, and with arguments past `batch_size`
+    and `verbose`, the call is Keras's own."""
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the TensorFlow pass covers it (JAX: tests/reliability/test_cross_backend_load.py)")
+    x, _ = _data(70)
+    xla = mk.builders.mmoe((10,), TASKS, num_experts=2, expert_units=(8,), tower_units=(4,))
+    plain = mk.builders.hard_sharing((10,), TASKS, trunk_units=(8,))
+    assert (xla.jit_compile, plain.jit_compile) == (True, False)
+    for model, traces_wanted in ((xla, 1), (plain, 2)):
+        calls, step = [], model.predict_step
+        model.predict_step = lambda *args, calls=calls, step=step: calls.append(args[0]) or step(*args)
+        got = model.predict(x, batch_size=32, verbose=0)
+        assert len(calls) == traces_wanted, model.name
+        if traces_wanted == 1:
+            assert [int(batch.shape[0]) if batch.shape[0] is not None else None for batch in calls] == [32]
+        want = keras.Model.predict(model, x, batch_size=32, verbose=0)
+        for name in want:
+            assert got[name].shape == want[name].shape == (70, want[name].shape[1])
+            np.testing.assert_allclose(got[name], want[name], rtol=1e-6, atol=1e-6)
+    seen = []
+    xla.predict(x, batch_size=32, verbose=0, callbacks=[keras.callbacks.LambdaCallback(
+        on_predict_batch_end=lambda batch, logs: seen.append(batch))])
+    assert seen == [0, 1, 2]  # Keras's own batches, the last one partial
+
+
 def test_a_model_in_a_strategy_scope_is_left_to_keras_own_build():
     """Keras builds a strategy's model itself, inside the scope; building it outside would make plain variables."""
     import tensorflow as tf

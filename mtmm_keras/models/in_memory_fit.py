@@ -25,6 +25,7 @@ import numpy as np
 
 from mtmm_keras.models import _data_checks, _data_prep
 from mtmm_keras.models._build_before_tracing import build_before_tracing, build_metrics_before_tracing
+from mtmm_keras.models._whole_batches import predict_in_whole_batches
 
 # Model attributes `_steps_per_execution` reads and swaps.
 _STEP_FUNCTION_ATTRIBUTES = ("steps_per_execution", "make_train_function", "train_function", "test_function",
@@ -182,11 +183,12 @@ class InMemoryFitMixin:
         return super().evaluate(x, y, *args, **kwargs)
 
     def predict(self, x: Any, *args: Any, **kwargs: Any) -> Any:
-        """Keras's `predict` after the input checks, one step per call (fast first predict)."""
+        """Keras's `predict` after the input checks, one step per call and one batch shape (fast first predict:
+        `_whole_batches.predict_in_whole_batches`)."""
         x = _data_prep.unwrap_single_input(self, x)
         _data_checks.check(self, x, call="predict", labelled=False)
         with _one_step_predict(self):
-            return super().predict(x, *args, **kwargs)
+            return predict_in_whole_batches(self, super().predict, x, args, kwargs)
 
     def _in_memory_plan(self, args: dict) -> tuple[Any, int, Any, int] | None:
         """(repeated dataset, batches per epoch, validation data, steps per execution to use),
