@@ -46,16 +46,6 @@ class RetrievalMetricsMixin:
                 f"{[getattr(m, 'name', m) for m in kept]} train and log as usual but are not saved with the model: "
                 "compile them again after keras.models.load_model.", RuntimeWarning, stacklevel=2)
 
-    def compile_from_config(self, config: dict[str, Any]) -> None:
-        """Keras's own `compile_from_config` (which skips a model whose `compile` is overridden), with another
-        backend's execution settings replaced by this backend's (`mk.distribute.saved_compile_arguments`)."""
-        from mtmm_keras.distribute import saved_compile_arguments
-
-        config = saved_compile_arguments(keras.saving.deserialize_keras_object(config))
-        self.compile(**config)
-        if getattr(self, "optimizer", None) is not None and self.built:
-            self.optimizer.build(self.trainable_variables)
-
     @property
     def metrics(self) -> list[Any]:
         metrics = super().metrics

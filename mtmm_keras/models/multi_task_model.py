@@ -75,17 +75,6 @@ class MultiTaskModel(KerasFormatSaveMixin, MultiWorkerFitMixin, InMemoryFitMixin
         object.__setattr__(self, "compiled_loss_weights", bound.arguments.get("loss_weights"))
         super().compile(*args, **kwargs)
 
-    def compile_from_config(self, config: dict[str, Any]) -> None:
-        """Keras's own `compile_from_config` (which skips a model whose `compile` is overridden): compile
-        with the saved arguments (another backend's execution settings replaced by this backend's,
-        `mk.distribute.saved_compile_arguments`), then build the optimizer's variables."""
-        from mtmm_keras.distribute import saved_compile_arguments
-
-        config = saved_compile_arguments(keras.saving.deserialize_keras_object(config))
-        self.compile(**config)
-        if getattr(self, "optimizer", None) is not None and self.built:
-            self.optimizer.build(self.trainable_variables)
-
     def set_weighting(self, weighting: Any = "static", **kwargs: Any) -> None:
         """Use `weighting` (a method name from `mk.weighting.names()` with its keyword arguments, or an
         `mk.weighting.Weighting`) to combine the tasks' losses. Call it before `compile`: a method with
