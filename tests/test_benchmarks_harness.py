@@ -355,7 +355,7 @@ def test_penguins_cv_ensemble_scores_the_single_model_and_the_seed_ensemble_from
     assert "--ensemble must be a positive number of seeds, got 0" in capsys.readouterr().err
 
 
-def test_penguins_cv_family_ranks_on_train_rows_only_and_scores_the_cards_test_rows(monkeypatch, capsys, tmp_path):
+def test_penguins_cv_family_ranks_on_train_rows_only_and_scores_the_cards_test_rows(monkeypatch, capsys):
     """--family: cross-validation reads only the train rows (flipping every test row's sex leaves it unchanged and
     turns each test accuracy a into 1 - a), and the card's logistic regression scores what the card says."""
     import json
@@ -363,7 +363,8 @@ def test_penguins_cv_family_ranks_on_train_rows_only_and_scores_the_cards_test_r
     from benchmarks import penguins_cv
 
     result = penguins_cv.family(repeats=1)
-    card = json.loads((Path(__file__).resolve().parent.parent / "zoo" / "entries" / "penguins_hard" / "metadata.json").read_text())
+    entry = Path(__file__).resolve().parent.parent / "zoo" / "entries" / "penguins_hard"
+    card = json.loads((entry / "metadata.json").read_text())
     linear = card["simple_baselines"]["metrics"]["linear"]["sex_accuracy"]
     assert result["family"][penguins_cv.FAMILY[0]]["test_accuracy"] == pytest.approx(linear)
     assert list(result["family"]) == list(penguins_cv.FAMILY) and result["test_rows"] == 67

@@ -86,8 +86,7 @@ def saved_compile_arguments(arguments: dict[str, Any]) -> dict[str, Any]:
     becomes Keras's `"auto"` (XLA when every layer supports it): TensorFlow on a CPU saves its own resolution of
     "auto", False, and Keras's JAX trainer runs a model with `jit_compile=False` eagerly, step by step (a
     fusion entry saved on TensorFlow, mfeat_fusion, took 4.4 s instead of 0.8 s for its first predict of 500 rows on
-    JAX, 0.39 s instead of 0.02 s for later ones). TensorFlow:
-    unchanged.
+    JAX, 0.39 s instead of 0.02 s for later ones). TensorFlow: unchanged.
     """
     backend = keras.backend.backend()
     if backend == "jax" and arguments.get("jit_compile") is False:

@@ -3,9 +3,9 @@
 Keras's `predict` hands the compiled step a shorter last batch whenever the rows are not a multiple of the batch
 size, and a new shape is a new trace and a new XLA compile for a model compiled by XLA (TensorFlow with
 `jit_compile`, JAX): the first `predict` of an entry on its test split paid for the model twice (movies_mmoe:
-13.7 s, two traces and two compiles; 6.7 s now). Predicting the whole batches, then the remaining rows padded with copies of the last row to one
-more batch, keeps every step at one shape; the padded rows' outputs are dropped, and each row's outputs are the
-model's outputs for that row alone, as before (inference layers do not mix rows).
+13.7 s, two traces and two compiles; 6.7 s now). Predicting the whole batches, then the remaining rows padded with
+copies of the last row to one more batch, keeps every step at one shape; the padded rows' outputs are dropped, and
+each row's outputs are the model's outputs for that row alone, as before (inference layers do not mix rows).
 """
 
 from __future__ import annotations

@@ -179,7 +179,8 @@ class InMemoryFitMixin:
         x = _data_prep.unwrap_single_input(self, x)
         _data_checks.check(self, x, y, kwargs.get("sample_weight"), call="evaluate", labelled=True)
         if not args:  # x, y and sample_weight as keywords (Keras's own order takes batch_size next)
-            build_metrics_before_tracing(self, x.element_spec if _is_tf_dataset(x) else (x, y, kwargs.get("sample_weight")))
+            batch = x.element_spec if _is_tf_dataset(x) else (x, y, kwargs.get("sample_weight"))
+            build_metrics_before_tracing(self, batch)
         return super().evaluate(x, y, *args, **kwargs)
 
     def predict(self, x: Any, *args: Any, **kwargs: Any) -> Any:
